@@ -1,0 +1,71 @@
+//! The gRPC edge of the controller.
+//!
+//! Handlers here do three things only: find out who is calling (from the TLS
+//! certificate), turn protobuf messages into validated domain values
+//! ([`convert`]), and call the core through [`crate::server::Controller`].
+//! [`ApiError`] is the one place where failures become gRPC status codes.
+
+pub mod convert;
+pub mod node_service;
+pub mod operator_service;
+
+use fabric_pki::{Identity, Role};
+use tonic::Status;
+
+/// Every way an RPC can fail, and nothing else.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The caller has no usable Fabric identity.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's identity does not allow this call.
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::NotFound(m) => Status::not_found(m),
+        }
+    }
+}
+
+impl From<crate::core::CoreError> for ApiError {
+    fn from(e: crate::core::CoreError) -> Self {
+        match e {
+            crate::core::CoreError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+        }
+    }
+}
+
+/// Reads the caller's identity from its certificate and checks that it
+/// belongs to this cluster and plays `role`.
+pub fn authorize<T>(
+    request: &tonic::Request<T>,
+    cluster: &str,
+    role: Role,
+) -> Result<Identity, ApiError> {
+    let identity = fabric_pki::tls::peer_identity(request)
+        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    if identity.cluster != cluster {
+        return Err(ApiError::PermissionDenied(format!(
+            "certificate {identity} belongs to cluster {:?}, not {cluster:?}",
+            identity.cluster
+        )));
+    }
+    if identity.role != role {
+        return Err(ApiError::PermissionDenied(format!(
+            "certificate {identity} may not call this service (needs a {role:?} certificate)"
+        )));
+    }
+    Ok(identity)
+}

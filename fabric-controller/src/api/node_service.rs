@@ -1,0 +1,82 @@
+//! `fabric.v1.NodeService`: what host agents call.
+//!
+//! The node id always comes from the caller's certificate; a node id in the
+//! request is only checked against it.
+
+use super::{ApiError, authorize, convert};
+use crate::controller::Controller;
+use crate::core::{HeartbeatOutcome, NodeId};
+use fabric_pki::Role;
+use fabric_proto::v1::{self as pb, node_service_server::NodeService};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct NodeApi {
+    pub controller: Arc<Controller>,
+}
+
+impl NodeApi {
+    fn caller<T>(&self, request: &Request<T>) -> Result<NodeId, ApiError> {
+        let identity = authorize(request, self.controller.cluster(), Role::Host)?;
+        Ok(NodeId::new(identity.name))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    #[tracing::instrument(skip_all, fields(node))]
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let node = self.caller(&request)?;
+        tracing::Span::current().record("node", node.as_str());
+        let reg = convert::registration(request.into_inner(), &node)?;
+        let outcome = self
+            .controller
+            .register(node.clone(), reg.info, &reg.boot_id);
+        tracing::debug!(?outcome, "registered");
+        let config = self.controller.read().config().clone();
+        Ok(Response::new(pb::RegisterResponse {
+            cluster_name: self.controller.cluster().to_owned(),
+            node_id: node.to_string(),
+            heartbeat_interval: Some(convert::duration(config.heartbeat_interval)),
+            node_timeout: Some(convert::duration(config.node_timeout)),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let node = self.caller(&request)?;
+        let req = request.into_inner();
+        convert::check_claimed_node(&req.node_id, &node)?;
+        let boot_id = convert::boot_id(&req.boot_id)?;
+        let disposition = match self.controller.heartbeat(&node, &boot_id, req.sequence) {
+            HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
+            HeartbeatOutcome::Stale => pb::heartbeat_response::Disposition::Stale,
+            HeartbeatOutcome::RegisterAgain => pb::heartbeat_response::Disposition::RegisterAgain,
+        };
+        let interval = self.controller.read().config().heartbeat_interval;
+        Ok(Response::new(pb::HeartbeatResponse {
+            disposition: disposition as i32,
+            heartbeat_interval: Some(convert::duration(interval)),
+        }))
+    }
+
+    async fn report_fault(
+        &self,
+        request: Request<pb::FaultReport>,
+    ) -> Result<Response<pb::FaultReportAck>, Status> {
+        let node = self.caller(&request)?;
+        let req = request.into_inner();
+        convert::check_claimed_node(&req.node_id, &node)?;
+        let reason = convert::reason(&req.reason)?;
+        let version = convert::agent_version(&req.agent_version)?;
+        self.controller
+            .report_fault(&node, &reason, &version)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::FaultReportAck {}))
+    }
+}

@@ -1,0 +1,121 @@
+//! `fabric.v1.OperatorService`: what operators and fabricctl call.
+
+use super::{authorize, convert};
+use crate::controller::Controller;
+use fabric_pki::Role;
+use fabric_proto::v1::{self as pb, operator_service_server::OperatorService};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+pub struct OperatorApi {
+    pub controller: Arc<Controller>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ClusterEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OperatorService for OperatorApi {
+    async fn get_status(
+        &self,
+        request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let now = self.controller.clock().now();
+        let core = self.controller.read();
+        let config = core.config();
+        let nodes = core
+            .nodes()
+            .map(|n| convert::node_status(n, now.since(n.last_heard)))
+            .collect();
+        Ok(Response::new(pb::ClusterStatus {
+            cluster_name: self.controller.cluster().to_owned(),
+            mode: "Normal".to_owned(),
+            nodes,
+            heartbeat_interval: Some(convert::duration(config.heartbeat_interval)),
+            node_timeout: Some(convert::duration(config.node_timeout)),
+            controller_version: env!("CARGO_PKG_VERSION").to_owned(),
+            controller_pid: std::process::id(),
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let req = request.into_inner();
+        let limit = (req.limit > 0).then_some(req.limit as usize);
+        let events = self
+            .controller
+            .read()
+            .events()
+            .after(req.after_sequence, limit)
+            .iter()
+            .map(convert::event)
+            .collect();
+        Ok(Response::new(pb::ListEventsResponse { events }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let mut last = request.into_inner().after_sequence;
+        // Subscribe before reading the backlog so no event falls in between;
+        // the sequence check below drops the overlap.
+        let mut live = self.controller.subscribe();
+        let backlog = self.controller.read().events().after(last, None);
+        let closed = self.controller.closed();
+        let stream = async_stream(move |tx| async move {
+            tokio::pin!(closed);
+            for e in backlog {
+                last = e.sequence;
+                if tx.send(Ok(convert::event(&e))).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let received = tokio::select! {
+                    received = live.recv() => received,
+                    _ = &mut closed => return,
+                };
+                match received {
+                    Ok(e) if e.sequence <= last => continue,
+                    Ok(e) => {
+                        last = e.sequence;
+                        if tx.send(Ok(convert::event(&e))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "watcher fell {n} events behind; resume with after_sequence {last}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// Runs `body` in a task that feeds a channel, and returns the channel as a
+/// stream. The task ends when the client goes away (the send fails).
+fn async_stream<F, Fut>(body: F) -> EventStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::ClusterEvent, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,196 @@
+//! The controller's configuration: flags, an optional TOML file, defaults.
+//!
+//! Precedence is flag > file > default. Everything is resolved and validated
+//! once into a [`ControllerConfig`] at start, so a bad value stops the process
+//! with a message naming the value instead of failing later.
+
+use crate::core::CoreConfig;
+use anyhow::{Context, bail};
+use fabric_pki::tls::TlsFiles;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Command-line flags of `fabric-controller`.
+#[derive(Debug, Default, clap::Parser)]
+#[command(
+    name = "fabric-controller",
+    version,
+    about = "Fabric's fabric controller"
+)]
+pub struct Args {
+    /// TOML configuration file; flags override its values.
+    #[arg(long, env = "FABRIC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Name of the cluster this controller manages [default: local].
+    #[arg(long, env = "FABRIC_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:7400]; port 0 picks a free port.
+    #[arg(long, env = "FABRIC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// After binding, write the bound address to this file (for port 0).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+    /// Directory with ca.pem, controller.pem and controller.key.
+    #[arg(long, env = "FABRIC_PKI_DIR")]
+    pub pki_dir: Option<PathBuf>,
+    /// Cluster CA certificate (overrides --pki-dir).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The controller's certificate (overrides --pki-dir).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// The controller's private key (overrides --pki-dir).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// How often host agents heartbeat [default: 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// Silence after which a node is Unresponsive [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub node_timeout: Option<Duration>,
+    /// Directory for the controller's state.
+    #[arg(long, env = "FABRIC_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The TOML file; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub cluster: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub pki_dir: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub node_timeout: Option<Duration>,
+    pub event_retention: Option<usize>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Everything the controller needs to run, validated.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub cluster: String,
+    pub listen: SocketAddr,
+    pub addr_file: Option<PathBuf>,
+    pub tls: TlsFiles,
+    pub core: CoreConfig,
+    pub state_dir: Option<PathBuf>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+
+impl FileConfig {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+impl Args {
+    /// Merges flags over the config file over defaults, and validates.
+    pub fn resolve(self) -> anyhow::Result<ControllerConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = CoreConfig::default();
+        let core = CoreConfig {
+            heartbeat_interval: self
+                .heartbeat_interval
+                .or(file.heartbeat_interval)
+                .unwrap_or(defaults.heartbeat_interval),
+            node_timeout: self
+                .node_timeout
+                .or(file.node_timeout)
+                .unwrap_or(defaults.node_timeout),
+            event_retention: file.event_retention.unwrap_or(defaults.event_retention),
+        };
+        core.validate()?;
+        let cluster = self
+            .cluster
+            .or(file.cluster)
+            .unwrap_or_else(|| "local".to_owned());
+        fabric_pki::identity::validate_label("cluster name", &cluster)?;
+        let pki_dir = self.pki_dir.or(file.pki_dir);
+        let pick = |flag: Option<PathBuf>, file: Option<PathBuf>, name: &str| {
+            flag.or(file)
+                .or_else(|| pki_dir.as_ref().map(|d| d.join(name)))
+        };
+        let (Some(ca), Some(cert), Some(key)) = (
+            pick(self.ca, file.ca, "ca.pem"),
+            pick(self.cert, file.cert, "controller.pem"),
+            pick(self.key, file.key, "controller.key"),
+        ) else {
+            bail!("no TLS files: pass --pki-dir DIR, or --ca, --cert and --key");
+        };
+        Ok(ControllerConfig {
+            cluster,
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            addr_file: self.addr_file,
+            tls: TlsFiles { ca, cert, key },
+            core,
+            state_dir: self.state_dir.or(file.state_dir),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "cluster = \"alpha\"\nnode_timeout = \"20s\"\nheartbeat_interval = \"3s\"\npki_dir = \"/pki\""
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(file.path().to_owned()),
+            heartbeat_interval: Some(Duration::from_secs(1)),
+            ..Args::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.cluster, "alpha");
+        assert_eq!(c.core.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(c.core.node_timeout, Duration::from_secs(20));
+        assert_eq!(c.tls.cert, PathBuf::from("/pki/controller.pem"));
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_timeouts_are_refused() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "node_timout = \"20s\"").unwrap();
+        let err = Args {
+            config: Some(file.path().to_owned()),
+            ..Args::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("node_timout"), "{err:#}");
+
+        let err = Args {
+            pki_dir: Some("/pki".into()),
+            heartbeat_interval: Some(Duration::from_secs(5)),
+            node_timeout: Some(Duration::from_secs(6)),
+            ..Args::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("at least twice"), "{err}");
+    }
+}

@@ -1,0 +1,131 @@
+//! The cluster event log: every state transition, with its time and reason.
+//!
+//! Events are how operators and students see *why* the controller did what it
+//! did. Sequence numbers are strictly increasing so a watcher can resume after
+//! the last one it saw. Only the newest `retention` events are kept in memory.
+
+use super::clock::Moment;
+use super::node::NodeId;
+use std::collections::VecDeque;
+
+/// What kind of thing happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    ControllerStarted,
+    NodeRegistered,
+    NodeRestarted,
+    NodeUnresponsive,
+    NodeReady,
+    NodeFaultReported,
+}
+
+impl EventKind {
+    /// Stable machine-readable name, used on the wire and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ControllerStarted => "controller.started",
+            EventKind::NodeRegistered => "node.registered",
+            EventKind::NodeRestarted => "node.restarted",
+            EventKind::NodeUnresponsive => "node.unresponsive",
+            EventKind::NodeReady => "node.ready",
+            EventKind::NodeFaultReported => "node.fault_reported",
+        }
+    }
+}
+
+/// One entry of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterEvent {
+    pub sequence: u64,
+    pub at: Moment,
+    pub kind: EventKind,
+    pub node: Option<NodeId>,
+    pub reason: String,
+}
+
+/// A bounded, append-only log of cluster events.
+#[derive(Debug)]
+pub struct EventLog {
+    events: VecDeque<ClusterEvent>,
+    next_sequence: u64,
+    retention: usize,
+}
+
+impl EventLog {
+    pub fn new(retention: usize) -> Self {
+        Self {
+            events: VecDeque::new(),
+            next_sequence: 1,
+            retention: retention.max(1),
+        }
+    }
+
+    /// Appends an event and returns a copy of it (with its sequence number).
+    pub fn record(
+        &mut self,
+        at: Moment,
+        kind: EventKind,
+        node: Option<&NodeId>,
+        reason: impl Into<String>,
+    ) -> ClusterEvent {
+        let event = ClusterEvent {
+            sequence: self.next_sequence,
+            at,
+            kind,
+            node: node.cloned(),
+            reason: reason.into(),
+        };
+        self.next_sequence += 1;
+        if self.events.len() == self.retention {
+            self.events.pop_front();
+        }
+        self.events.push_back(event.clone());
+        event
+    }
+
+    /// Events with a sequence number above `after`, oldest first, at most
+    /// `limit` of them (the newest ones if there are more).
+    pub fn after(&self, after: u64, limit: Option<usize>) -> Vec<ClusterEvent> {
+        let newer: Vec<_> = self
+            .events
+            .iter()
+            .filter(|e| e.sequence > after)
+            .cloned()
+            .collect();
+        match limit {
+            Some(n) if newer.len() > n => newer[newer.len() - n..].to_vec(),
+            _ => newer,
+        }
+    }
+
+    /// Sequence number of the newest event, 0 if none.
+    pub fn last_sequence(&self) -> u64 {
+        self.next_sequence - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn at() -> Moment {
+        Moment {
+            mono: Duration::ZERO,
+            wall: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn keeps_only_the_newest_and_sequences_increase() {
+        let mut log = EventLog::new(3);
+        for i in 0..5 {
+            log.record(at(), EventKind::NodeReady, None, format!("{i}"));
+        }
+        let seqs: Vec<_> = log.after(0, None).iter().map(|e| e.sequence).collect();
+        assert_eq!(seqs, vec![3, 4, 5]);
+        assert_eq!(log.after(4, None).len(), 1);
+        assert_eq!(log.after(0, Some(2))[0].sequence, 4);
+        assert_eq!(log.last_sequence(), 5);
+    }
+}

@@ -1,0 +1,80 @@
+//! A server as the fabric controller knows it.
+
+use super::clock::Moment;
+use std::fmt;
+use std::time::Duration;
+
+/// A node (server) id, as named in its host agent's certificate.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Health of a node, in the postmortem's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// Heartbeating; may run VMs.
+    Ready,
+    /// Missed heartbeats for `node_timeout`; may come back by itself.
+    Unresponsive,
+    /// Human Investigate: taken out of service until an operator repairs it.
+    HumanInvestigate,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "Ready",
+            NodeState::Unresponsive => "Unresponsive",
+            NodeState::HumanInvestigate => "HumanInvestigate",
+        }
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a host agent declares about its server when it registers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeInfo {
+    pub fault_domain: u32,
+    pub update_domain: u32,
+    pub capacity_vm_slots: u32,
+    pub agent_version: String,
+    pub host_endpoint: String,
+    pub pid: u32,
+}
+
+/// Everything the core tracks about one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub info: NodeInfo,
+    pub state: NodeState,
+    /// When the node entered `state`.
+    pub state_since: Moment,
+    /// The host agent process instance; changes when it restarts.
+    pub boot_id: String,
+    /// Highest heartbeat sequence number accepted in this boot.
+    pub last_sequence: u64,
+    /// Monotonic time of the last registration or accepted heartbeat.
+    pub last_heard: Duration,
+    /// How many times a new boot id was seen.
+    pub restarts: u64,
+}

@@ -1,0 +1,14 @@
+//! The fabric controller (FC): manages one cluster of servers.
+//!
+//! Layout, from the inside out:
+//! - [`core`]: pure decisions (node registry, heartbeat expiry, events).
+//! - [`controller`]: the core behind a lock, with the clock and event fan-out.
+//! - [`api`]: gRPC services; validation and the one error-to-status mapping.
+//! - [`server`]: TLS, health, reflection and background loops; [`server::run`].
+//! - [`config`]: flags and config file, resolved once.
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod core;
+pub mod server;

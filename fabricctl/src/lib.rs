@@ -1,0 +1,76 @@
+//! Fabric's command line.
+//!
+//! `fabricctl up` runs a whole local cluster (a fabric controller and N host
+//! agents, supervised like an init system); `status` and `events` talk to a
+//! fabric controller over mutual TLS with the admin certificate.
+//!
+//! - [`cli`]: the command line (clap).
+//! - [`context`]: `<state>/context.json`, how later commands find the cluster.
+//! - [`target`]: which controller to call and the mTLS channel to it.
+//! - [`error`]: one-line, human error messages for every failure.
+//! - [`status`], [`events`]: the read-only commands and their output formats.
+//! - [`watch`]: a WatchEvents subscription that survives controller restarts.
+//! - [`up`]: the local cluster launcher and supervisor.
+//! - [`bins`], [`output`], [`timefmt`]: finding daemon binaries, writing to
+//!   stdout safely, formatting times.
+
+pub mod bins;
+pub mod cli;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod output;
+pub mod status;
+pub mod target;
+pub mod timefmt;
+pub mod up;
+pub mod watch;
+
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+/// Runs one command line to completion and returns the process exit code.
+/// Failures print a single `fabricctl: ...` line on stderr.
+pub fn main_with(cli: Cli) -> ExitCode {
+    init_tracing();
+    fabric_pki::install_crypto_provider();
+    // A current-thread runtime on the main thread: children are spawned from
+    // this thread, and PR_SET_PDEATHSIG fires when the *thread* that forked
+    // them exits, so it must be the one that lives as long as the process.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fabricctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fabricctl: {}", error::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Up(args) => up::run(&cli.global, args).await,
+        Command::Status(args) => status::run(&cli.global, args).await,
+        Command::Events(args) => events::run(&cli.global, args).await,
+    }
+}
+
+/// fabricctl's own diagnostics go to stderr, filtered by `FABRICCTL_LOG`
+/// (default `warn`); `RUST_LOG` is left to the daemons.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FABRICCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

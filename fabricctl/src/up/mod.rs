@@ -1,0 +1,410 @@
+//! `fabricctl up`: run a local cluster and supervise it until stopped.
+//!
+//! Order of work: take the state directory's lock, create the PKI, start
+//! the fabric controller and wait until it is SERVING, write context.json,
+//! start the host agents, then supervise (restart what exits) while
+//! streaming cluster events, until SIGINT/SIGTERM/SIGHUP. Stopping leaves no
+//! process behind: children die by signal from the launcher, or by
+//! PR_SET_PDEATHSIG if the launcher itself is killed.
+
+pub mod child;
+pub mod layout;
+pub mod lock;
+pub mod pki;
+pub mod ready;
+pub mod reaper;
+pub mod signals;
+pub mod supervisor;
+
+use crate::bins;
+use crate::cli::{GlobalArgs, UpArgs};
+use crate::context::{Context, ProcessEntry};
+use crate::error::CtlError;
+use crate::events;
+use crate::target::Target;
+use crate::watch;
+use anyhow::Context as _;
+use child::ChildSpec;
+use fabric_pki::tls::TlsFiles;
+use fabric_proto::v1::operator_service_client::OperatorServiceClient;
+use fabric_proto::v1::{ListEventsRequest, NodeState};
+use layout::{StateLayout, host_name};
+use std::path::Path;
+use std::time::Duration;
+use supervisor::{Supervisor, say};
+use tokio::time::Instant;
+
+/// The controller's process name (and log file stem).
+pub const CONTROLLER_NAME: &str = "fabric-controller";
+/// The TLS name the controller certificate carries.
+pub const SERVER_NAME: &str = "localhost";
+/// How long `up` waits for every host to be Ready before warning.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
+    let layout = StateLayout::create(&global.state_dir)?;
+    let _lock = lock::acquire(&layout)?;
+    refuse_live_launcher(&layout)?;
+    let bin_dir = bins::bin_dir()?;
+    let fc_bin = bins::find(&bin_dir, bins::CONTROLLER)?;
+    let ha_bin = bins::find(&bin_dir, bins::HOST_AGENT)?;
+    let pki = pki::prepare(&layout, &args.cluster, args.hosts)?;
+
+    let mut stop = signals::StopSignals::register().context("cannot handle signals")?;
+    let mut sigchld = signals::child_signal().context("cannot handle SIGCHLD")?;
+    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
+
+    let env = child_env();
+    let mut sup = Supervisor::new(layout.root.clone(), args.restart_delay);
+    let fc = sup.add(controller_spec(&layout, &pki, args, &fc_bin, &env));
+    let admin = Target {
+        what: "fabric controller",
+        endpoint: String::new(),
+        server_name: SERVER_NAME.into(),
+        tls: TlsFiles::new(pki.ca(), &pki.admin),
+        hint: None,
+    };
+
+    let started = tokio::select! {
+        r = start_controller(&mut sup, fc, &layout, admin) => Some(r),
+        sig = stop.recv() => {
+            say(&format!("{sig} received during startup; stopping"));
+            None
+        }
+    };
+    let target = match started {
+        Some(Ok(target)) => target,
+        other => {
+            sup.shutdown(&mut sigchld).await;
+            sup.finish();
+            return match other {
+                Some(Err(e)) => Err(e),
+                _ => Ok(()),
+            };
+        }
+    };
+
+    // Events so far (a controller may keep them across runs) are history;
+    // the stream shows this run's.
+    let after = latest_sequence(&target).await.unwrap_or(0);
+    let mut context = Context {
+        cluster: args.cluster.clone(),
+        endpoint: target.endpoint.clone(),
+        server_name: SERVER_NAME.into(),
+        ca: target.tls.ca.clone(),
+        cert: target.tls.cert.clone(),
+        key: target.tls.key.clone(),
+        launcher_pid: Some(std::process::id()),
+        stopped_at: None,
+        processes: vec![ProcessEntry {
+            name: CONTROLLER_NAME.into(),
+            pid: None,
+            log: layout.log(CONTROLLER_NAME),
+        }],
+    };
+    let mut hosts = Vec::new();
+    for i in 1..=args.hosts {
+        let spec = host_spec(&layout, &pki, args, &ha_bin, &env, &target.endpoint, i);
+        context.processes.push(ProcessEntry {
+            name: spec.name.clone(),
+            pid: None,
+            log: spec.log.clone(),
+        });
+        hosts.push(sup.add(spec));
+    }
+    sup.set_context(context);
+    for &idx in &hosts {
+        if let Err(e) = sup.start(idx) {
+            sup.shutdown(&mut sigchld).await;
+            sup.finish();
+            return Err(e);
+        }
+    }
+
+    print_banner(&layout, global, args, &target, sup.pid(fc));
+    let readiness = tokio::spawn(report_ready(target.clone(), args.hosts, layout.logs()));
+    let watcher = tokio::spawn(stream_events(target.clone(), after));
+
+    let sig = sup.supervise(&mut stop, &mut sigchld).await;
+    watcher.abort();
+    readiness.abort();
+    say(&format!("{sig} received: stopping the cluster"));
+    sup.shutdown(&mut sigchld).await;
+    sup.finish();
+    say("cluster stopped");
+    Ok(())
+}
+
+/// Belt and braces next to the lock: a context naming another live
+/// fabricctl (e.g. one from a build without the lock) also refuses.
+fn refuse_live_launcher(layout: &StateLayout) -> anyhow::Result<()> {
+    let Some(ctx) = Context::load(&layout.root)? else {
+        return Ok(());
+    };
+    match ctx.live_launcher() {
+        Some(pid) if pid != std::process::id() && is_fabricctl(pid) => {
+            Err(CtlError::AlreadyRunning {
+                state_dir: layout.root.clone(),
+                pid: Some(pid),
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_fabricctl(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim() == "fabricctl")
+}
+
+/// RUST_LOG passes through (default "info"); logs go to files, so no colour.
+fn child_env() -> Vec<(String, String)> {
+    vec![
+        (
+            "RUST_LOG".into(),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+        ("NO_COLOR".into(), "1".into()),
+    ]
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn duration_arg(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn controller_spec(
+    layout: &StateLayout,
+    pki: &pki::ClusterPki,
+    args: &UpArgs,
+    program: &Path,
+    env: &[(String, String)],
+) -> ChildSpec {
+    let addr_file = layout.addr_file("fc");
+    ChildSpec {
+        name: CONTROLLER_NAME.into(),
+        program: program.to_owned(),
+        args: vec![
+            "--cluster".into(),
+            args.cluster.clone(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--addr-file".into(),
+            path_arg(&addr_file),
+            "--ca".into(),
+            path_arg(&pki.ca()),
+            "--cert".into(),
+            path_arg(&pki.controller.cert),
+            "--key".into(),
+            path_arg(&pki.controller.key),
+            "--heartbeat-interval".into(),
+            duration_arg(args.heartbeat_interval),
+            "--node-timeout".into(),
+            duration_arg(args.node_timeout),
+            "--state-dir".into(),
+            path_arg(&layout.controller_state()),
+        ],
+        log: layout.log(CONTROLLER_NAME),
+        env: env.to_vec(),
+        addr_file: Some(addr_file),
+    }
+}
+
+/// Host `i` (1-based) is in fault domain (i-1) % fds, update domain (i-1) % uds.
+pub fn domains(i: u32, fault_domains: u32, update_domains: u32) -> (u32, u32) {
+    (
+        (i - 1) % fault_domains.max(1),
+        (i - 1) % update_domains.max(1),
+    )
+}
+
+fn host_spec(
+    layout: &StateLayout,
+    pki: &pki::ClusterPki,
+    args: &UpArgs,
+    program: &Path,
+    env: &[(String, String)],
+    endpoint: &str,
+    i: u32,
+) -> ChildSpec {
+    let name = host_name(i);
+    let cert = &pki.hosts[(i - 1) as usize];
+    let (fd, ud) = domains(i, args.fault_domains, args.update_domains);
+    let addr_file = layout.addr_file(&name);
+    ChildSpec {
+        program: program.to_owned(),
+        args: vec![
+            "--controller".into(),
+            endpoint.into(),
+            "--controller-name".into(),
+            SERVER_NAME.into(),
+            "--ca".into(),
+            path_arg(&pki.ca()),
+            "--cert".into(),
+            path_arg(&cert.cert),
+            "--key".into(),
+            path_arg(&cert.key),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--addr-file".into(),
+            path_arg(&addr_file),
+            "--fault-domain".into(),
+            fd.to_string(),
+            "--update-domain".into(),
+            ud.to_string(),
+            "--capacity".into(),
+            args.capacity.to_string(),
+            "--heartbeat-interval".into(),
+            duration_arg(args.heartbeat_interval),
+            "--state-dir".into(),
+            path_arg(&layout.host_state(&name)),
+        ],
+        log: layout.log(&name),
+        env: env.to_vec(),
+        addr_file: Some(addr_file),
+        name,
+    }
+}
+
+/// Starts the controller and waits until it is SERVING; returns the target
+/// to reach it with the admin certificate. From then on its listen address
+/// is pinned, so a restarted controller comes back where the host agents
+/// and context.json expect it.
+async fn start_controller(
+    sup: &mut Supervisor,
+    fc: usize,
+    layout: &StateLayout,
+    mut admin: Target,
+) -> anyhow::Result<Target> {
+    let deadline = Instant::now() + ready::STARTUP_DEADLINE;
+    sup.start(fc)?;
+    let log = layout.log(CONTROLLER_NAME);
+    let with_log = |e: anyhow::Error| e.context(format!("see {}", log.display()));
+    let addr = ready::wait_addr_file(
+        CONTROLLER_NAME,
+        &layout.addr_file("fc"),
+        deadline,
+        &mut || sup.exit_of(fc),
+    )
+    .await
+    .map_err(|e| reorder(with_log(e)))?;
+    admin.endpoint = format!("https://{addr}");
+    ready::wait_serving(&admin, deadline, &mut || sup.exit_of(fc))
+        .await
+        .map_err(|e| reorder(with_log(e)))?;
+    sup.spec_mut(fc).set_flag("--listen", &addr.to_string());
+    Ok(admin)
+}
+
+/// Puts the cause first: "X exited ...: see LOG" rather than "see LOG: X".
+fn reorder(e: anyhow::Error) -> anyhow::Error {
+    let mut chain = e.chain().map(ToString::to_string);
+    let outer = chain.next().unwrap_or_default();
+    let inner: Vec<String> = chain.collect();
+    anyhow::anyhow!("{} ({outer})", inner.join(": "))
+}
+
+async fn latest_sequence(target: &Target) -> anyhow::Result<u64> {
+    let mut client = OperatorServiceClient::new(target.connect().await?);
+    let events = client
+        .list_events(ListEventsRequest {
+            after_sequence: 0,
+            limit: 0,
+        })
+        .await
+        .map_err(|s| target.first_rpc_error("ListEvents", &s))?
+        .into_inner()
+        .events;
+    Ok(events.iter().map(|e| e.sequence).max().unwrap_or(0))
+}
+
+fn print_banner(
+    layout: &StateLayout,
+    global: &GlobalArgs,
+    args: &UpArgs,
+    target: &Target,
+    fc_pid: Option<nix::unistd::Pid>,
+) {
+    let state_flag = if global.state_dir == Path::new(".fabric") {
+        String::new()
+    } else {
+        format!(" --state-dir {}", layout.root.display())
+    };
+    let banner = [
+        format!(
+            "fabricctl up: cluster {:?}, fabric controller (pid {}) and {} host agents",
+            args.cluster,
+            fc_pid.map_or("?".into(), |p| p.to_string()),
+            args.hosts
+        ),
+        format!("  endpoint   {}", target.endpoint),
+        format!("  state dir  {}", layout.root.display()),
+        format!("  logs       {}/<name>.log", layout.logs().display()),
+        format!("  status     fabricctl{state_flag} status"),
+        format!("  events     fabricctl{state_flag} events --follow"),
+        format!("  stop       Ctrl-C (or kill -TERM {})", std::process::id()),
+    ];
+    crate::output::line_lossy(&banner.join("\n"));
+}
+
+/// Prints one line once every host is Ready, or a warning if that takes
+/// too long.
+async fn report_ready(target: Target, hosts: u32, logs: std::path::PathBuf) {
+    let started = Instant::now();
+    let deadline = started + READY_DEADLINE;
+    let mut ready = 0;
+    while Instant::now() < deadline {
+        if let Ok(status) = crate::status::fetch(&target).await {
+            ready = status
+                .nodes
+                .iter()
+                .filter(|n| n.state() == NodeState::Ready)
+                .count();
+            if ready >= hosts as usize {
+                say(&format!(
+                    "cluster ready: {ready}/{hosts} hosts Ready after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ));
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    say(&format!(
+        "warning: only {ready}/{hosts} hosts Ready after {}s; see {}",
+        READY_DEADLINE.as_secs(),
+        logs.display()
+    ));
+}
+
+async fn stream_events(target: Target, after: u64) {
+    let result = watch::follow(
+        &target,
+        after,
+        |e| crate::output::line_lossy(&events::short_line(e)),
+        say,
+    )
+    .await;
+    if let Err(e) = result {
+        say(&format!(
+            "event stream stopped: {}",
+            crate::error::one_line(&e)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_assignment() {
+        assert_eq!(domains(1, 3, 5), (0, 0));
+        assert_eq!(domains(4, 3, 5), (0, 3));
+        assert_eq!(domains(6, 3, 5), (2, 0));
+    }
+}

@@ -1,0 +1,129 @@
+//! The host agent's link to the fabric controller: register, then heartbeat
+//! every `heartbeat_interval`, riding out controller outages.
+//!
+//! While the controller is unreachable the agent keeps trying with jittered
+//! exponential backoff; nothing is queued, since each heartbeat supersedes the
+//! last. Sequence numbers increase for the whole life of the process, so the
+//! controller can drop a heartbeat that arrives late or out of order. If the
+//! controller answers REGISTER_AGAIN (it restarted, or forgot us), we register
+//! again and carry on.
+
+use crate::backoff::Backoff;
+use crate::config::HostConfig;
+use crate::state::HostState;
+use fabric_pki::tls::LoadedTls;
+use fabric_proto::v1::{
+    self as pb, heartbeat_response::Disposition, node_service_client::NodeServiceClient,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Builds a lazily connecting mTLS channel to the controller. HTTP/2
+/// keepalive lets the channel notice a dead connection (e.g. after a network
+/// partition) and reconnect instead of waiting on it forever.
+pub fn channel(config: &HostConfig, tls: &LoadedTls) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(config.controller.clone())?
+        .tls_config(tls.client_config(&config.controller_name))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Everything the heartbeat loop needs.
+pub struct Link {
+    pub client: NodeServiceClient<Channel>,
+    pub state: Arc<HostState>,
+    pub description: pb::NodeDescription,
+    /// `None`: use the controller's interval.
+    pub heartbeat_interval: Option<Duration>,
+    pub max_backoff: Duration,
+}
+
+impl Link {
+    /// Runs forever (until the task is dropped).
+    pub async fn run(mut self) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.max_backoff);
+        let mut sequence = 0u64;
+        loop {
+            let interval = match self.register().await {
+                Ok(interval) => {
+                    backoff.reset();
+                    interval
+                }
+                Err(status) => {
+                    self.state.record_failure();
+                    let wait = backoff.next_delay();
+                    tracing::warn!(code = ?status.code(), "register failed: {}; retrying in {wait:?}", status.message());
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                sequence += 1;
+                match self.heartbeat(sequence).await {
+                    Ok(Disposition::RegisterAgain) => {
+                        tracing::info!("controller asked us to register again");
+                        break;
+                    }
+                    Ok(_) => {
+                        self.state.record_success();
+                        backoff.reset();
+                    }
+                    Err(status) => {
+                        self.state.record_failure();
+                        let wait = backoff.next_delay();
+                        tracing::warn!(code = ?status.code(), "heartbeat failed: {}; next try in {wait:?}", status.message());
+                        tokio::time::sleep(wait).await;
+                        ticker.reset();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn register(&mut self) -> Result<Duration, tonic::Status> {
+        let response = self
+            .client
+            .register(pb::RegisterRequest {
+                node: Some(self.description.clone()),
+                boot_id: self.state.boot_id.clone(),
+            })
+            .await?
+            .into_inner();
+        let offered = response
+            .heartbeat_interval
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(2));
+        let interval = self.heartbeat_interval.unwrap_or(offered);
+        self.state.record_success();
+        tracing::info!(
+            cluster = %response.cluster_name,
+            node = %response.node_id,
+            ?interval,
+            "registered with the fabric controller"
+        );
+        Ok(interval)
+    }
+
+    async fn heartbeat(&mut self, sequence: u64) -> Result<Disposition, tonic::Status> {
+        let response = self
+            .client
+            .heartbeat(pb::HeartbeatRequest {
+                node_id: self.state.node_id.clone(),
+                boot_id: self.state.boot_id.clone(),
+                sequence,
+                vms: Vec::new(),
+            })
+            .await?
+            .into_inner();
+        Ok(Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified))
+    }
+}

@@ -1,0 +1,33 @@
+//! `host-agent`: parses flags, binds, and runs until SIGINT/SIGTERM.
+
+use clap::Parser;
+use host_agent::{config::Args, server};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Args::parse().resolve()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    if let Some(path) = &config.addr_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, listener.local_addr()?.to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
+    server::run(config, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
