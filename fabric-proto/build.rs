@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let files = ["fabric/v1/controller.proto", "fabric/v1/host.proto"];
+    let files = [
+        "fabric/v1/controller.proto",
+        "fabric/v1/host.proto",
+        "fabric/v1/guest.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }

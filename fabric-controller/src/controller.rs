@@ -5,9 +5,13 @@
 //! `.await`), then publishes whatever events the core raised: to the tracing
 //! log and to live `WatchEvents` subscribers.
 
+use crate::api::convert::ValidatedDeployment;
+use crate::core::services::DeployOutcome;
 use crate::core::{
-    Clock, ClusterEvent, CoreError, FabricCore, HeartbeatOutcome, NodeId, NodeInfo, RegisterOutcome,
+    Clock, ClusterEvent, CoreError, FabricCore, HeartbeatOutcome, InstanceId, NodeId, NodeInfo,
+    RegisterOutcome, RoleInstance, VmAssignment, VmObservation,
 };
+use crate::secrets::{RoleCertificate, SecretStore};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -15,6 +19,8 @@ use tokio::sync::{Notify, broadcast, watch};
 pub struct Controller {
     cluster: String,
     core: Mutex<FabricCore>,
+    /// Lock order: `core` before `secrets`, always.
+    secrets: Mutex<SecretStore>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<ClusterEvent>,
     /// Wakes the expiry loop when a deadline may have moved earlier.
@@ -30,6 +36,7 @@ impl Controller {
         Arc::new(Self {
             cluster,
             core: Mutex::new(core),
+            secrets: Mutex::new(SecretStore::default()),
             clock,
             events,
             expiry_changed: Notify::new(),
@@ -93,14 +100,115 @@ impl Controller {
         outcome
     }
 
-    pub fn heartbeat(&self, id: &NodeId, boot_id: &str, sequence: u64) -> HeartbeatOutcome {
+    /// Records a heartbeat and its VM reports; returns what the node should
+    /// run (only meaningful when the heartbeat was not REGISTER_AGAIN).
+    pub fn heartbeat(
+        &self,
+        id: &NodeId,
+        boot_id: &str,
+        sequence: u64,
+        vms: Vec<VmObservation>,
+    ) -> (HeartbeatOutcome, Vec<VmAssignment>) {
         let now = self.clock.now();
-        let (outcome, events) = self.read().heartbeat(now, id, boot_id, sequence);
+        let mut core = self.read();
+        let (outcome, mut events) = core.heartbeat(now, id, boot_id, sequence);
+        // Reports ride on accepted heartbeats only: a stale one may describe
+        // a VM state older than what we already know.
+        if outcome == HeartbeatOutcome::Accepted {
+            events.extend(core.observe_vms(now, id, vms));
+        }
+        let desired = match outcome {
+            HeartbeatOutcome::RegisterAgain => Vec::new(),
+            _ => core.desired_vms(id),
+        };
+        drop(core);
         if !events.is_empty() {
             self.expiry_changed.notify_one();
         }
         self.publish(events);
-        outcome
+        (outcome, desired)
+    }
+
+    fn secrets(&self) -> MutexGuard<'_, SecretStore> {
+        self.secrets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates or rotates a deployment; returns its instances.
+    pub fn deploy(
+        &self,
+        deployment: ValidatedDeployment,
+    ) -> Result<(DeployOutcome, Vec<RoleInstance>), CoreError> {
+        let now = self.clock.now();
+        let name = deployment.spec.name.clone();
+        let mut core = self.read();
+        let (outcome, events) = core.deploy(now, deployment.spec)?;
+        let mut secrets = self.secrets();
+        for (role, certs) in deployment.secrets {
+            secrets.put(&name, &role, certs);
+        }
+        drop(secrets);
+        let instances = core
+            .instances()
+            .filter(|i| i.id.deployment == name)
+            .cloned()
+            .collect();
+        drop(core);
+        self.publish(events);
+        Ok((outcome, instances))
+    }
+
+    pub fn scale(
+        &self,
+        deployment: &str,
+        role: &str,
+        count: u32,
+    ) -> Result<Vec<RoleInstance>, CoreError> {
+        let now = self.clock.now();
+        let mut core = self.read();
+        let events = core.scale(now, deployment, role, count)?;
+        let instances = core
+            .instances()
+            .filter(|i| i.id.deployment.as_str() == deployment && i.id.role.as_str() == role)
+            .cloned()
+            .collect();
+        drop(core);
+        self.publish(events);
+        Ok(instances)
+    }
+
+    pub fn delete(&self, deployment: &str) -> Result<(), CoreError> {
+        let now = self.clock.now();
+        let mut core = self.read();
+        let event = core.delete(now, deployment)?;
+        if let Ok(name) = crate::core::Name::parse("deployment", deployment) {
+            self.secrets().remove_deployment(&name);
+        }
+        drop(core);
+        self.publish(vec![event]);
+        Ok(())
+    }
+
+    /// The certificates of VM `vm`, for the node it is assigned to only.
+    pub fn fetch_secrets(
+        &self,
+        node: &NodeId,
+        vm: &InstanceId,
+        incarnation: u64,
+    ) -> Result<(Vec<RoleCertificate>, String), CoreError> {
+        let core = self.read();
+        let (deployment, role) = core.authorize_secrets(node, vm, incarnation)?;
+        let version = core
+            .deployments()
+            .find(|d| d.name == deployment)
+            .and_then(|d| d.role(&role))
+            .map(|r| r.secrets_version())
+            .unwrap_or_default();
+        let certs = self
+            .secrets()
+            .get(&deployment, &role)
+            .map(<[RoleCertificate]>::to_vec)
+            .unwrap_or_default();
+        Ok((certs, version))
     }
 
     pub fn report_fault(&self, id: &NodeId, reason: &str, version: &str) -> Result<(), CoreError> {

@@ -5,10 +5,12 @@
 //! - [`controller`]: the core behind a lock, with the clock and event fan-out.
 //! - [`api`]: gRPC services; validation and the one error-to-status mapping.
 //! - [`server`]: TLS, health, reflection and background loops; [`server::run`].
+//! - [`secrets`]: deployed certificates' private keys, kept out of the core.
 //! - [`config`]: flags and config file, resolved once.
 
 pub mod api;
 pub mod config;
 pub mod controller;
 pub mod core;
+pub mod secrets;
 pub mod server;

@@ -49,8 +49,15 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Start a local cluster (controller + host agents) and supervise it until Ctrl-C.
     Up(UpArgs),
-    /// Show the cluster's nodes and their state.
+    /// Show the cluster's nodes, deployments and role instances.
     Status(StatusArgs),
+    /// Deploy a service definition (TOML), or rotate the certificates of an
+    /// existing deployment with the same roles and instance counts.
+    Deploy(DeployArgs),
+    /// Delete a deployment and stop all its role instances.
+    Delete(DeleteArgs),
+    /// Set the number of instances of one role of a deployment.
+    Scale(ScaleArgs),
     /// List cluster events, optionally following new ones.
     Events(EventsArgs),
 }
@@ -81,6 +88,56 @@ pub struct UpArgs {
     /// Delay before restarting a process that exited.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub restart_delay: Duration,
+    /// How long a new guest agent may take to connect before its host agent
+    /// reinitializes the VM (host-agent --guest-connect-timeout; 25m as in
+    /// the 2012 postmortem).
+    #[arg(long, default_value = "25m", value_parser = humantime::parse_duration)]
+    pub guest_timeout: Duration,
+    /// Silence after which a connected guest agent is presumed dead.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub guest_heartbeat_timeout: Duration,
+    /// Consecutive clean-VM failures after which a host agent reports its
+    /// server faulty.
+    #[arg(long, default_value_t = 3)]
+    pub clean_vm_strikes: u32,
+    /// Make guest agents compute their transfer certificate's expiry the
+    /// 2012 way (fails on Feb 29).
+    #[arg(long)]
+    pub leap_day_bug: bool,
+    /// Start the guests' clock at this RFC 3339 instant, e.g.
+    /// 2012-02-28T23:59:00Z (it then advances in real time).
+    #[arg(long, value_name = "RFC3339")]
+    pub guest_now: Option<String>,
+    /// Make guest agents exit silently when they fail to initialize (the
+    /// 2012 behaviour) instead of reporting why.
+    #[arg(long)]
+    pub silent_guest_failures: bool,
+    /// Once every host is Ready, deploy this service definition.
+    #[arg(long, value_name = "FILE")]
+    pub deploy: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// The service definition (TOML); certificate paths in it are relative
+    /// to its directory.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// The deployment (service name).
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// The deployment (service name).
+    pub name: String,
+    /// The role to scale.
+    pub role: String,
+    /// The new number of instances (at least 1; delete removes a deployment).
+    pub instances: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,6 +191,32 @@ mod tests {
             (3, 5, 4)
         );
         assert_eq!(up.restart_delay, Duration::from_secs(2));
+        assert_eq!(up.guest_timeout, Duration::from_secs(25 * 60));
+        assert_eq!(up.guest_heartbeat_timeout, Duration::from_secs(15));
+        assert_eq!(up.clean_vm_strikes, 3);
+        assert!(!up.leap_day_bug && !up.silent_guest_failures);
+        assert_eq!((up.guest_now, up.deploy), (None, None));
+    }
+
+    #[test]
+    fn management_commands() {
+        let cli =
+            Cli::try_parse_from(["fabricctl", "deploy", "examples/web/service.toml"]).unwrap();
+        let Command::Deploy(d) = cli.command else {
+            panic!("not deploy")
+        };
+        assert_eq!(d.file, PathBuf::from("examples/web/service.toml"));
+        let cli = Cli::try_parse_from(["fabricctl", "scale", "web", "frontend", "3"]).unwrap();
+        let Command::Scale(s) = cli.command else {
+            panic!("not scale")
+        };
+        assert_eq!(
+            (s.name.as_str(), s.role.as_str(), s.instances),
+            ("web", "frontend", 3)
+        );
+        let cli = Cli::try_parse_from(["fabricctl", "delete", "web"]).unwrap();
+        assert!(matches!(cli.command, Command::Delete(DeleteArgs { name }) if name == "web"));
+        assert!(Cli::try_parse_from(["fabricctl", "scale", "web", "frontend", "-1"]).is_err());
     }
 
     #[test]

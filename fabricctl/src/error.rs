@@ -69,6 +69,23 @@ pub enum CtlError {
         state_dir: PathBuf,
         pid: Option<u32>,
     },
+
+    #[error("cannot read service definition {}: {detail}", .path.display())]
+    DefinitionUnreadable { path: PathBuf, detail: String },
+
+    #[error("service definition {}: {detail}", .path.display())]
+    BadDefinition { path: PathBuf, detail: String },
+
+    /// The controller understood a Deploy, Scale or DeleteDeployment and
+    /// said no (bad input, name taken, no room, no such deployment).
+    #[error("{action} refused: {detail}")]
+    Refused {
+        action: &'static str,
+        detail: String,
+    },
+
+    #[error("invalid {flag}: {detail}")]
+    BadFlag { flag: &'static str, detail: String },
 }
 
 fn pid_suffix(pid: Option<u32>) -> String {
@@ -270,6 +287,42 @@ pub fn from_status(
     build(what, endpoint, rpc, Some(status.code()), flatten(&text))
 }
 
+/// The error for a failed service-management call (`action` is "deploy",
+/// "scale" or "delete"): the controller's own reason when it refused the
+/// request itself, otherwise the usual transport classification.
+pub fn from_management(
+    action: &'static str,
+    what: &'static str,
+    endpoint: &str,
+    rpc: &'static str,
+    status: &tonic::Status,
+) -> CtlError {
+    let message = flatten(status.message());
+    let hint = match status.code() {
+        Code::ResourceExhausted => {
+            " (free slots with `fabricctl delete` or `fabricctl scale`, or restart `fabricctl up` with more --hosts or --capacity)"
+        }
+        Code::NotFound => " (see `fabricctl status` for deployments and roles)",
+        _ => "",
+    };
+    match status.code() {
+        Code::InvalidArgument
+        | Code::AlreadyExists
+        | Code::ResourceExhausted
+        | Code::NotFound
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+            if !message.is_empty() =>
+        {
+            CtlError::Refused {
+                action,
+                detail: format!("{message}{hint}"),
+            }
+        }
+        _ => from_status(what, endpoint, rpc, status),
+    }
+}
+
 fn build(
     what: &'static str,
     endpoint: &str,
@@ -421,6 +474,36 @@ mod tests {
             "fabric controller at https://127.0.0.1:7400 rejected WatchEvents: Unimplemented:"
         ));
         assert_eq!(classify(Some(Code::DeadlineExceeded), ""), Failure::Timeout);
+    }
+
+    #[test]
+    fn management_refusals_are_the_controllers_reason() {
+        let s = tonic::Status::invalid_argument(
+            "role frontend: certificate \"https\": the private key does not match the certificate",
+        );
+        let e = from_management("deploy", FC, EP, "Deploy", &s);
+        assert_eq!(
+            e.to_string(),
+            "deploy refused: role frontend: certificate \"https\": the private key does not match the certificate"
+        );
+        let s = tonic::Status::resource_exhausted(
+            "not enough VM slots: 3 more instances needed, 2 free on Ready servers",
+        );
+        let e = from_management("scale", FC, EP, "Scale", &s).to_string();
+        assert!(e.starts_with("scale refused: not enough VM slots: 3 more instances needed, 2 free on Ready servers (free slots with"), "{e}");
+        let s = tonic::Status::not_found("no deployment named web");
+        let e = from_management("delete", FC, EP, "DeleteDeployment", &s).to_string();
+        assert!(
+            e.starts_with("delete refused: no deployment named web (see `fabricctl status`"),
+            "{e}"
+        );
+        // Not a refusal: still reported as a transport problem.
+        let s = tonic::Status::unavailable("tcp connect error: Connection refused");
+        let e = from_management("deploy", FC, EP, "Deploy", &s);
+        assert!(matches!(e, CtlError::Unreachable { .. }), "{e}");
+        let s = tonic::Status::permission_denied("needs an Admin certificate");
+        let e = from_management("deploy", FC, EP, "Deploy", &s);
+        assert!(matches!(e, CtlError::CertificateRefused { .. }), "{e}");
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! Fabric's command line.
 //!
 //! `fabricctl up` runs a whole local cluster (a fabric controller and N host
-//! agents, supervised like an init system); `status` and `events` talk to a
-//! fabric controller over mutual TLS with the admin certificate.
+//! agents, supervised like an init system); `status`, `events`, `deploy`,
+//! `scale` and `delete` talk to a fabric controller over mutual TLS with the
+//! admin certificate.
 //!
 //! - [`cli`]: the command line (clap).
 //! - [`context`]: `<state>/context.json`, how later commands find the cluster.
 //! - [`target`]: which controller to call and the mTLS channel to it.
 //! - [`error`]: one-line, human error messages for every failure.
 //! - [`status`], [`events`]: the read-only commands and their output formats.
+//! - [`definition`]: service definition files (TOML) and the PEMs they name.
+//! - [`deploy`], [`scale`], [`delete`]: service management;
+//!   [`instances`] shows role instances for them and for `status`.
 //! - [`watch`]: a WatchEvents subscription that survives controller restarts.
 //! - [`up`]: the local cluster launcher and supervisor.
 //! - [`bins`], [`output`], [`timefmt`]: finding daemon binaries, writing to
@@ -17,9 +21,14 @@
 pub mod bins;
 pub mod cli;
 pub mod context;
+pub mod definition;
+pub mod delete;
+pub mod deploy;
 pub mod error;
 pub mod events;
+pub mod instances;
 pub mod output;
+pub mod scale;
 pub mod status;
 pub mod target;
 pub mod timefmt;
@@ -61,6 +70,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::run(&cli.global, args).await,
         Command::Status(args) => status::run(&cli.global, args).await,
         Command::Events(args) => events::run(&cli.global, args).await,
+        Command::Deploy(args) => deploy::run(&cli.global, args).await,
+        Command::Delete(args) => delete::run(&cli.global, args).await,
+        Command::Scale(args) => scale::run(&cli.global, args).await,
     }
 }
 

@@ -1,14 +1,18 @@
-//! `fabricctl status`: the nodes of a cluster as a table or as JSON.
+//! `fabricctl status`: the nodes and deployments of a cluster, as a table
+//! or as JSON.
 //!
 //! The JSON form is a stable contract for scripts and tests
-//! ([`StatusJson`]); the table is for people.
+//! ([`StatusJson`]); the table is for people: nodes first (with any fault
+//! reports their host agents sent), then one section per deployment.
 
 use crate::cli::{GlobalArgs, Output, StatusArgs};
+pub use crate::instances::InstanceJson;
+use crate::instances::{self, DETAIL_WIDTH};
 use crate::output;
 use crate::target::Target;
 use crate::timefmt;
 use fabric_proto::v1::operator_service_client::OperatorServiceClient;
-use fabric_proto::v1::{ClusterStatus, GetStatusRequest, NodeState, NodeStatus};
+use fabric_proto::v1::{ClusterStatus, DeploymentStatus, GetStatusRequest, NodeState, NodeStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -25,6 +29,9 @@ pub struct StatusJson {
     pub counts: BTreeMap<String, usize>,
     /// Sorted by node id, host-2 before host-10.
     pub nodes: Vec<NodeJson>,
+    /// Sorted by name.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentJson>,
 }
 
 /// One node in [`StatusJson`].
@@ -47,6 +54,72 @@ pub struct NodeJson {
     pub last_sequence: u64,
     /// When the node entered its state (RFC 3339), if known.
     pub state_since: Option<String>,
+    /// VM slots used by role instances placed here (of `capacity`).
+    #[serde(default)]
+    pub used_vm_slots: u32,
+    /// The last fault the host agent reported, with its reason; null if none.
+    #[serde(default)]
+    pub last_fault_report: Option<String>,
+}
+
+/// One deployment in [`StatusJson`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentJson {
+    pub name: String,
+    /// Sorted by role, then index.
+    pub instances: Vec<InstanceJson>,
+    /// Expiry (RFC 3339) of each deployed certificate, by "<role>/<cert>".
+    pub certificate_not_after: BTreeMap<String, String>,
+}
+
+impl DeploymentJson {
+    pub fn from_proto(d: &DeploymentStatus) -> Self {
+        Self {
+            name: d.name.clone(),
+            instances: InstanceJson::list(&d.instances),
+            certificate_not_after: d
+                .certificate_not_after
+                .iter()
+                .map(|(k, t)| (k.clone(), timefmt::rfc3339(Some(t))))
+                .collect(),
+        }
+    }
+
+    /// "deployment web: 3 instances (2 Running, 1 Starting)", then the
+    /// certificate expiries, then the instance table.
+    pub fn to_table(&self) -> String {
+        let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+        for i in &self.instances {
+            *states.entry(i.state.as_str()).or_insert(0) += 1;
+        }
+        let states = states
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut out = format!(
+            "deployment {}: {} instance{}{}\n",
+            self.name,
+            self.instances.len(),
+            if self.instances.len() == 1 { "" } else { "s" },
+            if states.is_empty() {
+                String::new()
+            } else {
+                format!(" ({states})")
+            }
+        );
+        if !self.certificate_not_after.is_empty() {
+            let certs = self
+                .certificate_not_after
+                .iter()
+                .map(|(k, t)| format!("{k} until {t}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!("certificates: {certs}\n"));
+        }
+        out.push_str(&instances::full_table(&self.instances));
+        out
+    }
 }
 
 /// The display name of a node state.
@@ -76,10 +149,20 @@ impl StatusJson {
             controller_pid: status.controller_pid,
             counts,
             nodes,
+            deployments: {
+                let mut d: Vec<DeploymentJson> = status
+                    .deployments
+                    .iter()
+                    .map(DeploymentJson::from_proto)
+                    .collect();
+                d.sort_by(|a, b| a.name.cmp(&b.name));
+                d
+            },
         }
     }
 
-    /// The human table: a header line, then one row per node.
+    /// The human table: a header line, one row per node, the nodes' fault
+    /// reports if any, then a section per deployment.
     pub fn to_table(&self) -> String {
         let counts = if self.counts.is_empty() {
             "no nodes".to_owned()
@@ -108,7 +191,7 @@ impl StatusJson {
                 "STATE",
                 "FD",
                 "UD",
-                "SLOTS",
+                "VMS",
                 "HEARTBEAT",
                 "PID",
                 "VERSION",
@@ -123,7 +206,7 @@ impl StatusJson {
                 n.state.clone(),
                 n.fault_domain.to_string(),
                 n.update_domain.to_string(),
-                n.capacity.to_string(),
+                format!("{}/{}", n.used_vm_slots, n.capacity),
                 n.seconds_since_heartbeat
                     .map_or("-".into(), |s| format!("{s:.1}s")),
                 n.pid.to_string(),
@@ -132,6 +215,25 @@ impl StatusJson {
             ]);
         }
         out.push_str(&render_rows(&rows));
+        let faults: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n, n.last_fault_report.as_deref()?)))
+            .collect();
+        if !faults.is_empty() {
+            out.push_str("\nfault reports\n");
+            for (n, report) in faults {
+                out.push_str(&format!(
+                    "  {}: {}\n",
+                    n.id,
+                    instances::truncate(report, 2 * DETAIL_WIDTH)
+                ));
+            }
+        }
+        for d in &self.deployments {
+            out.push('\n');
+            out.push_str(&d.to_table());
+        }
         out
     }
 }
@@ -152,6 +254,8 @@ impl NodeJson {
             host_endpoint: n.host_endpoint.clone(),
             last_sequence: n.last_sequence,
             state_since: n.state_since.as_ref().map(|t| timefmt::rfc3339(Some(t))),
+            used_vm_slots: n.used_vm_slots,
+            last_fault_report: Some(n.last_fault_report.clone()).filter(|r| !r.is_empty()),
         }
     }
 }
@@ -232,6 +336,7 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fabric_proto::v1::RoleInstanceStatus;
 
     fn node(id: &str, state: NodeState, since_ms: i32) -> NodeStatus {
         NodeStatus {
@@ -251,7 +356,59 @@ mod tests {
             pid: 77,
             state_since: None,
             restarts: 1,
+            last_fault_report: String::new(),
+            used_vm_slots: 0,
         }
+    }
+
+    fn instance(role: &str, index: u32, node: &str, state: &str) -> RoleInstanceStatus {
+        RoleInstanceStatus {
+            instance_id: format!("web.{role}.{index}"),
+            deployment: "web".into(),
+            role: role.into(),
+            index,
+            node_id: node.into(),
+            state: state.into(),
+            incarnation: 2,
+            endpoint: "127.0.0.1:41000".into(),
+            pid: 4242,
+            detail: "guest agent did not connect within 25m".into(),
+            transfer_cert_fingerprint: "ab12".into(),
+        }
+    }
+
+    /// [`sample`] with a deployment and a node that reported a fault.
+    fn with_deployments() -> ClusterStatus {
+        let mut s = sample();
+        s.nodes[0].used_vm_slots = 2;
+        s.nodes[2].last_fault_report =
+            "3 consecutive clean-VM failures: guest agent never connected".into();
+        s.deployments = vec![DeploymentStatus {
+            name: "web".into(),
+            instances: vec![
+                instance("frontend", 1, "host-10", "Running"),
+                instance("api", 0, "", "Pending"),
+                instance("frontend", 0, "host-10", "Starting"),
+            ],
+            certificate_not_after: [
+                (
+                    "frontend/https".to_owned(),
+                    prost_types::Timestamp {
+                        seconds: 1_330_473_600,
+                        nanos: 0,
+                    },
+                ),
+                (
+                    "api/https".to_owned(),
+                    prost_types::Timestamp {
+                        seconds: 1_330_473_600,
+                        nanos: 0,
+                    },
+                ),
+            ]
+            .into(),
+        }];
+        s
     }
 
     fn sample() -> ClusterStatus {
@@ -273,6 +430,7 @@ mod tests {
             }),
             controller_version: "0.1.0".into(),
             controller_pid: 12,
+            deployments: vec![],
         }
     }
 
@@ -302,14 +460,105 @@ mod tests {
             "agent_version",
             "restarts",
             "host_endpoint",
+            "used_vm_slots",
+            "last_fault_report",
         ] {
             assert!(n.get(key).is_some(), "missing {key}");
         }
+        assert_eq!(n["last_fault_report"], serde_json::Value::Null);
+        assert_eq!(v["deployments"], serde_json::json!([]));
         assert_eq!(v["nodes"][0]["state"], "HumanInvestigate");
         assert_eq!(v["counts"]["Ready"], 1);
         // Round trip through the public struct, as tests of the CLI do.
         let back: StatusJson = serde_json::from_value(v).unwrap();
         assert_eq!(back.nodes.len(), 3);
+    }
+
+    #[test]
+    fn json_shape_with_deployments() {
+        let v = serde_json::to_value(StatusJson::from_proto(&with_deployments())).unwrap();
+        assert_eq!(v["nodes"][2]["id"], "host-10");
+        assert_eq!(v["nodes"][2]["used_vm_slots"], 2);
+        assert_eq!(
+            v["nodes"][0]["last_fault_report"],
+            "3 consecutive clean-VM failures: guest agent never connected"
+        );
+        let d = &v["deployments"][0];
+        assert_eq!(d["name"], "web");
+        assert_eq!(
+            d["certificate_not_after"],
+            serde_json::json!({
+                "api/https": "2012-02-29T00:00:00.000Z",
+                "frontend/https": "2012-02-29T00:00:00.000Z",
+            })
+        );
+        let ids: Vec<_> = d["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["web.api.0", "web.frontend.0", "web.frontend.1"]);
+        assert_eq!(
+            d["instances"][2],
+            serde_json::json!({
+                "id": "web.frontend.1",
+                "deployment": "web",
+                "role": "frontend",
+                "index": 1,
+                "node": "host-10",
+                "state": "Running",
+                "incarnation": 2,
+                "endpoint": "127.0.0.1:41000",
+                "pid": 4242,
+                "detail": "guest agent did not connect within 25m",
+                "transfer_cert_fingerprint": "ab12",
+            })
+        );
+        assert_eq!(d["instances"][0]["node"], "");
+        let back: StatusJson = serde_json::from_value(v).unwrap();
+        assert_eq!(back.deployments[0].instances.len(), 3);
+        // JSON from before deployments existed still parses.
+        let mut old = serde_json::to_value(StatusJson::from_proto(&sample())).unwrap();
+        old.as_object_mut().unwrap().remove("deployments");
+        for n in old["nodes"].as_array_mut().unwrap() {
+            n.as_object_mut().unwrap().remove("used_vm_slots");
+            n.as_object_mut().unwrap().remove("last_fault_report");
+        }
+        let back: StatusJson = serde_json::from_value(old).unwrap();
+        assert!(back.deployments.is_empty());
+    }
+
+    #[test]
+    fn table_with_deployments() {
+        let t = StatusJson::from_proto(&with_deployments()).to_table();
+        let lines: Vec<_> = t.lines().collect();
+        assert!(lines[1].contains("  VMS  "), "{}", lines[1]);
+        assert!(lines[4].starts_with("host-10 "), "{}", lines[4]);
+        assert!(lines[4].contains("  2/4  "), "{}", lines[4]);
+        assert_eq!(lines[5], "");
+        assert_eq!(lines[6], "fault reports");
+        assert_eq!(
+            lines[7],
+            "  host-1: 3 consecutive clean-VM failures: guest agent never connected"
+        );
+        assert_eq!(lines[8], "");
+        assert_eq!(
+            lines[9],
+            "deployment web: 3 instances (1 Pending, 1 Running, 1 Starting)"
+        );
+        assert_eq!(
+            lines[10],
+            "certificates: api/https until 2012-02-29T00:00:00.000Z, frontend/https until 2012-02-29T00:00:00.000Z"
+        );
+        assert!(lines[11].starts_with("INSTANCE"), "{}", lines[11]);
+        assert!(lines[12].starts_with("web.api.0 "), "{}", lines[12]);
+        assert!(
+            lines[14].starts_with("web.frontend.1  host-10"),
+            "{}",
+            lines[14]
+        );
+        assert_eq!(lines.len(), 15);
     }
 
     #[test]

@@ -122,6 +122,24 @@ impl Target {
         error::first_call(self.rpc_error(rpc, status))
     }
 
+    /// The error for a failed Deploy, Scale or DeleteDeployment made as the
+    /// first call on a new connection: the controller's reason if it
+    /// refused the request, otherwise as [`Target::first_rpc_error`].
+    pub fn management_error(
+        &self,
+        action: &'static str,
+        rpc: &'static str,
+        status: &tonic::Status,
+    ) -> CtlError {
+        error::first_call(self.with_hint(error::from_management(
+            action,
+            self.what,
+            &self.endpoint,
+            rpc,
+            status,
+        )))
+    }
+
     fn with_hint(&self, err: CtlError) -> CtlError {
         match (err, &self.hint) {
             (

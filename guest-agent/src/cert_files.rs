@@ -37,7 +37,8 @@ pub fn write_transfer_cert(dir: &Path, cert: &TransferCert) -> io::Result<CertFi
     Ok(files)
 }
 
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+/// Writes `contents` to `path` through a temporary file created with `mode`, then renames it.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);

@@ -1,14 +1,18 @@
 //! The guest agent process.
 //!
-//! Today it only creates transfer certificates (`make-transfer-cert`), which also lets operators
-//! replay the 2012 leap day failure with `--leap-day-bug`. The long-running agent that connects to
-//! its host agent will be a further subcommand (`run`).
+//! `run` is the agent a host agent starts in each VM (see `guest_agent::run`);
+//! `make-transfer-cert` only creates a transfer certificate, which lets operators replay the 2012
+//! leap day failure with `--leap-day-bug` without a host agent. Both exit 1 on failure.
 
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use guest_agent::calendar::CalendarClock;
+use guest_agent::run::RunConfig;
 use guest_agent::{TransferCert, write_transfer_cert};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -28,6 +32,52 @@ struct Cli {
 enum Command {
     /// Create this VM's transfer certificate and private key.
     MakeTransferCert(MakeTransferCertArgs),
+    /// Run the agent of one VM: connect to the host agent, install secrets, serve the role.
+    ///
+    /// The one-time start token is read from the environment variable FABRIC_GUEST_TOKEN, never
+    /// from the command line (argv is visible to every user in ps).
+    Run(RunArgs),
+}
+
+/// Environment variable holding the start token.
+const TOKEN_ENV: &str = "FABRIC_GUEST_TOKEN";
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The VM id, <deployment>.<role>.<index>.
+    #[arg(long)]
+    vm_id: String,
+    /// The VM incarnation.
+    #[arg(long)]
+    incarnation: u64,
+    /// The host agent's GuestService URL, e.g. https://127.0.0.1:7001.
+    #[arg(long)]
+    host_agent: String,
+    /// The TLS server name the host agent's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    host_agent_name: String,
+    /// The cluster CA certificate (PEM) used to verify the host agent.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The VM directory; secrets are written under DIR/secrets/ with mode 0600.
+    #[arg(long)]
+    vm_dir: PathBuf,
+    /// The node id, shown in the role's JSON.
+    #[arg(long)]
+    node: String,
+    /// The IP the role's HTTPS endpoint and the agent's gRPC server bind (port 0).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    listen_ip: IpAddr,
+    /// Start the calendar clock at this instant (RFC 3339); it then advances in real time.
+    #[arg(long, value_parser = parse_rfc3339)]
+    now: Option<OffsetDateTime>,
+    /// Compute the transfer certificate's valid-to the 2012 way (fails on Feb 29) and exit as
+    /// the 2012 guest agent did.
+    #[arg(long)]
+    leap_day_bug: bool,
+    /// Do not report an init failure to the host agent before exiting (the 2012 behaviour).
+    #[arg(long)]
+    silent_failures: bool,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +107,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::MakeTransferCert(args) => make_transfer_cert(args),
+        Command::Run(args) => run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +115,65 @@ fn main() -> ExitCode {
             // Like the 2012 agent: a guest agent without a transfer certificate terminates.
             eprintln!("guest-agent: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Logs go to stderr (stdout stays free for command output); RUST_LOG overrides "info".
+    // The host agent sends stderr to a log file, where colour codes would only be noise.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let start_token = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .with_context(|| {
+            format!("{TOKEN_ENV} is not set: the host agent passes the start token there")
+        })?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        // The clock starts inside the runtime: it measures elapsed time with tokio's clock.
+        let clock = match args.now {
+            Some(now) => CalendarClock::starting_at(now),
+            None => CalendarClock::system(),
+        };
+        let config = RunConfig {
+            vm_id: args.vm_id,
+            incarnation: args.incarnation,
+            host_agent_url: args.host_agent,
+            host_agent_name: args.host_agent_name,
+            ca_path: args.ca,
+            vm_dir: args.vm_dir,
+            node: args.node,
+            listen_ip: args.listen_ip,
+            clock,
+            leap_day_bug: args.leap_day_bug,
+            silent_failures: args.silent_failures,
+            start_token,
+        };
+        guest_agent::run::run(config, shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+/// Completes on SIGTERM (how the host agent stops us) or SIGINT (an operator's Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -2,9 +2,11 @@
 //! compose file can set a host's fault and update domains).
 
 use fabric_pki::tls::TlsFiles;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Command-line flags of `host-agent`.
 #[derive(Debug, clap::Parser)]
@@ -59,9 +61,48 @@ pub struct Args {
     /// Longest wait between reconnection attempts while the controller is away.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub max_backoff: Duration,
-    /// Directory for this server's state (VM directories later).
+    /// Directory for this server's state: VM directories, guest agent logs
+    /// and pid files. Default: a directory named after the node under the
+    /// system temp directory.
     #[arg(long, env = "FABRIC_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Address of the GuestService that guest agents call (TLS with the host
+    /// certificate, no client certificate).
+    #[arg(long, env = "FABRIC_GUEST_LISTEN", default_value = "127.0.0.1:0")]
+    pub guest_listen: SocketAddr,
+    /// How long a new guest agent may take to say Hello before its VM is
+    /// reinitialized (the 2012 postmortem's 25 minutes by default).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "25m")]
+    pub guest_connect_timeout: Duration,
+    /// Silence after which a guest agent that said Hello is presumed dead.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub guest_heartbeat_timeout: Duration,
+    /// Heartbeat period asked of guest agents (sent in GuestWelcome).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub guest_heartbeat_interval: Duration,
+    /// Consecutive failures of a clean VM (one whose role never ran) after
+    /// which this server reports itself faulty to the controller.
+    #[arg(long, default_value_t = 3)]
+    pub clean_vm_strikes: u32,
+    /// The guest agent executable. Default: `guest-agent` next to this
+    /// executable.
+    #[arg(long, env = "FABRIC_GUEST_AGENT_BIN")]
+    pub guest_agent_bin: Option<PathBuf>,
+    /// IP the guest agents bind (their role endpoint and their own gRPC).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub vm_listen_ip: IpAddr,
+    /// Start the guests' calendar clock at this RFC 3339 instant (it then
+    /// advances in real time); passed to each guest agent as --now.
+    #[arg(long)]
+    pub guest_now: Option<String>,
+    /// Make guest agents compute their transfer certificate's expiry the
+    /// 2012 way (fails on Feb 29).
+    #[arg(long)]
+    pub leap_day_bug: bool,
+    /// Make guest agents exit silently on init failure (the 2012 behaviour)
+    /// instead of reporting it.
+    #[arg(long)]
+    pub silent_guest_failures: bool,
 }
 
 /// Validated host agent configuration.
@@ -79,6 +120,53 @@ pub struct HostConfig {
     pub heartbeat_interval: Option<Duration>,
     pub max_backoff: Duration,
     pub state_dir: Option<PathBuf>,
+    pub guests: GuestConfig,
+}
+
+/// How this host runs its VMs' guest agents.
+#[derive(Clone, Debug)]
+pub struct GuestConfig {
+    pub listen: SocketAddr,
+    pub connect_timeout: Duration,
+    pub heartbeat_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub clean_vm_strikes: u32,
+    pub agent_bin: PathBuf,
+    pub vm_listen_ip: IpAddr,
+    /// The guests' clock at host agent start (see `--guest-now`).
+    pub now: Option<OffsetDateTime>,
+    pub leap_day_bug: bool,
+    pub silent_failures: bool,
+}
+
+impl Default for GuestConfig {
+    /// The flags' defaults (for tests and embedders that build a
+    /// [`HostConfig`] by hand).
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            connect_timeout: Duration::from_secs(25 * 60),
+            heartbeat_timeout: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(3),
+            clean_vm_strikes: 3,
+            agent_bin: default_guest_agent_bin().unwrap_or_else(|_| "guest-agent".into()),
+            vm_listen_ip: IpAddr::from([127, 0, 0, 1]),
+            now: None,
+            leap_day_bug: false,
+            silent_failures: false,
+        }
+    }
+}
+
+impl HostConfig {
+    /// The state directory; without `--state-dir`, one named after `node`
+    /// under the system temp directory, so two hosts on one machine never
+    /// share VM directories.
+    pub fn state_dir_for(&self, node: &str) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("fabric-host-{node}")))
+    }
 }
 
 impl Args {
@@ -107,6 +195,7 @@ impl Args {
         if self.heartbeat_interval.is_some_and(|d| d.is_zero()) {
             anyhow::bail!("--heartbeat-interval must be greater than zero");
         }
+        let guests = self.guest_config()?;
         Ok(HostConfig {
             controller: self.controller,
             controller_name: self.controller_name,
@@ -120,6 +209,136 @@ impl Args {
             heartbeat_interval: self.heartbeat_interval,
             max_backoff: self.max_backoff,
             state_dir: self.state_dir,
+            guests,
         })
+    }
+
+    fn guest_config(&self) -> anyhow::Result<GuestConfig> {
+        for (flag, value) in [
+            ("--guest-connect-timeout", self.guest_connect_timeout),
+            ("--guest-heartbeat-timeout", self.guest_heartbeat_timeout),
+            ("--guest-heartbeat-interval", self.guest_heartbeat_interval),
+        ] {
+            if value.is_zero() {
+                anyhow::bail!("{flag} must be greater than zero");
+            }
+        }
+        // A guest that heartbeats no faster than the timeout would be
+        // declared dead between two perfectly punctual heartbeats.
+        if self.guest_heartbeat_interval >= self.guest_heartbeat_timeout {
+            anyhow::bail!(
+                "--guest-heartbeat-interval ({}) must be shorter than --guest-heartbeat-timeout ({})",
+                humantime::format_duration(self.guest_heartbeat_interval),
+                humantime::format_duration(self.guest_heartbeat_timeout)
+            );
+        }
+        if self.clean_vm_strikes < 1 {
+            anyhow::bail!("--clean-vm-strikes must be at least 1");
+        }
+        let now = match &self.guest_now {
+            None => None,
+            Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+                anyhow::anyhow!(
+                    "--guest-now {text:?} is not an RFC 3339 date-time (e.g. 2012-02-28T23:59:00Z): {e}"
+                )
+            })?),
+        };
+        let agent_bin = match &self.guest_agent_bin {
+            Some(path) => path.clone(),
+            None => default_guest_agent_bin()?,
+        };
+        Ok(GuestConfig {
+            listen: self.guest_listen,
+            connect_timeout: self.guest_connect_timeout,
+            heartbeat_timeout: self.guest_heartbeat_timeout,
+            heartbeat_interval: self.guest_heartbeat_interval,
+            clean_vm_strikes: self.clean_vm_strikes,
+            agent_bin,
+            vm_listen_ip: self.vm_listen_ip,
+            now,
+            leap_day_bug: self.leap_day_bug,
+            silent_failures: self.silent_guest_failures,
+        })
+    }
+}
+
+/// `guest-agent` in the directory of the running executable, as a build or
+/// an install puts the two binaries side by side. Its existence is checked at
+/// each spawn (a missing binary is a VM failure, reported like any other).
+fn default_guest_agent_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot locate this executable to find guest-agent: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    Ok(dir.join("guest-agent"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> anyhow::Result<HostConfig> {
+        let mut argv = vec![
+            "host-agent",
+            "--controller",
+            "https://127.0.0.1:1",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "h.pem",
+            "--key",
+            "h.key",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)?.resolve()
+    }
+
+    #[test]
+    fn guest_defaults() {
+        let config = parse(&[]).unwrap();
+        let g = &config.guests;
+        assert_eq!(g.connect_timeout, Duration::from_secs(25 * 60));
+        assert_eq!(g.heartbeat_timeout, Duration::from_secs(15));
+        assert_eq!(g.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(g.clean_vm_strikes, 3);
+        assert!(g.agent_bin.ends_with("guest-agent"));
+        assert_eq!(g.listen.to_string(), "127.0.0.1:0");
+        assert!(g.now.is_none() && !g.leap_day_bug && !g.silent_failures);
+        let d = GuestConfig::default();
+        assert_eq!(
+            (
+                d.listen,
+                d.connect_timeout,
+                d.heartbeat_timeout,
+                d.heartbeat_interval
+            ),
+            (
+                g.listen,
+                g.connect_timeout,
+                g.heartbeat_timeout,
+                g.heartbeat_interval
+            )
+        );
+        assert_eq!(
+            (d.clean_vm_strikes, d.vm_listen_ip),
+            (g.clean_vm_strikes, g.vm_listen_ip)
+        );
+        assert!(
+            config
+                .state_dir_for("host-1")
+                .ends_with("fabric-host-host-1")
+        );
+    }
+
+    #[test]
+    fn guest_validation() {
+        let err = parse(&["--clean-vm-strikes", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--clean-vm-strikes"), "{err}");
+        let err = parse(&["--guest-heartbeat-interval", "20s"]).unwrap_err();
+        assert!(err.to_string().contains("shorter than"), "{err}");
+        let err = parse(&["--guest-now", "yesterday"]).unwrap_err();
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+        let ok = parse(&["--guest-now", "2012-02-28T23:59:00Z", "--leap-day-bug"]).unwrap();
+        assert!(ok.guests.now.is_some() && ok.guests.leap_day_bug);
     }
 }

@@ -7,10 +7,15 @@
 //! controller can drop a heartbeat that arrives late or out of order. If the
 //! controller answers REGISTER_AGAIN (it restarted, or forgot us), we register
 //! again and carry on.
+//!
+//! Each heartbeat reports every VM, and each answer (ACCEPTED or STALE)
+//! carries the complete set of VMs the controller wants here, which the VM
+//! manager reconciles with.
 
 use crate::backoff::Backoff;
 use crate::config::HostConfig;
 use crate::state::HostState;
+use crate::vm::VmManager;
 use fabric_pki::tls::LoadedTls;
 use fabric_proto::v1::{
     self as pb, heartbeat_response::Disposition, node_service_client::NodeServiceClient,
@@ -37,6 +42,7 @@ pub fn channel(config: &HostConfig, tls: &LoadedTls) -> anyhow::Result<Channel> 
 pub struct Link {
     pub client: NodeServiceClient<Channel>,
     pub state: Arc<HostState>,
+    pub vms: Arc<VmManager>,
     pub description: pb::NodeDescription,
     /// `None`: use the controller's interval.
     pub heartbeat_interval: Option<Duration>,
@@ -120,10 +126,17 @@ impl Link {
                 node_id: self.state.node_id.clone(),
                 boot_id: self.state.boot_id.clone(),
                 sequence,
-                vms: Vec::new(),
+                vms: self.vms.reports(),
             })
             .await?
             .into_inner();
-        Ok(Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified))
+        let disposition =
+            Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
+        // Only these two carry a desired set; an empty list then means "run
+        // nothing", so anything else must not be read as one.
+        if matches!(disposition, Disposition::Accepted | Disposition::Stale) {
+            self.vms.apply_desired(&response.desired_vms);
+        }
+        Ok(disposition)
     }
 }

@@ -1,9 +1,11 @@
 //! `fabric.v1.HostService`: the host agent's own view, asked for directly.
 //!
 //! Chaos tests compare this ground truth with the controller's view. Only the
-//! controller and operators of the same cluster may call it.
+//! controller and operators of the same cluster may call it. Its VM reports
+//! are the host's ground truth.
 
 use crate::state::HostState;
+use crate::vm::VmManager;
 use fabric_pki::Role;
 use fabric_proto::v1::{self as pb, host_service_server::HostService};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 pub struct HostApi {
     pub state: Arc<HostState>,
+    pub vms: Arc<VmManager>,
 }
 
 #[tonic::async_trait]
@@ -35,7 +38,7 @@ impl HostService for HostApi {
             connected_to_controller: self.state.connected(),
             heartbeats_sent: self.state.heartbeats_sent(),
             heartbeats_failed: self.state.heartbeats_failed(),
-            vms: Vec::new(),
+            vms: self.vms.reports(),
         }))
     }
 }

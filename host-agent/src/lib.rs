@@ -1,12 +1,17 @@
 //! The host agent (HA): one per server.
 //!
 //! It registers with the fabric controller and heartbeats to it
-//! ([`controller_link`]), and serves its own status ([`host_service`]).
-//! Running VMs (guest-agent processes) builds on this.
+//! ([`controller_link`]), serves its own status ([`host_service`]), and runs
+//! the VMs the controller assigns it, one guest agent process each ([`vm`]),
+//! which talk to it through [`guest_service`].
 
 pub mod backoff;
 pub mod config;
 pub mod controller_link;
+pub mod guest_service;
+pub mod guest_tls;
 pub mod host_service;
+pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod vm;

@@ -1,5 +1,14 @@
 //! Helpers shared by Fabric's cross-crate tests: a throwaway cluster PKI, an
 //! in-process controller on 127.0.0.1:0, and mTLS clients.
+//!
+//! - [`bins`]: finding the workspace's binaries (FABRIC_BIN_DIR or next to
+//!   the running executable).
+//! - [`cluster`]: a real `fabricctl up` cluster in a temp dir, killed on drop.
+//! - [`procs`]: liveness, command lines and memory of processes via /proc.
+
+pub mod bins;
+pub mod cluster;
+pub mod procs;
 
 use fabric_controller::config::ControllerConfig;
 use fabric_controller::core::{CoreConfig, SystemClock};

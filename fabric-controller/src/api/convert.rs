@@ -98,7 +98,7 @@ pub fn node_state(s: NodeState) -> pb::NodeState {
     }
 }
 
-pub fn node_status(n: &NodeRecord, since_last_heartbeat: Duration) -> pb::NodeStatus {
+pub fn node_status(n: &NodeRecord, since_last_heartbeat: Duration, used: u32) -> pb::NodeStatus {
     pb::NodeStatus {
         node_id: n.id.to_string(),
         state: node_state(n.state) as i32,
@@ -113,6 +113,8 @@ pub fn node_status(n: &NodeRecord, since_last_heartbeat: Duration) -> pb::NodeSt
         pid: n.info.pid,
         state_since: Some(timestamp(n.state_since.wall)),
         restarts: n.restarts,
+        last_fault_report: n.last_fault_report.clone().unwrap_or_default(),
+        used_vm_slots: used,
     }
 }
 
@@ -123,6 +125,199 @@ pub fn event(e: &ClusterEvent) -> pb::ClusterEvent {
         kind: e.kind.as_str().to_owned(),
         node_id: e.node.as_ref().map(|n| n.to_string()).unwrap_or_default(),
         reason: e.reason.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deployments and VMs
+// ---------------------------------------------------------------------------
+
+use crate::core::{
+    DeploymentSpec, InstanceId, Name, RoleInstance, RoleSpec, VmAssignment, VmObservation, VmState,
+};
+use crate::secrets::RoleCertificate;
+
+/// Largest PEM accepted for one certificate or key.
+const MAX_PEM: usize = 64 * 1024;
+/// Upper bound on one role's instance count.
+pub const MAX_INSTANCES: u32 = 10_000;
+
+/// A validated Deploy request: the spec for the core, the keys for the store.
+pub struct ValidatedDeployment {
+    pub spec: DeploymentSpec,
+    pub secrets: Vec<(Name, Vec<RoleCertificate>)>,
+}
+
+pub fn name(what: &str, value: &str) -> Result<Name, ApiError> {
+    Name::parse(what, value).map_err(ApiError::InvalidArgument)
+}
+
+pub fn service_definition(
+    definition: Option<pb::ServiceDefinition>,
+    now: SystemTime,
+) -> Result<ValidatedDeployment, ApiError> {
+    let def = definition
+        .ok_or_else(|| ApiError::InvalidArgument("service definition is required".into()))?;
+    let deployment = name("service name", &def.name)?;
+    if def.roles.is_empty() {
+        return Err(ApiError::InvalidArgument(format!(
+            "service {deployment} has no roles"
+        )));
+    }
+    let mut roles = Vec::new();
+    let mut secrets = Vec::new();
+    for role in def.roles {
+        let role_name = name("role name", &role.name)?;
+        if roles.iter().any(|r: &RoleSpec| r.name == role_name) {
+            return Err(ApiError::InvalidArgument(format!(
+                "service {deployment}: duplicate role name {role_name}"
+            )));
+        }
+        if role.instances > MAX_INSTANCES {
+            return Err(ApiError::InvalidArgument(format!(
+                "role {role_name}: {} instances is above the maximum of {MAX_INSTANCES}",
+                role.instances
+            )));
+        }
+        if role.certificates.is_empty() {
+            return Err(ApiError::InvalidArgument(format!(
+                "role {role_name} has no certificate for its HTTPS endpoint"
+            )));
+        }
+        let mut infos = Vec::new();
+        let mut material = Vec::new();
+        for cert in role.certificates {
+            fabric_pki::identity::validate_label("certificate name", &cert.name)
+                .map_err(|e| ApiError::InvalidArgument(format!("role {role_name}: {e}")))?;
+            if infos
+                .iter()
+                .any(|i: &crate::core::CertificateInfo| i.name == cert.name)
+            {
+                return Err(ApiError::InvalidArgument(format!(
+                    "role {role_name}: duplicate certificate name {:?}",
+                    cert.name
+                )));
+            }
+            if cert.cert_pem.len() > MAX_PEM || cert.key_pem.len() > MAX_PEM {
+                return Err(ApiError::InvalidArgument(format!(
+                    "role {role_name}: certificate {:?} is larger than {MAX_PEM} bytes",
+                    cert.name
+                )));
+            }
+            let info =
+                super::role_certificates::inspect(&cert.name, &cert.cert_pem, &cert.key_pem, now)
+                    .map_err(|e| ApiError::InvalidArgument(format!("role {role_name}: {e}")))?;
+            infos.push(info);
+            material.push(RoleCertificate {
+                name: cert.name,
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem.into(),
+            });
+        }
+        secrets.push((role_name.clone(), material));
+        roles.push(RoleSpec {
+            name: role_name,
+            instances: role.instances,
+            certificates: infos,
+        });
+    }
+    Ok(ValidatedDeployment {
+        spec: DeploymentSpec {
+            name: deployment,
+            roles,
+        },
+        secrets,
+    })
+}
+
+pub fn instance_id(value: &str) -> Result<InstanceId, ApiError> {
+    InstanceId::parse(value).map_err(|e| ApiError::InvalidArgument(format!("vm_id: {e}")))
+}
+
+/// VM reports from a heartbeat. Malformed ones are dropped, not fatal: one
+/// bad entry must not stop a server's liveness from being recorded.
+pub fn vm_observations(reports: Vec<pb::VmReport>) -> Vec<VmObservation> {
+    reports
+        .into_iter()
+        .filter_map(|r| {
+            let state = match pb::VmState::try_from(r.state).ok()? {
+                pb::VmState::VmStarting => VmState::Starting,
+                pb::VmState::VmProvisioned => VmState::Provisioned,
+                pb::VmState::VmRunning => VmState::Running,
+                pb::VmState::VmReinitializing => VmState::Reinitializing,
+                pb::VmState::VmStopped => VmState::Stopped,
+                pb::VmState::Unspecified => return None,
+            };
+            Some(VmObservation {
+                id: InstanceId::parse(&r.vm_id).ok()?,
+                incarnation: r.incarnation,
+                state,
+                pid: r.pid,
+                endpoint: truncate(r.endpoint),
+                detail: truncate(r.detail),
+                transfer_cert_fingerprint: truncate(r.transfer_cert_fingerprint),
+            })
+        })
+        .collect()
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+pub fn assignment(a: &VmAssignment) -> pb::VmAssignment {
+    pb::VmAssignment {
+        vm_id: a.id.to_string(),
+        deployment: a.id.deployment.to_string(),
+        role: a.id.role.to_string(),
+        instance: a.id.index,
+        incarnation: a.incarnation,
+        secrets_version: a.secrets_version.clone(),
+    }
+}
+
+pub fn instance_status(i: &RoleInstance) -> pb::RoleInstanceStatus {
+    pb::RoleInstanceStatus {
+        instance_id: i.id.to_string(),
+        deployment: i.id.deployment.to_string(),
+        role: i.id.role.to_string(),
+        index: i.id.index,
+        node_id: i.node.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+        state: i.state.as_str().to_owned(),
+        incarnation: i.incarnation,
+        endpoint: i.endpoint.clone(),
+        pid: i.pid,
+        detail: i.detail.clone(),
+        transfer_cert_fingerprint: i.transfer_cert_fingerprint.clone(),
+    }
+}
+
+pub fn deployment_status<'a>(
+    spec: &DeploymentSpec,
+    instances: impl Iterator<Item = &'a RoleInstance>,
+) -> pb::DeploymentStatus {
+    pb::DeploymentStatus {
+        name: spec.name.to_string(),
+        instances: instances
+            .filter(|i| i.id.deployment == spec.name)
+            .map(instance_status)
+            .collect(),
+        certificate_not_after: spec
+            .roles
+            .iter()
+            .flat_map(|r| {
+                r.certificates
+                    .iter()
+                    .map(move |c| (format!("{}/{}", r.name, c.name), timestamp(c.not_after)))
+            })
+            .collect(),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod node_service;
 pub mod operator_service;
+pub mod role_certificates;
 
 use fabric_pki::{Identity, Role};
 use tonic::Status;
@@ -26,6 +27,11 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Not enough capacity for the request.
+    #[error("{0}")]
+    ResourceExhausted(String),
 }
 
 impl From<ApiError> for Status {
@@ -35,14 +41,24 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
             ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::AlreadyExists(m) => Status::already_exists(m),
+            ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
         }
     }
 }
 
 impl From<crate::core::CoreError> for ApiError {
     fn from(e: crate::core::CoreError) -> Self {
+        use crate::core::CoreError as E;
+        let message = e.to_string();
         match e {
-            crate::core::CoreError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+            E::UnknownNode(_) | E::NoSuchDeployment(_) | E::NoSuchRole(..) => {
+                ApiError::NotFound(message)
+            }
+            E::DeploymentExists(_) => ApiError::AlreadyExists(message),
+            E::ZeroInstances(_) => ApiError::InvalidArgument(message),
+            E::NotEnoughSlots { .. } => ApiError::ResourceExhausted(message),
+            E::NotAssigned { .. } => ApiError::PermissionDenied(message),
         }
     }
 }

@@ -53,7 +53,11 @@ impl NodeService for NodeApi {
         let req = request.into_inner();
         convert::check_claimed_node(&req.node_id, &node)?;
         let boot_id = convert::boot_id(&req.boot_id)?;
-        let disposition = match self.controller.heartbeat(&node, &boot_id, req.sequence) {
+        let vms = convert::vm_observations(req.vms);
+        let (outcome, desired) = self
+            .controller
+            .heartbeat(&node, &boot_id, req.sequence, vms);
+        let disposition = match outcome {
             HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
             HeartbeatOutcome::Stale => pb::heartbeat_response::Disposition::Stale,
             HeartbeatOutcome::RegisterAgain => pb::heartbeat_response::Disposition::RegisterAgain,
@@ -62,6 +66,32 @@ impl NodeService for NodeApi {
         Ok(Response::new(pb::HeartbeatResponse {
             disposition: disposition as i32,
             heartbeat_interval: Some(convert::duration(interval)),
+            desired_vms: desired.iter().map(convert::assignment).collect(),
+        }))
+    }
+
+    async fn fetch_secrets(
+        &self,
+        request: Request<pb::FetchSecretsRequest>,
+    ) -> Result<Response<pb::FetchSecretsResponse>, Status> {
+        let node = self.caller(&request)?;
+        let req = request.into_inner();
+        let vm = convert::instance_id(&req.vm_id)?;
+        let (certs, version) = self
+            .controller
+            .fetch_secrets(&node, &vm, req.incarnation)
+            .map_err(ApiError::from)?;
+        tracing::info!(%vm, incarnation = req.incarnation, count = certs.len(), "secrets handed to the host agent");
+        Ok(Response::new(pb::FetchSecretsResponse {
+            certificates: certs
+                .into_iter()
+                .map(|c| pb::RoleCertificate {
+                    name: c.name,
+                    cert_pem: c.cert_pem,
+                    key_pem: c.key_pem.to_string(),
+                })
+                .collect(),
+            secrets_version: version,
         }))
     }
 

@@ -1,7 +1,8 @@
 //! `fabric.v1.OperatorService`: what operators and fabricctl call.
 
-use super::{authorize, convert};
+use super::{ApiError, authorize, convert};
 use crate::controller::Controller;
+use crate::core::services::DeployOutcome;
 use fabric_pki::Role;
 use fabric_proto::v1::{self as pb, operator_service_server::OperatorService};
 use std::pin::Pin;
@@ -27,7 +28,11 @@ impl OperatorService for OperatorApi {
         let config = core.config();
         let nodes = core
             .nodes()
-            .map(|n| convert::node_status(n, now.since(n.last_heard)))
+            .map(|n| convert::node_status(n, now.since(n.last_heard), core.used_slots(&n.id)))
+            .collect();
+        let deployments = core
+            .deployments()
+            .map(|d| convert::deployment_status(d, core.instances()))
             .collect();
         Ok(Response::new(pb::ClusterStatus {
             cluster_name: self.controller.cluster().to_owned(),
@@ -37,6 +42,59 @@ impl OperatorService for OperatorApi {
             node_timeout: Some(convert::duration(config.node_timeout)),
             controller_version: env!("CARGO_PKG_VERSION").to_owned(),
             controller_pid: std::process::id(),
+            deployments,
+        }))
+    }
+
+    async fn deploy(
+        &self,
+        request: Request<pb::DeployRequest>,
+    ) -> Result<Response<pb::DeployResponse>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let now = self.controller.clock().now().wall;
+        let deployment = convert::service_definition(request.into_inner().service, now)?;
+        let name = deployment.spec.name.to_string();
+        tracing::info!(deployment = %name, by = %who, "deploy requested");
+        let (outcome, instances) = self.controller.deploy(deployment).map_err(ApiError::from)?;
+        Ok(Response::new(pb::DeployResponse {
+            deployment: name,
+            rotated: outcome == DeployOutcome::Rotated,
+            instances: instances.iter().map(convert::instance_status).collect(),
+        }))
+    }
+
+    async fn delete_deployment(
+        &self,
+        request: Request<pb::DeleteDeploymentRequest>,
+    ) -> Result<Response<pb::DeleteDeploymentResponse>, Status> {
+        authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let req = request.into_inner();
+        self.controller
+            .delete(&req.deployment)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::DeleteDeploymentResponse {}))
+    }
+
+    async fn scale(
+        &self,
+        request: Request<pb::ScaleRequest>,
+    ) -> Result<Response<pb::ScaleResponse>, Status> {
+        authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let req = request.into_inner();
+        if req.instances > convert::MAX_INSTANCES {
+            return Err(ApiError::InvalidArgument(format!(
+                "{} instances is above the maximum of {}",
+                req.instances,
+                convert::MAX_INSTANCES
+            ))
+            .into());
+        }
+        let instances = self
+            .controller
+            .scale(&req.deployment, &req.role, req.instances)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ScaleResponse {
+            instances: instances.iter().map(convert::instance_status).collect(),
         }))
     }
 

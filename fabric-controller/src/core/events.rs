@@ -17,6 +17,13 @@ pub enum EventKind {
     NodeUnresponsive,
     NodeReady,
     NodeFaultReported,
+    DeploymentCreated,
+    DeploymentRotated,
+    DeploymentScaled,
+    DeploymentDeleted,
+    InstancePlaced,
+    InstanceRunning,
+    InstanceReinitialized,
 }
 
 impl EventKind {
@@ -29,6 +36,13 @@ impl EventKind {
             EventKind::NodeUnresponsive => "node.unresponsive",
             EventKind::NodeReady => "node.ready",
             EventKind::NodeFaultReported => "node.fault_reported",
+            EventKind::DeploymentCreated => "deployment.created",
+            EventKind::DeploymentRotated => "deployment.rotated",
+            EventKind::DeploymentScaled => "deployment.scaled",
+            EventKind::DeploymentDeleted => "deployment.deleted",
+            EventKind::InstancePlaced => "instance.placed",
+            EventKind::InstanceRunning => "instance.running",
+            EventKind::InstanceReinitialized => "instance.reinitialized",
         }
     }
 }

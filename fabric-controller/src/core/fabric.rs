@@ -13,7 +13,9 @@
 use super::CoreError;
 use super::clock::Moment;
 use super::config::CoreConfig;
+use super::deployment::{DeploymentSpec, InstanceId, Name};
 use super::events::{ClusterEvent, EventKind, EventLog};
+use super::instance::RoleInstance;
 use super::node::{NodeId, NodeInfo, NodeRecord, NodeState};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,9 +44,11 @@ pub enum HeartbeatOutcome {
 /// The controller's state and decisions. See the module docs for the rules.
 #[derive(Debug)]
 pub struct FabricCore {
-    config: CoreConfig,
-    nodes: BTreeMap<NodeId, NodeRecord>,
-    events: EventLog,
+    pub(super) config: CoreConfig,
+    pub(super) nodes: BTreeMap<NodeId, NodeRecord>,
+    pub(super) events: EventLog,
+    pub(super) deployments: BTreeMap<Name, DeploymentSpec>,
+    pub(super) instances: BTreeMap<InstanceId, RoleInstance>,
 }
 
 impl FabricCore {
@@ -63,6 +67,8 @@ impl FabricCore {
             config,
             nodes: BTreeMap::new(),
             events,
+            deployments: BTreeMap::new(),
+            instances: BTreeMap::new(),
         }
     }
 
@@ -115,6 +121,7 @@ impl FabricCore {
                     last_sequence: 0,
                     last_heard: now.mono,
                     restarts: 0,
+                    last_fault_report: None,
                 },
             );
             return (RegisterOutcome::New, raised);
@@ -187,8 +194,9 @@ impl FabricCore {
         (HeartbeatOutcome::Accepted, raised)
     }
 
-    /// The host agent reports its server faulty. Recorded as an event; the
-    /// node's state is not changed here (that policy belongs to healing).
+    /// The host agent reports its server faulty. Recorded as an event and on
+    /// the node; the node's state is not changed here (that policy belongs to
+    /// service healing).
     pub fn report_fault(
         &mut self,
         now: Moment,
@@ -196,9 +204,10 @@ impl FabricCore {
         reason: &str,
         agent_version: &str,
     ) -> Result<ClusterEvent, CoreError> {
-        if !self.nodes.contains_key(id) {
+        let Some(node) = self.nodes.get_mut(id) else {
             return Err(CoreError::UnknownNode(id.clone()));
-        }
+        };
+        node.last_fault_report = Some(format!("{reason} (host agent {agent_version})"));
         Ok(self.events.record(
             now,
             EventKind::NodeFaultReported,

@@ -12,17 +12,26 @@
 //! - [`events`]: the cluster event log.
 //! - [`config`]: the core's timeouts and their validation.
 //! - [`fabric`]: [`FabricCore`], the node registry and heartbeat bookkeeping.
+//! - [`deployment`], [`instance`]: service definitions and role instances.
+//! - [`placement`]: spreading instances across fault and update domains.
+//! - [`services`]: deploy, scale, delete, and reconciling with VM reports.
 
 pub mod clock;
 pub mod config;
+pub mod deployment;
 pub mod events;
 pub mod fabric;
+pub mod instance;
 pub mod node;
+pub mod placement;
+pub mod services;
 
 pub use clock::{Clock, ManualClock, Moment, SystemClock};
 pub use config::CoreConfig;
+pub use deployment::{CertificateInfo, DeploymentSpec, InstanceId, Name, RoleSpec};
 pub use events::{ClusterEvent, EventKind, EventLog};
 pub use fabric::{FabricCore, HeartbeatOutcome, RegisterOutcome};
+pub use instance::{InstanceState, RoleInstance, VmAssignment, VmObservation, VmState};
 pub use node::{NodeId, NodeInfo, NodeRecord, NodeState};
 
 /// Errors the core returns for requests it refuses.
@@ -30,7 +39,27 @@ pub use node::{NodeId, NodeInfo, NodeRecord, NodeState};
 pub enum CoreError {
     #[error("node {0} is not registered")]
     UnknownNode(NodeId),
+    #[error(
+        "deployment {0} already exists with different roles or instance counts; use scale or delete"
+    )]
+    DeploymentExists(Name),
+    #[error("no deployment named {0}")]
+    NoSuchDeployment(String),
+    #[error("deployment {0} has no role named {1}")]
+    NoSuchRole(Name, String),
+    #[error("role {0} asks for zero instances; delete the deployment instead")]
+    ZeroInstances(Name),
+    #[error("not enough VM slots: {needed} more instances needed, {free} free on Ready servers")]
+    NotEnoughSlots { needed: u64, free: u64 },
+    #[error("VM {vm} (incarnation {incarnation}) is not assigned to node {node}")]
+    NotAssigned {
+        vm: String,
+        incarnation: u64,
+        node: NodeId,
+    },
 }
 
+#[cfg(test)]
+mod services_tests;
 #[cfg(test)]
 mod tests;

@@ -77,4 +77,6 @@ pub struct NodeRecord {
     pub last_heard: Duration,
     /// How many times a new boot id was seen.
     pub restarts: u64,
+    /// The last fault the host agent reported, with its reason.
+    pub last_fault_report: Option<String>,
 }

@@ -3,11 +3,14 @@
 //! Order of work: take the state directory's lock, create the PKI, start
 //! the fabric controller and wait until it is SERVING, write context.json,
 //! start the host agents, then supervise (restart what exits) while
-//! streaming cluster events, until SIGINT/SIGTERM/SIGHUP. Stopping leaves no
+//! streaming cluster events, until SIGINT/SIGTERM/SIGHUP. With `--deploy
+//! FILE`, the definition is read before anything starts (a bad file fails
+//! at once) and deployed once every host is Ready. Stopping leaves no
 //! process behind: children die by signal from the launcher, or by
 //! PR_SET_PDEATHSIG if the launcher itself is killed.
 
 pub mod child;
+pub mod guest;
 pub mod layout;
 pub mod lock;
 pub mod pki;
@@ -19,6 +22,7 @@ pub mod supervisor;
 use crate::bins;
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::context::{Context, ProcessEntry};
+use crate::definition;
 use crate::error::CtlError;
 use crate::events;
 use crate::target::Target;
@@ -27,9 +31,9 @@ use anyhow::Context as _;
 use child::ChildSpec;
 use fabric_pki::tls::TlsFiles;
 use fabric_proto::v1::operator_service_client::OperatorServiceClient;
-use fabric_proto::v1::{ListEventsRequest, NodeState};
+use fabric_proto::v1::{ListEventsRequest, NodeState, ServiceDefinition};
 use layout::{StateLayout, host_name};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use supervisor::{Supervisor, say};
 use tokio::time::Instant;
@@ -40,8 +44,15 @@ pub const CONTROLLER_NAME: &str = "fabric-controller";
 pub const SERVER_NAME: &str = "localhost";
 /// How long `up` waits for every host to be Ready before warning.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// The example service `up` suggests deploying (relative to the repository).
+pub const EXAMPLE_DEFINITION: &str = "examples/web/service.toml";
 
 pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
+    guest::validate(args)?;
+    let to_deploy = match &args.deploy {
+        Some(path) => Some((path.clone(), definition::load(path)?)),
+        None => None,
+    };
     let layout = StateLayout::create(&global.state_dir)?;
     let _lock = lock::acquire(&layout)?;
     refuse_live_launcher(&layout)?;
@@ -122,7 +133,13 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     }
 
     print_banner(&layout, global, args, &target, sup.pid(fc));
-    let readiness = tokio::spawn(report_ready(target.clone(), args.hosts, layout.logs()));
+    let readiness = tokio::spawn(ready_then_deploy(
+        target.clone(),
+        args.hosts,
+        layout.logs(),
+        to_deploy,
+        state_flag(global, &layout),
+    ));
     let watcher = tokio::spawn(stream_events(target.clone(), after));
 
     let sig = sup.supervise(&mut stop, &mut sigchld).await;
@@ -262,7 +279,10 @@ fn host_spec(
             duration_arg(args.heartbeat_interval),
             "--state-dir".into(),
             path_arg(&layout.host_state(&name)),
-        ],
+        ]
+        .into_iter()
+        .chain(guest::host_agent_args(args))
+        .collect(),
         log: layout.log(&name),
         env: env.to_vec(),
         addr_file: Some(addr_file),
@@ -322,6 +342,15 @@ async fn latest_sequence(target: &Target) -> anyhow::Result<u64> {
     Ok(events.iter().map(|e| e.sequence).max().unwrap_or(0))
 }
 
+/// " --state-dir DIR" when it is not the default, for printed commands.
+fn state_flag(global: &GlobalArgs, layout: &StateLayout) -> String {
+    if global.state_dir == Path::new(".fabric") {
+        String::new()
+    } else {
+        format!(" --state-dir {}", layout.root.display())
+    }
+}
+
 fn print_banner(
     layout: &StateLayout,
     global: &GlobalArgs,
@@ -329,12 +358,8 @@ fn print_banner(
     target: &Target,
     fc_pid: Option<nix::unistd::Pid>,
 ) {
-    let state_flag = if global.state_dir == Path::new(".fabric") {
-        String::new()
-    } else {
-        format!(" --state-dir {}", layout.root.display())
-    };
-    let banner = [
+    let state_flag = state_flag(global, layout);
+    let mut banner = vec![
         format!(
             "fabricctl up: cluster {:?}, fabric controller (pid {}) and {} host agents",
             args.cluster,
@@ -346,19 +371,60 @@ fn print_banner(
         format!("  logs       {}/<name>.log", layout.logs().display()),
         format!("  status     fabricctl{state_flag} status"),
         format!("  events     fabricctl{state_flag} events --follow"),
-        format!("  stop       Ctrl-C (or kill -TERM {})", std::process::id()),
     ];
+    banner.push(match &args.deploy {
+        Some(file) => format!("  deploy     {} once every host is Ready", file.display()),
+        None => format!("  deploy the example: fabricctl{state_flag} deploy {EXAMPLE_DEFINITION}"),
+    });
+    banner.extend([
+        format!(
+            "  then       curl -sk https://<endpoint>/ once an instance is Running (endpoints: fabricctl{state_flag} status)"
+        ),
+        format!("  stop       Ctrl-C (or kill -TERM {})", std::process::id()),
+    ]);
     crate::output::line_lossy(&banner.join("\n"));
+}
+
+/// Waits for the hosts ([`report_ready`]), then deploys the `--deploy` file
+/// if there is one. A refused deploy is reported and the cluster keeps
+/// running: the operator can fix the file and run `fabricctl deploy`.
+async fn ready_then_deploy(
+    target: Target,
+    hosts: u32,
+    logs: PathBuf,
+    to_deploy: Option<(PathBuf, ServiceDefinition)>,
+    state_flag: String,
+) {
+    report_ready(&target, hosts, &logs).await;
+    let Some((path, service)) = to_deploy else {
+        return;
+    };
+    match crate::deploy::deploy(&target, service).await {
+        Ok(response) => {
+            for line in crate::deploy::report(&response).lines() {
+                say(line);
+            }
+            say(&format!(
+                "once Running: fabricctl{state_flag} status shows each endpoint; curl -sk https://<endpoint>/"
+            ));
+        }
+        Err(e) => say(&format!(
+            "deploying {} failed: {}; the cluster keeps running (fix it, then `fabricctl{state_flag} deploy {}`)",
+            path.display(),
+            crate::error::one_line(&e),
+            path.display()
+        )),
+    }
 }
 
 /// Prints one line once every host is Ready, or a warning if that takes
 /// too long.
-async fn report_ready(target: Target, hosts: u32, logs: std::path::PathBuf) {
+async fn report_ready(target: &Target, hosts: u32, logs: &Path) {
     let started = Instant::now();
     let deadline = started + READY_DEADLINE;
     let mut ready = 0;
     while Instant::now() < deadline {
-        if let Ok(status) = crate::status::fetch(&target).await {
+        if let Ok(status) = crate::status::fetch(target).await {
             ready = status
                 .nodes
                 .iter()

@@ -1,0 +1,373 @@
+//! Service management and reconciliation, as decisions on [`FabricCore`].
+//!
+//! - `deploy` creates a deployment and places every role instance at once, or
+//!   refuses it whole (nothing half-placed); deploying an existing name with
+//!   the same roles and counts rotates its certificates instead.
+//! - `scale` adds instances (placed like new ones) or removes the highest
+//!   indices; `delete` removes a deployment and all its instances.
+//! - `desired_vms` is what one server should run: the answer to each
+//!   heartbeat. Host agents converge on it, which also stops the VMs of
+//!   deleted or scaled-in instances.
+//! - `observe_vms` folds a heartbeat's VM reports into the instances' states.
+
+use super::CoreError;
+use super::clock::Moment;
+use super::deployment::{DeploymentSpec, InstanceId, Name, RoleSpec};
+use super::events::{ClusterEvent, EventKind};
+use super::fabric::FabricCore;
+use super::instance::{InstanceState, RoleInstance, VmAssignment, VmObservation, VmState};
+use super::node::{NodeId, NodeState};
+use super::placement::{self, Candidate, RoleSpread};
+
+/// What `deploy` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeployOutcome {
+    Created(Vec<InstanceId>),
+    /// Same shape as before: only the certificates changed.
+    Rotated,
+}
+
+impl FabricCore {
+    pub fn deployments(&self) -> impl Iterator<Item = &DeploymentSpec> {
+        self.deployments.values()
+    }
+
+    pub fn instances(&self) -> impl Iterator<Item = &RoleInstance> {
+        self.instances.values()
+    }
+
+    pub fn instance(&self, id: &InstanceId) -> Option<&RoleInstance> {
+        self.instances.get(id)
+    }
+
+    /// VM slots used on `node` by role instances placed there.
+    pub fn used_slots(&self, node: &NodeId) -> u32 {
+        self.instances
+            .values()
+            .filter(|i| i.node.as_ref() == Some(node))
+            .count() as u32
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        self.nodes
+            .values()
+            .filter(|n| n.state == NodeState::Ready)
+            .map(|n| Candidate {
+                id: n.id.clone(),
+                fault_domain: n.info.fault_domain,
+                update_domain: n.info.update_domain,
+                capacity: n.info.capacity_vm_slots,
+                used: self.used_slots(&n.id),
+            })
+            .collect()
+    }
+
+    fn spread(&self, deployment: &Name, role: &Name) -> RoleSpread {
+        let nodes = self
+            .instances
+            .values()
+            .filter(|i| &i.id.deployment == deployment && &i.id.role == role)
+            .filter_map(|i| i.node.as_ref())
+            .filter_map(|n| self.nodes.get(n))
+            .map(|n| (n.id.clone(), n.info.fault_domain, n.info.update_domain))
+            .collect();
+        RoleSpread { nodes }
+    }
+
+    fn free_slots(candidates: &[Candidate]) -> u64 {
+        candidates
+            .iter()
+            .map(|c| u64::from(c.capacity.saturating_sub(c.used)))
+            .sum()
+    }
+
+    /// Creates `spec`, or rotates its certificates if it exists with the same
+    /// shape. Refuses the whole request if any instance cannot be placed.
+    pub fn deploy(
+        &mut self,
+        now: Moment,
+        spec: DeploymentSpec,
+    ) -> Result<(DeployOutcome, Vec<ClusterEvent>), CoreError> {
+        if let Some(role) = spec.roles.iter().find(|r| r.instances == 0) {
+            return Err(CoreError::ZeroInstances(role.name.clone()));
+        }
+        if let Some(existing) = self.deployments.get(&spec.name) {
+            if !existing.same_shape(&spec) {
+                return Err(CoreError::DeploymentExists(spec.name.clone()));
+            }
+            let changed: Vec<String> = spec
+                .roles
+                .iter()
+                .zip(&existing.roles)
+                .filter(|(new, old)| new.secrets_version() != old.secrets_version())
+                .map(|(new, _)| new.name.to_string())
+                .collect();
+            let event = self.events.record(
+                now,
+                EventKind::DeploymentRotated,
+                None,
+                if changed.is_empty() {
+                    format!("{}: redeployed unchanged", spec.name)
+                } else {
+                    format!(
+                        "{}: new certificates for role(s) {}",
+                        spec.name,
+                        changed.join(", ")
+                    )
+                },
+            );
+            self.deployments.insert(spec.name.clone(), spec);
+            return Ok((DeployOutcome::Rotated, vec![event]));
+        }
+
+        let mut candidates = self.candidates();
+        let free = Self::free_slots(&candidates);
+        if spec.total_instances() > free {
+            return Err(CoreError::NotEnoughSlots {
+                needed: spec.total_instances(),
+                free,
+            });
+        }
+        let mut placed = Vec::new();
+        for role in &spec.roles {
+            let mut spread = RoleSpread::default();
+            let nodes = placement::place(&mut candidates, &mut spread, role.instances)
+                .expect("total free slots were checked");
+            for (index, node) in nodes.into_iter().enumerate() {
+                placed.push((self.new_id(&spec.name, role, index as u32), node));
+            }
+        }
+        let mut events = vec![self.events.record(
+            now,
+            EventKind::DeploymentCreated,
+            None,
+            format!(
+                "{}: {}",
+                spec.name,
+                spec.roles
+                    .iter()
+                    .map(|r| format!("{} x{}", r.name, r.instances))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )];
+        let ids = placed.iter().map(|(id, _)| id.clone()).collect();
+        for (id, node) in placed {
+            events.push(self.place_instance(now, id, node));
+        }
+        self.deployments.insert(spec.name.clone(), spec);
+        Ok((DeployOutcome::Created(ids), events))
+    }
+
+    fn new_id(&self, deployment: &Name, role: &RoleSpec, index: u32) -> InstanceId {
+        InstanceId {
+            deployment: deployment.clone(),
+            role: role.name.clone(),
+            index,
+        }
+    }
+
+    fn place_instance(&mut self, now: Moment, id: InstanceId, node: NodeId) -> ClusterEvent {
+        let event = self.events.record(
+            now,
+            EventKind::InstancePlaced,
+            Some(&node),
+            format!("{id} incarnation 1"),
+        );
+        self.instances.insert(
+            id.clone(),
+            RoleInstance {
+                id,
+                node: Some(node),
+                incarnation: 1,
+                state: InstanceState::Starting,
+                endpoint: String::new(),
+                pid: 0,
+                detail: String::new(),
+                transfer_cert_fingerprint: String::new(),
+            },
+        );
+        event
+    }
+
+    /// Sets the instance count of one role.
+    pub fn scale(
+        &mut self,
+        now: Moment,
+        deployment: &str,
+        role: &str,
+        count: u32,
+    ) -> Result<Vec<ClusterEvent>, CoreError> {
+        let spec = Name::parse("deployment", deployment)
+            .ok()
+            .and_then(|n| self.deployments.get(&n))
+            .ok_or_else(|| CoreError::NoSuchDeployment(deployment.to_owned()))?;
+        let role_spec = spec
+            .roles
+            .iter()
+            .find(|r| r.name.as_str() == role)
+            .ok_or_else(|| CoreError::NoSuchRole(spec.name.clone(), role.to_owned()))?
+            .clone();
+        if count == 0 {
+            return Err(CoreError::ZeroInstances(role_spec.name));
+        }
+        let name = spec.name.clone();
+        let current = role_spec.instances;
+        let mut events = Vec::new();
+        if count > current {
+            let mut candidates = self.candidates();
+            let mut spread = self.spread(&name, &role_spec.name);
+            let needed = count - current;
+            let free = Self::free_slots(&candidates);
+            let nodes = placement::place(&mut candidates, &mut spread, needed).ok_or(
+                CoreError::NotEnoughSlots {
+                    needed: u64::from(needed),
+                    free,
+                },
+            )?;
+            for (offset, node) in nodes.into_iter().enumerate() {
+                let id = self.new_id(&name, &role_spec, current + offset as u32);
+                events.push(self.place_instance(now, id, node));
+            }
+        } else {
+            self.instances.retain(|id, _| {
+                !(id.deployment == name && id.role == role_spec.name && id.index >= count)
+            });
+        }
+        let spec = self.deployments.get_mut(&name).expect("looked up above");
+        if let Some(r) = spec.roles.iter_mut().find(|r| r.name == role_spec.name) {
+            r.instances = count;
+        }
+        events.insert(
+            0,
+            self.events.record(
+                now,
+                EventKind::DeploymentScaled,
+                None,
+                format!("{name}.{}: {current} -> {count} instances", role_spec.name),
+            ),
+        );
+        Ok(events)
+    }
+
+    /// Removes a deployment; its VMs stop as host agents converge.
+    pub fn delete(&mut self, now: Moment, deployment: &str) -> Result<ClusterEvent, CoreError> {
+        let name = Name::parse("deployment", deployment)
+            .ok()
+            .filter(|n| self.deployments.contains_key(n))
+            .ok_or_else(|| CoreError::NoSuchDeployment(deployment.to_owned()))?;
+        self.deployments.remove(&name);
+        let before = self.instances.len();
+        self.instances.retain(|id, _| id.deployment != name);
+        Ok(self.events.record(
+            now,
+            EventKind::DeploymentDeleted,
+            None,
+            format!(
+                "{name}: {} instances stopped",
+                before - self.instances.len()
+            ),
+        ))
+    }
+
+    /// The complete set of VMs `node` should run.
+    pub fn desired_vms(&self, node: &NodeId) -> Vec<VmAssignment> {
+        self.instances
+            .values()
+            .filter(|i| i.node.as_ref() == Some(node))
+            .map(|i| VmAssignment {
+                id: i.id.clone(),
+                incarnation: i.incarnation,
+                secrets_version: self
+                    .deployments
+                    .get(&i.id.deployment)
+                    .and_then(|d| d.role(&i.id.role))
+                    .map(RoleSpec::secrets_version)
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Folds one heartbeat's VM reports from `node` into the instances.
+    /// Reports of VMs not assigned to `node` are ignored: the host agent stops
+    /// those VMs when it sees they are not desired.
+    pub fn observe_vms(
+        &mut self,
+        now: Moment,
+        node: &NodeId,
+        reports: Vec<VmObservation>,
+    ) -> Vec<ClusterEvent> {
+        let mut events = Vec::new();
+        for report in reports {
+            let Some(instance) = self.instances.get_mut(&report.id) else {
+                continue;
+            };
+            if instance.node.as_ref() != Some(node) || report.incarnation < instance.incarnation {
+                continue;
+            }
+            let new_state = match report.state {
+                VmState::Starting => InstanceState::Starting,
+                VmState::Provisioned => InstanceState::Provisioned,
+                VmState::Running => InstanceState::Running,
+                VmState::Reinitializing => InstanceState::Reinitializing,
+                VmState::Stopped => continue,
+            };
+            if report.incarnation > instance.incarnation {
+                events.push(self.events.record(
+                    now,
+                    EventKind::InstanceReinitialized,
+                    Some(node),
+                    format!(
+                        "{} incarnation {} -> {}: {}",
+                        report.id,
+                        instance.incarnation,
+                        report.incarnation,
+                        if report.detail.is_empty() {
+                            "reinitialized by the host agent"
+                        } else {
+                            &report.detail
+                        }
+                    ),
+                ));
+                instance.incarnation = report.incarnation;
+            }
+            if new_state == InstanceState::Running && instance.state != InstanceState::Running {
+                events.push(self.events.record(
+                    now,
+                    EventKind::InstanceRunning,
+                    Some(node),
+                    format!(
+                        "{} incarnation {} serving at {}",
+                        report.id, report.incarnation, report.endpoint
+                    ),
+                ));
+            }
+            instance.state = new_state;
+            instance.endpoint = report.endpoint;
+            instance.pid = report.pid;
+            instance.detail = report.detail;
+            instance.transfer_cert_fingerprint = report.transfer_cert_fingerprint;
+        }
+        events
+    }
+
+    /// Checks that `node` may fetch the secrets of VM `vm` at `incarnation`,
+    /// and returns the deployment and role whose certificates it may have.
+    pub fn authorize_secrets(
+        &self,
+        node: &NodeId,
+        vm: &InstanceId,
+        incarnation: u64,
+    ) -> Result<(Name, Name), CoreError> {
+        match self.instances.get(vm) {
+            Some(i) if i.node.as_ref() == Some(node) && incarnation >= i.incarnation => {
+                Ok((vm.deployment.clone(), vm.role.clone()))
+            }
+            _ => Err(CoreError::NotAssigned {
+                vm: vm.to_string(),
+                incarnation,
+                node: node.clone(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Tests of deploy, scale, delete and VM reconciliation in the core.
+
+use super::services::DeployOutcome;
+use super::*;
+use std::time::{Duration, SystemTime};
+
+fn at(secs: u64) -> Moment {
+    Moment {
+        mono: Duration::from_secs(secs),
+        wall: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+    }
+}
+
+/// A cluster of `n` Ready nodes, node i in fault domain i % 2, update domain i % 3.
+fn cluster(n: u32, slots: u32) -> FabricCore {
+    let mut core = FabricCore::new(CoreConfig::default(), at(0));
+    for i in 1..=n {
+        core.register(
+            at(0),
+            NodeId::new(format!("host-{i}")),
+            NodeInfo {
+                fault_domain: i % 2,
+                update_domain: i % 3,
+                capacity_vm_slots: slots,
+                ..NodeInfo::default()
+            },
+            "boot",
+        );
+    }
+    core
+}
+
+fn cert(fingerprint: &str) -> CertificateInfo {
+    CertificateInfo {
+        name: "https".into(),
+        fingerprint: fingerprint.into(),
+        not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 32),
+    }
+}
+
+fn spec(name: &str, roles: &[(&str, u32)], fingerprint: &str) -> DeploymentSpec {
+    DeploymentSpec {
+        name: Name::parse("d", name).unwrap(),
+        roles: roles
+            .iter()
+            .map(|(r, n)| RoleSpec {
+                name: Name::parse("r", r).unwrap(),
+                instances: *n,
+                certificates: vec![cert(fingerprint)],
+            })
+            .collect(),
+    }
+}
+
+fn nodes_of(core: &FabricCore, role: &str) -> Vec<NodeId> {
+    core.instances()
+        .filter(|i| i.id.role.as_str() == role)
+        .filter_map(|i| i.node.clone())
+        .collect()
+}
+
+#[test]
+fn deploy_spreads_instances_across_fault_domains() {
+    let mut core = cluster(4, 4);
+    let (outcome, events) = core
+        .deploy(at(1), spec("web", &[("frontend", 2), ("worker", 3)], "aa"))
+        .unwrap();
+    let DeployOutcome::Created(ids) = outcome else {
+        panic!("not created")
+    };
+    assert_eq!(ids.len(), 5);
+    assert_eq!(events[0].kind, EventKind::DeploymentCreated);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::InstancePlaced)
+            .count(),
+        5
+    );
+    let fds: std::collections::BTreeSet<u32> = nodes_of(&core, "frontend")
+        .iter()
+        .map(|n| core.node(n).unwrap().info.fault_domain)
+        .collect();
+    assert_eq!(
+        fds.len(),
+        2,
+        "frontend's two instances share a fault domain"
+    );
+    for i in core.instances() {
+        assert_eq!(i.incarnation, 1);
+        assert_eq!(i.state, InstanceState::Starting);
+    }
+}
+
+#[test]
+fn deploy_is_refused_whole_when_slots_are_short() {
+    let mut core = cluster(2, 2);
+    let err = core
+        .deploy(at(1), spec("web", &[("a", 3), ("b", 2)], "aa"))
+        .unwrap_err();
+    assert_eq!(err, CoreError::NotEnoughSlots { needed: 5, free: 4 });
+    assert_eq!(core.instances().count(), 0);
+    assert_eq!(core.deployments().count(), 0);
+}
+
+#[test]
+fn zero_instances_and_changed_shapes_are_refused() {
+    let mut core = cluster(2, 4);
+    assert!(matches!(
+        core.deploy(at(1), spec("web", &[("a", 0)], "aa")),
+        Err(CoreError::ZeroInstances(_))
+    ));
+    core.deploy(at(1), spec("web", &[("a", 1)], "aa")).unwrap();
+    assert!(matches!(
+        core.deploy(at(2), spec("web", &[("a", 2)], "aa")),
+        Err(CoreError::DeploymentExists(_))
+    ));
+}
+
+#[test]
+fn redeploying_the_same_shape_rotates_certificates() {
+    let mut core = cluster(2, 4);
+    core.deploy(at(1), spec("web", &[("a", 2)], "aaaa"))
+        .unwrap();
+    let node = core.instances().next().unwrap().node.clone().unwrap();
+    let before = core.desired_vms(&node)[0].secrets_version.clone();
+    let (outcome, events) = core
+        .deploy(at(2), spec("web", &[("a", 2)], "bbbb"))
+        .unwrap();
+    assert_eq!(outcome, DeployOutcome::Rotated);
+    assert_eq!(events[0].kind, EventKind::DeploymentRotated);
+    let after = core.desired_vms(&node)[0].secrets_version.clone();
+    assert_ne!(before, after);
+    // Nothing was re-placed or reincarnated.
+    assert!(core.instances().all(|i| i.incarnation == 1));
+}
+
+#[test]
+fn scale_out_and_in() {
+    let mut core = cluster(3, 4);
+    core.deploy(at(1), spec("web", &[("a", 1)], "aa")).unwrap();
+    core.scale(at(2), "web", "a", 3).unwrap();
+    assert_eq!(nodes_of(&core, "a").len(), 3);
+    let distinct: std::collections::BTreeSet<_> = nodes_of(&core, "a").into_iter().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "scale-out stacked instances on one server"
+    );
+    core.scale(at(3), "web", "a", 1).unwrap();
+    let ids: Vec<String> = core.instances().map(|i| i.id.to_string()).collect();
+    assert_eq!(ids, vec!["web.a.0"]);
+    assert!(matches!(
+        core.scale(at(4), "web", "a", 13),
+        Err(CoreError::NotEnoughSlots { .. })
+    ));
+    assert!(matches!(
+        core.scale(at(4), "nope", "a", 1),
+        Err(CoreError::NoSuchDeployment(_))
+    ));
+    assert!(matches!(
+        core.scale(at(4), "web", "b", 1),
+        Err(CoreError::NoSuchRole(..))
+    ));
+}
+
+#[test]
+fn delete_empties_desired_state() {
+    let mut core = cluster(1, 4);
+    core.deploy(at(1), spec("web", &[("a", 2)], "aa")).unwrap();
+    let node = NodeId::new("host-1");
+    assert_eq!(core.desired_vms(&node).len(), 2);
+    core.delete(at(2), "web").unwrap();
+    assert!(core.desired_vms(&node).is_empty());
+    assert!(matches!(
+        core.delete(at(3), "web"),
+        Err(CoreError::NoSuchDeployment(_))
+    ));
+}
+
+#[test]
+fn vm_reports_update_instances_and_raise_events() {
+    let mut core = cluster(1, 4);
+    core.deploy(at(1), spec("web", &[("a", 1)], "aa")).unwrap();
+    let node = NodeId::new("host-1");
+    let id = InstanceId::parse("web.a.0").unwrap();
+    let report = |incarnation, state| VmObservation {
+        id: id.clone(),
+        incarnation,
+        state,
+        pid: 77,
+        endpoint: "127.0.0.1:9".into(),
+        detail: "guest agent heartbeat timed out".into(),
+        transfer_cert_fingerprint: "ff".into(),
+    };
+    let events = core.observe_vms(at(2), &node, vec![report(1, VmState::Running)]);
+    assert_eq!(events[0].kind, EventKind::InstanceRunning);
+    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Running);
+    // A reinitialization by the host agent raises the incarnation for good.
+    let events = core.observe_vms(at(3), &node, vec![report(2, VmState::Starting)]);
+    assert_eq!(events[0].kind, EventKind::InstanceReinitialized);
+    assert!(events[0].reason.contains("heartbeat timed out"));
+    assert_eq!(core.instance(&id).unwrap().incarnation, 2);
+    assert_eq!(core.desired_vms(&node)[0].incarnation, 2);
+    // An older incarnation's report changes nothing.
+    core.observe_vms(at(4), &node, vec![report(1, VmState::Running)]);
+    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Starting);
+    // Another node's report about this instance is ignored.
+    core.observe_vms(
+        at(5),
+        &NodeId::new("host-9"),
+        vec![report(3, VmState::Running)],
+    );
+    assert_eq!(core.instance(&id).unwrap().incarnation, 2);
+}
+
+#[test]
+fn only_the_assigned_node_may_fetch_secrets() {
+    let mut core = cluster(2, 1);
+    core.deploy(at(1), spec("web", &[("a", 1)], "aa")).unwrap();
+    let id = InstanceId::parse("web.a.0").unwrap();
+    let owner = core.instance(&id).unwrap().node.clone().unwrap();
+    let other = core
+        .nodes()
+        .map(|n| n.id.clone())
+        .find(|n| n != &owner)
+        .unwrap();
+    assert!(core.authorize_secrets(&owner, &id, 1).is_ok());
+    assert!(matches!(
+        core.authorize_secrets(&other, &id, 1),
+        Err(CoreError::NotAssigned { .. })
+    ));
+    assert!(
+        core.authorize_secrets(&owner, &InstanceId::parse("web.a.1").unwrap(), 1)
+            .is_err()
+    );
+}

@@ -1,0 +1,50 @@
+//! The controller's secret store: each role's certificates with their
+//! private keys, kept apart from the core.
+//!
+//! The core only ever sees public facts (fingerprints, expiry). Private keys
+//! leave this store only in answer to `FetchSecrets` from the host agent whose
+//! VM they are for, over mutual TLS. They are zeroed when dropped and never
+//! printed: `Debug` is redacted.
+
+use crate::core::Name;
+use std::collections::HashMap;
+use zeroize::Zeroizing;
+
+/// A certificate and its private key, as deployed.
+#[derive(Clone)]
+pub struct RoleCertificate {
+    pub name: String,
+    pub cert_pem: String,
+    pub key_pem: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for RoleCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleCertificate")
+            .field("name", &self.name)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Certificates by deployment and role.
+#[derive(Default, Debug)]
+pub struct SecretStore {
+    roles: HashMap<(Name, Name), Vec<RoleCertificate>>,
+}
+
+impl SecretStore {
+    pub fn put(&mut self, deployment: &Name, role: &Name, certs: Vec<RoleCertificate>) {
+        self.roles.insert((deployment.clone(), role.clone()), certs);
+    }
+
+    pub fn get(&self, deployment: &Name, role: &Name) -> Option<&[RoleCertificate]> {
+        self.roles
+            .get(&(deployment.clone(), role.clone()))
+            .map(Vec::as_slice)
+    }
+
+    pub fn remove_deployment(&mut self, deployment: &Name) {
+        self.roles.retain(|(d, _), _| d != deployment);
+    }
+}

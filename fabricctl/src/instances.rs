@@ -1,0 +1,218 @@
+//! Role instances as scripts and people see them.
+//!
+//! `status` lists every instance of every deployment; `deploy` and `scale`
+//! show the instances their call placed. All of them use the same JSON
+//! object ([`InstanceJson`]) and the same columns, in the same order.
+
+use crate::status::{natural_key, render_rows};
+use fabric_proto::v1::RoleInstanceStatus;
+use serde::{Deserialize, Serialize};
+
+/// Longest DETAIL shown in a table; JSON always has all of it.
+pub const DETAIL_WIDTH: usize = 60;
+
+/// One role instance (`deployments[].instances[]` in `status -o json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceJson {
+    /// "<deployment>.<role>.<index>", also the VM id.
+    pub id: String,
+    pub deployment: String,
+    pub role: String,
+    pub index: u32,
+    /// The node it is placed on; empty while pending.
+    pub node: String,
+    /// "Pending", "Starting", "Provisioned", "Running" or "Reinitializing".
+    pub state: String,
+    pub incarnation: u64,
+    /// The role's HTTPS endpoint (host:port); empty until running.
+    pub endpoint: String,
+    /// The guest agent's pid; 0 if none.
+    pub pid: u32,
+    /// Why it is pending or was last reinitialized; may be empty.
+    pub detail: String,
+    pub transfer_cert_fingerprint: String,
+}
+
+impl InstanceJson {
+    pub fn from_proto(i: &RoleInstanceStatus) -> Self {
+        Self {
+            id: i.instance_id.clone(),
+            deployment: i.deployment.clone(),
+            role: i.role.clone(),
+            index: i.index,
+            node: i.node_id.clone(),
+            state: i.state.clone(),
+            incarnation: i.incarnation,
+            endpoint: i.endpoint.clone(),
+            pid: i.pid,
+            detail: i.detail.clone(),
+            transfer_cert_fingerprint: i.transfer_cert_fingerprint.clone(),
+        }
+    }
+
+    /// Converts and sorts: by deployment, role, then index.
+    pub fn list(instances: &[RoleInstanceStatus]) -> Vec<Self> {
+        let mut list: Vec<Self> = instances.iter().map(Self::from_proto).collect();
+        list.sort_by(|a, b| {
+            (&a.deployment, &a.role, a.index, natural_key(&a.id)).cmp(&(
+                &b.deployment,
+                &b.role,
+                b.index,
+                natural_key(&b.id),
+            ))
+        });
+        list
+    }
+}
+
+/// The instance table of `status`: every column.
+pub fn full_table(instances: &[InstanceJson]) -> String {
+    let mut rows = vec![
+        [
+            "INSTANCE",
+            "NODE",
+            "STATE",
+            "INCARNATION",
+            "ENDPOINT",
+            "PID",
+            "DETAIL",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for i in instances {
+        rows.push(vec![
+            i.id.clone(),
+            dash(&i.node),
+            i.state.clone(),
+            i.incarnation.to_string(),
+            dash(&i.endpoint),
+            if i.pid == 0 {
+                "-".into()
+            } else {
+                i.pid.to_string()
+            },
+            truncate(&i.detail, DETAIL_WIDTH),
+        ]);
+    }
+    render_rows(&rows)
+}
+
+/// The instance table of `deploy` and `scale`: where each one went.
+pub fn placement_table(instances: &[InstanceJson]) -> String {
+    let mut rows = vec![
+        ["INSTANCE", "NODE", "STATE", "INCARNATION"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for i in instances {
+        rows.push(vec![
+            i.id.clone(),
+            dash(&i.node),
+            i.state.clone(),
+            i.incarnation.to_string(),
+        ]);
+    }
+    render_rows(&rows)
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `s` on one line, at most `max` characters (the last one "…" if cut);
+/// "-" if empty.
+pub fn truncate(s: &str, max: usize) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.is_empty() {
+        return "-".into();
+    }
+    if s.chars().count() <= max {
+        return s;
+    }
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(role: &str, index: u32, node: &str, state: &str) -> RoleInstanceStatus {
+        RoleInstanceStatus {
+            instance_id: format!("web.{role}.{index}"),
+            deployment: "web".into(),
+            role: role.into(),
+            index,
+            node_id: node.into(),
+            state: state.into(),
+            incarnation: 1,
+            endpoint: String::new(),
+            pid: 0,
+            detail: String::new(),
+            transfer_cert_fingerprint: String::new(),
+        }
+    }
+
+    #[test]
+    fn sorted_by_role_then_index() {
+        let list = InstanceJson::list(&[
+            instance("frontend", 10, "host-1", "Running"),
+            instance("frontend", 2, "host-2", "Running"),
+            instance("api", 0, "", "Pending"),
+        ]);
+        let ids: Vec<_> = list.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["web.api.0", "web.frontend.2", "web.frontend.10"]);
+    }
+
+    #[test]
+    fn tables() {
+        let mut running = instance("frontend", 0, "host-1", "Running");
+        running.endpoint = "127.0.0.1:41000".into();
+        running.pid = 4242;
+        let mut pending = instance("api", 0, "", "Reinitializing");
+        pending.detail = format!("guest agent did not connect\nwithin 25m {}", "x".repeat(80));
+        let list = InstanceJson::list(&[running, pending]);
+        let full = full_table(&list);
+        let lines: Vec<_> = full.lines().collect();
+        let header: Vec<_> = lines[0].split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "INSTANCE",
+                "NODE",
+                "STATE",
+                "INCARNATION",
+                "ENDPOINT",
+                "PID",
+                "DETAIL"
+            ]
+        );
+        let row: Vec<_> = lines[1].split_whitespace().take(6).collect();
+        assert_eq!(row, ["web.api.0", "-", "Reinitializing", "1", "-", "-"]);
+        assert!(lines[1].ends_with('…'), "{}", lines[1]);
+        assert!(lines[1].contains("guest agent did not connect within 25m"));
+        assert!(
+            lines[2].contains("127.0.0.1:41000  4242  -"),
+            "{}",
+            lines[2]
+        );
+        let short = placement_table(&list);
+        let header: Vec<_> = short.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header, ["INSTANCE", "NODE", "STATE", "INCARNATION"]);
+        assert_eq!(short.lines().count(), 3);
+    }
+
+    #[test]
+    fn truncation() {
+        assert_eq!(truncate("", 5), "-");
+        assert_eq!(truncate("abcde", 5), "abcde");
+        assert_eq!(truncate("abcdef", 5), "abcd…");
+        assert_eq!(truncate("a\n b", 5), "a b");
+    }
+}

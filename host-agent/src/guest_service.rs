@@ -1,0 +1,141 @@
+//! `fabric.v1.GuestService`: what guest agents call, on a listener of its own.
+//!
+//! Callers are VMs, which are not trusted: each call must carry the VM's
+//! one-time start token (Hello) or the session token Hello returned. A
+//! refusal is logged without the token and affects no other VM.
+
+use crate::secrets::{self, SecretsError};
+use crate::vm::VmManager;
+use crate::vm::record::HelloInfo;
+use crate::vm::refusal::Refusal;
+use crate::vm::token;
+use fabric_proto::v1::{self as pb, guest_service_server::GuestService};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct GuestApi {
+    pub vms: Arc<VmManager>,
+}
+
+fn refuse(call: &str, vm_id: &str, incarnation: u64, refusal: Refusal) -> Status {
+    tracing::warn!(vm = %vm_id, incarnation, "refusing {call}: {refusal}");
+    Status::permission_denied(refusal.to_string())
+}
+
+#[tonic::async_trait]
+impl GuestService for GuestApi {
+    async fn hello(
+        &self,
+        request: Request<pb::GuestHello>,
+    ) -> Result<Response<pb::GuestWelcome>, Status> {
+        let hello = request.into_inner();
+        let (vm_id, incarnation) = (hello.vm_id.as_str(), hello.incarnation);
+        self.vms
+            .claim_start_token(vm_id, incarnation, &hello.token)
+            .map_err(|r| refuse("Hello", vm_id, incarnation, r))?;
+
+        // The token is good, so from here a bad request is this VM's own
+        // failure: it is reinitialized (a new token), not left to time out.
+        let invalid = |what: String| {
+            tracing::warn!(vm = %vm_id, incarnation, "refusing Hello: {what}; reinitializing the VM");
+            self.vms.reject_hello(
+                vm_id,
+                incarnation,
+                format!("guest agent sent an invalid Hello: {what}"),
+            );
+            Status::invalid_argument(what)
+        };
+        let der = &hello.transfer_certificate_der;
+        if let Err(e) = secrets::check_transfer_cert(der) {
+            return Err(invalid(e.to_string()));
+        }
+        if hello.guest_agent_endpoint.parse::<SocketAddr>().is_err() {
+            return Err(invalid(format!(
+                "guest_agent_endpoint {:?} is not IP:PORT",
+                hello.guest_agent_endpoint
+            )));
+        }
+
+        let sealed = match secrets::fetch_sealed(self.vms.controller(), vm_id, incarnation, der)
+            .await
+        {
+            Ok(sealed) => sealed,
+            Err(SecretsError::Fetch(status)) => {
+                // Not the guest's fault: it may retry with the same token.
+                self.vms.release_start_token(vm_id, incarnation);
+                tracing::warn!(vm = %vm_id, incarnation, code = ?status.code(), "Hello: cannot fetch secrets: {}", status.message());
+                return Err(Status::unavailable(format!(
+                    "cannot fetch this VM's secrets from the controller: {}",
+                    status.message()
+                )));
+            }
+            Err(e @ SecretsError::Seal(_)) => return Err(invalid(e.to_string())),
+        };
+
+        let session_token = token::generate();
+        let identity = self
+            .vms
+            .accept_hello(
+                vm_id,
+                incarnation,
+                HelloInfo {
+                    session_token: session_token.clone(),
+                    transfer_cert_der: der.clone(),
+                    guest_agent_endpoint: hello.guest_agent_endpoint.clone(),
+                    agent_version: hello.agent_version.clone(),
+                    secrets_version: sealed.version.clone(),
+                },
+            )
+            .map_err(|r| refuse("Hello", vm_id, incarnation, r))?;
+        tracing::info!(
+            vm = %vm_id,
+            incarnation,
+            transfer_cert = %token::fingerprint(der),
+            secrets = sealed.secrets.len(),
+            version = %sealed.version,
+            "guest agent said Hello; secrets sealed to its transfer certificate"
+        );
+        let interval = self.vms.settings().heartbeat_interval;
+        Ok(Response::new(pb::GuestWelcome {
+            session_token,
+            deployment: identity.deployment,
+            role: identity.role,
+            instance: identity.instance,
+            node_id: self.vms.node_id().to_owned(),
+            secrets: sealed.secrets,
+            heartbeat_interval: prost_types::Duration::try_from(interval).ok(),
+            secrets_version: sealed.version,
+        }))
+    }
+
+    async fn guest_heartbeat(
+        &self,
+        request: Request<pb::GuestHeartbeatRequest>,
+    ) -> Result<Response<pb::GuestHeartbeatResponse>, Status> {
+        let beat = request.into_inner();
+        self.vms
+            .guest_heartbeat(&beat)
+            .map_err(|r| refuse("GuestHeartbeat", &beat.vm_id, beat.incarnation, r))?;
+        Ok(Response::new(pb::GuestHeartbeatResponse {}))
+    }
+
+    async fn report_guest_failure(
+        &self,
+        request: Request<pb::GuestFailure>,
+    ) -> Result<Response<pb::GuestFailureAck>, Status> {
+        let failure = request.into_inner();
+        self.vms
+            .guest_failure(&failure)
+            .map_err(|r| refuse("ReportGuestFailure", &failure.vm_id, failure.incarnation, r))?;
+        tracing::warn!(
+            vm = %failure.vm_id,
+            incarnation = failure.incarnation,
+            stage = %failure.stage,
+            version = %failure.agent_version,
+            "guest agent reported a failure: {}",
+            failure.error
+        );
+        Ok(Response::new(pb::GuestFailureAck {}))
+    }
+}

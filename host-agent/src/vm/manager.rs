@@ -1,0 +1,454 @@
+//! The VM table of this host and the effects of its transitions.
+//!
+//! Records change under one short-held lock; the slow or fallible effects
+//! (killing, wiping, spawning, calling the controller) run outside it, and
+//! whatever they learn is written back only if the VM is still at the same
+//! incarnation, so a late result never lands on a newer guest agent.
+
+use super::process::{self, GuestProcess, LaunchSpec, Launcher, VmPaths};
+use super::record::{Action, HelloInfo, Phase, Policy, VmRecord};
+use super::refusal::Refusal;
+use super::rotation::{self, RotationJob};
+use super::token;
+use crate::backoff::Backoff;
+use crate::state::HostState;
+use fabric_proto::v1::{self as pb, RoleState, node_service_client::NodeServiceClient};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use zeroize::Zeroizing;
+
+/// What the VM manager needs from the host's configuration.
+#[derive(Clone, Debug)]
+pub struct VmSettings {
+    pub state_dir: PathBuf,
+    pub policy: Policy,
+    /// Asked of guest agents in GuestWelcome.
+    pub heartbeat_interval: Duration,
+}
+
+/// Who a VM is, for GuestWelcome.
+#[derive(Clone, Debug)]
+pub struct VmIdentity {
+    pub deployment: String,
+    pub role: String,
+    pub instance: u32,
+}
+
+#[derive(Default)]
+struct Table {
+    records: BTreeMap<String, VmRecord>,
+    processes: HashMap<String, GuestProcess>,
+    /// The last incarnation run of every VM ever run here, so a VM stopped
+    /// and assigned again never reuses an incarnation (and its secrets).
+    last_incarnation: HashMap<String, u64>,
+}
+
+/// This host's VMs.
+pub struct VmManager {
+    table: Mutex<Table>,
+    /// Wakes the supervisor when a deadline may have moved.
+    wake: Notify,
+    settings: VmSettings,
+    launcher: Box<dyn Launcher>,
+    controller: NodeServiceClient<Channel>,
+    host: Arc<HostState>,
+}
+
+impl VmManager {
+    pub fn new(
+        settings: VmSettings,
+        launcher: Box<dyn Launcher>,
+        controller: NodeServiceClient<Channel>,
+        host: Arc<HostState>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            table: Mutex::new(Table::default()),
+            wake: Notify::new(),
+            settings,
+            launcher,
+            controller,
+            host,
+        })
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves records consistent enough
+        // (every transition is a few assignments); keep serving.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.settings.policy
+    }
+
+    pub fn settings(&self) -> &VmSettings {
+        &self.settings
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.host.node_id
+    }
+
+    /// The shared client of the controller (cheap to clone: one channel).
+    pub fn controller(&self) -> NodeServiceClient<Channel> {
+        self.controller.clone()
+    }
+
+    /// Every VM, as heartbeats and GetHostStatus report them.
+    pub fn reports(&self) -> Vec<pb::VmReport> {
+        self.table()
+            .records
+            .values()
+            .map(VmRecord::to_report)
+            .collect()
+    }
+
+    /// The earliest deadline of any VM.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.table()
+            .records
+            .values()
+            .filter_map(|r| r.deadline)
+            .min()
+    }
+
+    /// Completes when something may have changed the deadlines.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Carries out whatever is due now: timeouts and spawns.
+    pub fn run_due(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut work = Vec::new();
+        {
+            let mut table = self.table();
+            for (vm_id, record) in table.records.iter_mut() {
+                for action in record.on_deadline(now, &self.settings.policy) {
+                    work.push((vm_id.clone(), action));
+                }
+            }
+        }
+        self.execute(work);
+    }
+
+    /// Reconciles with the controller's complete set of desired VMs: start
+    /// what is missing, stop what is not listed, rotate stale secrets.
+    pub fn apply_desired(self: &Arc<Self>, desired: &[pb::VmAssignment]) {
+        let now = Instant::now();
+        let mut work = Vec::new();
+        let mut stops = Vec::new();
+        let mut rotations = Vec::new();
+        {
+            let mut guard = self.table();
+            let table = &mut *guard;
+            let mut wanted = HashSet::new();
+            for assignment in desired {
+                let vm_id = &assignment.vm_id;
+                if !process::valid_vm_id(vm_id) {
+                    tracing::warn!(vm = %vm_id, "ignoring an assignment whose VM id is not a plain name");
+                    continue;
+                }
+                wanted.insert(vm_id.clone());
+                match table.records.get_mut(vm_id) {
+                    Some(record) => {
+                        record
+                            .desired_secrets_version
+                            .clone_from(&assignment.secrets_version);
+                        for action in record.require_incarnation(now, assignment.incarnation) {
+                            work.push((vm_id.clone(), action));
+                        }
+                        if record.needs_rotation()
+                            && let Some(job) = RotationJob::for_record(record)
+                        {
+                            record.rotating = true;
+                            rotations.push(job);
+                        }
+                    }
+                    None => {
+                        let after_last = table.last_incarnation.get(vm_id).map_or(0, |l| l + 1);
+                        let incarnation = assignment.incarnation.max(after_last);
+                        tracing::info!(vm = %vm_id, incarnation, "VM assigned to this host");
+                        table
+                            .records
+                            .insert(vm_id.clone(), VmRecord::new(assignment, incarnation, now));
+                    }
+                }
+            }
+            let unlisted: Vec<String> = table
+                .records
+                .keys()
+                .filter(|id| !wanted.contains(*id))
+                .cloned()
+                .collect();
+            for vm_id in unlisted {
+                if let Some(record) = table.records.remove(&vm_id) {
+                    let process = table.processes.remove(&vm_id);
+                    stops.push((vm_id, record.incarnation, process));
+                }
+            }
+        }
+        for (vm_id, incarnation, process) in stops {
+            tracing::info!(vm = %vm_id, incarnation, "stopping VM: no longer assigned to this host");
+            if let Some(process) = process {
+                process.kill();
+            }
+            process::wipe(&self.paths(&vm_id, incarnation));
+        }
+        for job in rotations {
+            tokio::spawn(rotation::rotate(self.clone(), job));
+        }
+        self.execute(work);
+        self.wake.notify_one();
+    }
+
+    fn paths(&self, vm_id: &str, incarnation: u64) -> VmPaths {
+        VmPaths::new(&self.settings.state_dir, vm_id, incarnation)
+    }
+
+    /// Carries out transitions' actions, and those that their effects cause
+    /// (a failed spawn is a failure of the VM). Does not wake the supervisor:
+    /// it runs this itself, and a wake-up per run would make it spin; callers
+    /// outside the supervisor wake it.
+    fn execute(self: &Arc<Self>, work: Vec<(String, Action)>) {
+        let mut queue = VecDeque::from(work);
+        while let Some((vm_id, action)) = queue.pop_front() {
+            match action {
+                Action::Reinitialize { reason } => self.reinitialize(&vm_id, &reason),
+                Action::ReportFault { reason } => self.report_fault(&vm_id, reason),
+                Action::Spawn => queue.extend(self.spawn(&vm_id)),
+            }
+        }
+    }
+
+    /// Kills the guest agent and wipes the VM directory; the record is
+    /// already Reinitializing and respawns at its deadline.
+    fn reinitialize(&self, vm_id: &str, reason: &str) {
+        let (process, incarnation, strikes) = {
+            let mut table = self.table();
+            let process = table.processes.remove(vm_id);
+            let Some(record) = table.records.get_mut(vm_id) else {
+                return;
+            };
+            record.pid = None;
+            (process, record.incarnation, record.strikes)
+        };
+        tracing::warn!(vm = %vm_id, incarnation, strikes, "reinitializing VM: {reason}");
+        if let Some(process) = process {
+            process.kill();
+        }
+        process::wipe(&self.paths(vm_id, incarnation));
+    }
+
+    /// Starts the next incarnation's guest agent with a new token.
+    fn spawn(&self, vm_id: &str) -> Vec<(String, Action)> {
+        let token = Zeroizing::new(token::generate());
+        let spec = {
+            let mut table = self.table();
+            let Some(record) = table.records.get_mut(vm_id) else {
+                return Vec::new();
+            };
+            record.spawning(Instant::now(), token::digest(&token), self.policy());
+            let incarnation = record.incarnation;
+            table.last_incarnation.insert(vm_id.to_owned(), incarnation);
+            LaunchSpec {
+                vm_id: vm_id.to_owned(),
+                incarnation,
+                paths: self.paths(vm_id, incarnation),
+            }
+        };
+        let result =
+            process::create_vm_dir(&spec.paths).and_then(|()| self.launcher.launch(&spec, &token));
+        let mut table = self.table();
+        let table = &mut *table;
+        let current = table
+            .records
+            .get_mut(vm_id)
+            .filter(|r| r.incarnation == spec.incarnation && r.phase == Phase::Starting);
+        match (result, current) {
+            (Ok(guest), Some(record)) => {
+                tracing::info!(vm = %vm_id, incarnation = spec.incarnation, pid = ?guest.pid, "guest agent started");
+                record.spawned(guest.pid);
+                if let Some(pid) = guest.pid {
+                    process::write_pid_file(&spec.paths, pid);
+                }
+                table.processes.insert(vm_id.to_owned(), guest);
+                Vec::new()
+            }
+            // The VM was stopped or moved on while we spawned.
+            (Ok(guest), None) => {
+                guest.kill();
+                process::wipe(&spec.paths);
+                Vec::new()
+            }
+            (Err(e), Some(record)) => {
+                let reason = format!("cannot start guest agent: {e}");
+                record
+                    .fail(Instant::now(), reason, &self.settings.policy)
+                    .into_iter()
+                    .map(|a| (vm_id.to_owned(), a))
+                    .collect()
+            }
+            (Err(_), None) => Vec::new(),
+        }
+    }
+
+    /// NodeService.ReportFault, retried in the background until the
+    /// controller hears it: it is sent once per streak, so it must not be lost.
+    fn report_fault(&self, vm_id: &str, reason: String) {
+        let agent_version = self
+            .table()
+            .records
+            .get(vm_id)
+            .map(|r| r.guest_agent_version.clone())
+            .filter(|v| !v.is_empty())
+            // The guest never said which version it is: ours is the best guess,
+            // both agents ship together.
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+        tracing::error!(vm = %vm_id, "reporting this server as faulty: {reason}");
+        let mut controller = self.controller();
+        let request = pb::FaultReport {
+            node_id: self.host.node_id.clone(),
+            boot_id: self.host.boot_id.clone(),
+            reason,
+            agent_version,
+        };
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+            for _ in 0..30 {
+                match controller.report_fault(request.clone()).await {
+                    Ok(_) => return,
+                    Err(status) => {
+                        let wait = backoff.next_delay();
+                        tracing::warn!(code = ?status.code(), "fault report failed: {}; retrying in {wait:?}", status.message());
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+            tracing::error!("gave up reporting a fault to the controller");
+        });
+    }
+
+    fn with_record<T>(
+        &self,
+        vm_id: &str,
+        f: impl FnOnce(&mut VmRecord) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let mut table = self.table();
+        let record = table
+            .records
+            .get_mut(vm_id)
+            .ok_or_else(|| Refusal::UnknownVm(vm_id.to_owned()))?;
+        f(record)
+    }
+
+    /// Hello, step 1: the start token is right and now reserved.
+    pub fn claim_start_token(
+        &self,
+        vm_id: &str,
+        incarnation: u64,
+        presented: &str,
+    ) -> Result<(), Refusal> {
+        self.with_record(vm_id, |r| r.claim_start_token(incarnation, presented))
+    }
+
+    /// Hello could not complete through no fault of the guest.
+    pub fn release_start_token(&self, vm_id: &str, incarnation: u64) {
+        let _ = self.with_record(vm_id, |r| {
+            r.release_start_token(incarnation);
+            Ok(())
+        });
+    }
+
+    /// Hello, with a valid token but an unusable request: the VM fails.
+    pub fn reject_hello(self: &Arc<Self>, vm_id: &str, incarnation: u64, reason: String) {
+        let actions = self
+            .with_record(vm_id, |r| {
+                if r.incarnation != incarnation {
+                    return Ok(Vec::new());
+                }
+                Ok(r.fail(Instant::now(), reason, &self.settings.policy))
+            })
+            .unwrap_or_default();
+        self.execute(actions.into_iter().map(|a| (vm_id.to_owned(), a)).collect());
+        self.wake.notify_one();
+    }
+
+    /// Hello, last step: secrets were sealed; the VM is provisioned.
+    pub fn accept_hello(
+        &self,
+        vm_id: &str,
+        incarnation: u64,
+        hello: HelloInfo,
+    ) -> Result<VmIdentity, Refusal> {
+        let identity = self.with_record(vm_id, |r| {
+            r.hello_accepted(Instant::now(), incarnation, hello, &self.settings.policy)?;
+            Ok(VmIdentity {
+                deployment: r.deployment.clone(),
+                role: r.role.clone(),
+                instance: r.instance,
+            })
+        })?;
+        self.wake.notify_one();
+        Ok(identity)
+    }
+
+    pub fn guest_heartbeat(&self, beat: &pb::GuestHeartbeatRequest) -> Result<(), Refusal> {
+        let role_state = RoleState::try_from(beat.role_state).unwrap_or(RoleState::Unspecified);
+        self.with_record(&beat.vm_id, |r| {
+            r.check_session(beat.incarnation, &beat.session_token)?;
+            let was = r.phase;
+            r.heartbeat(
+                Instant::now(),
+                beat.sequence,
+                role_state,
+                &beat.role_endpoint,
+                &self.settings.policy,
+            );
+            if was != Phase::Running && r.phase == Phase::Running {
+                tracing::info!(vm = %r.vm_id, incarnation = r.incarnation, endpoint = %r.endpoint, "role running");
+            }
+            Ok(())
+        })?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// ReportGuestFailure: the VM fails at once (fail fast).
+    pub fn guest_failure(self: &Arc<Self>, failure: &pb::GuestFailure) -> Result<(), Refusal> {
+        let actions = self.with_record(&failure.vm_id, |r| {
+            r.check_any_token(failure.incarnation, &failure.token)?;
+            if !failure.agent_version.is_empty() {
+                r.guest_agent_version.clone_from(&failure.agent_version);
+            }
+            Ok(r.failure_reported(
+                Instant::now(),
+                &failure.stage,
+                &failure.error,
+                &self.settings.policy,
+            ))
+        })?;
+        let vm_id = &failure.vm_id;
+        self.execute(actions.into_iter().map(|a| (vm_id.clone(), a)).collect());
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A rotation ended; `version` is the secrets version the guest now has.
+    pub fn rotation_done(&self, vm_id: &str, incarnation: u64, version: Option<String>) {
+        let _ = self.with_record(vm_id, |r| {
+            if r.incarnation == incarnation && r.rotating {
+                r.rotating = false;
+                if let Some(version) = version {
+                    r.secrets_version = version;
+                }
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,21 @@
+//! The VMs of this server, each run by a guest agent process.
+//!
+//! - [`record`]: one VM's life as a state machine (timeouts, tokens,
+//!   the clean-VM strike rule), free of processes and clocks.
+//! - [`manager`]: the table of VMs and the effects of their transitions;
+//!   reconciling with the controller's desired set.
+//! - [`supervisor`]: the task that fires deadlines.
+//! - [`process`]: spawning, killing and reaping guest agents; VM files.
+//! - [`rotation`]: pushing rotated certificates to guest agents.
+//! - [`token`]: start and session tokens.
+
+pub mod manager;
+pub mod process;
+pub mod record;
+pub mod refusal;
+pub mod rotation;
+pub mod supervisor;
+pub mod token;
+
+pub use manager::{VmManager, VmSettings};
+pub use record::Policy;

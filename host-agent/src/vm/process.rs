@@ -1,0 +1,411 @@
+//! Guest agent processes: spawning `guest-agent run`, killing, reaping, and
+//! the files a VM leaves on disk (its directory, log and pid file).
+//!
+//! Each guest agent runs in a process group of its own, so a SIGKILL to the
+//! group takes down anything it started, and a Ctrl-C aimed at the host
+//! agent's group does not reach it: VMs are separate machines and outlive
+//! their host agent. Every child is waited on by a reaper task, so none
+//! lingers as a zombie.
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use thiserror::Error;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+
+/// The files of one VM under the host's state directory.
+#[derive(Clone, Debug)]
+pub struct VmPaths {
+    /// `<state>/vms/<vm_id>/`: the VM's disk, wiped on stop and reinitialize.
+    pub vm_dir: PathBuf,
+    /// `<state>/vms/<vm_id>.pid`: lets a later host agent clean up.
+    pub pid_file: PathBuf,
+    /// `<state>/vm-logs/<vm_id>.<incarnation>.log`: survives wipes.
+    pub log_file: PathBuf,
+}
+
+impl VmPaths {
+    pub fn new(state_dir: &Path, vm_id: &str, incarnation: u64) -> Self {
+        let vms = state_dir.join("vms");
+        Self {
+            vm_dir: vms.join(vm_id),
+            pid_file: vms.join(format!("{vm_id}.pid")),
+            log_file: state_dir
+                .join("vm-logs")
+                .join(format!("{vm_id}.{incarnation}.log")),
+        }
+    }
+}
+
+/// A VM id becomes a directory name, so it must be one plain path component.
+pub fn valid_vm_id(vm_id: &str) -> bool {
+    !vm_id.is_empty()
+        && vm_id.len() <= 200
+        && !vm_id.starts_with('.')
+        && vm_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    #[error("cannot prepare {path}: {source}")]
+    Files { path: PathBuf, source: io::Error },
+    #[error("cannot start {bin}: {source}")]
+    Spawn { bin: PathBuf, source: io::Error },
+}
+
+/// What to start: one guest agent for one VM incarnation.
+#[derive(Clone, Debug)]
+pub struct LaunchSpec {
+    pub vm_id: String,
+    pub incarnation: u64,
+    pub paths: VmPaths,
+}
+
+/// A started guest agent.
+#[derive(Clone, Debug)]
+pub struct GuestProcess {
+    /// Also its process group id. `None` for launchers without processes.
+    pub pid: Option<u32>,
+    /// Set by the reaper once the process has exited and been waited for;
+    /// from then on its pid may belong to someone else and must not be
+    /// signalled.
+    exited: Arc<AtomicBool>,
+}
+
+impl GuestProcess {
+    /// A process-less guest (for launchers that only pretend).
+    pub fn detached() -> Self {
+        Self {
+            pid: None,
+            exited: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// SIGKILL to the guest agent's process group.
+    pub fn kill(&self) {
+        let Some(pid) = self.pid else { return };
+        if self.exited.load(Ordering::Acquire) {
+            return;
+        }
+        match killpg(Pid::from_raw(pid as i32), Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(pid, "cannot kill guest agent process group: {e}"),
+        }
+    }
+}
+
+/// Starts guest agents. A trait so the VM manager can be tested without
+/// processes.
+pub trait Launcher: Send + Sync {
+    /// Starts the guest agent of `spec` with the one-time `token`. The VM
+    /// directory exists already.
+    fn launch(&self, spec: &LaunchSpec, token: &str) -> Result<GuestProcess, ProcessError>;
+}
+
+/// Starts real `guest-agent run` processes.
+#[derive(Clone, Debug)]
+pub struct ProcessLauncher {
+    pub bin: PathBuf,
+    /// The GuestService URL, https://IP:PORT.
+    pub host_agent_url: String,
+    pub host_agent_name: String,
+    /// The cluster CA certificate (public).
+    pub ca: PathBuf,
+    pub node: String,
+    pub listen_ip: IpAddr,
+    /// The guests' clock: this instant at `Instant`, advancing with it.
+    pub guest_now: Option<(OffsetDateTime, Instant)>,
+    pub leap_day_bug: bool,
+    pub silent_failures: bool,
+}
+
+impl ProcessLauncher {
+    fn args(&self, spec: &LaunchSpec) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--vm-id".into(),
+            spec.vm_id.clone(),
+            "--incarnation".into(),
+            spec.incarnation.to_string(),
+            "--host-agent".into(),
+            self.host_agent_url.clone(),
+            "--host-agent-name".into(),
+            self.host_agent_name.clone(),
+            "--ca".into(),
+            self.ca.display().to_string(),
+            "--vm-dir".into(),
+            spec.paths.vm_dir.display().to_string(),
+            "--node".into(),
+            self.node.clone(),
+            "--listen-ip".into(),
+            self.listen_ip.to_string(),
+        ];
+        if let Some((start, at)) = self.guest_now {
+            // The clock advances in real time, so a guest spawned a minute
+            // after the host agent starts a minute later (e.g. crossing into
+            // Feb 29).
+            let now = start + at.elapsed();
+            if let Ok(text) = now.format(&Rfc3339) {
+                args.extend(["--now".into(), text]);
+            }
+        }
+        if self.leap_day_bug {
+            args.push("--leap-day-bug".into());
+        }
+        if self.silent_failures {
+            args.push("--silent-failures".into());
+        }
+        args
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn launch(&self, spec: &LaunchSpec, token: &str) -> Result<GuestProcess, ProcessError> {
+        let log_path = &spec.paths.log_file;
+        let files = |source| ProcessError::Files {
+            path: log_path.clone(),
+            source,
+        };
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(files)?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .map_err(files)?;
+        let log_err = log.try_clone().map_err(files)?;
+        let mut command = tokio::process::Command::new(&self.bin);
+        command
+            .args(self.args(spec))
+            // In the environment, not argv: argv is visible to every user in ps.
+            .env("FABRIC_GUEST_TOKEN", token)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+            bin: self.bin.clone(),
+            source,
+        })?;
+        let pid = child.id();
+        let exited = Arc::new(AtomicBool::new(false));
+        let reaped = exited.clone();
+        let (vm_id, incarnation) = (spec.vm_id.clone(), spec.incarnation);
+        // The reaper: the exit is only logged. The host agent does not treat
+        // it as a verdict (a VM's OS keeps running when its agent dies); the
+        // timeouts decide.
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            reaped.store(true, Ordering::Release);
+            match status {
+                Ok(status) => {
+                    tracing::info!(vm = %vm_id, incarnation, %status, "guest agent exited")
+                }
+                Err(e) => tracing::warn!(vm = %vm_id, incarnation, "waiting for guest agent: {e}"),
+            }
+        });
+        Ok(GuestProcess { pid, exited })
+    }
+}
+
+/// Records `pid` for a later host agent's cleanup.
+pub fn write_pid_file(paths: &VmPaths, pid: u32) {
+    if let Err(e) = std::fs::write(&paths.pid_file, format!("{pid}\n")) {
+        tracing::warn!(path = %paths.pid_file.display(), "cannot write pid file: {e}");
+    }
+}
+
+/// Creates the VM directory (empty).
+pub fn create_vm_dir(paths: &VmPaths) -> Result<(), ProcessError> {
+    wipe(paths);
+    std::fs::create_dir_all(&paths.vm_dir).map_err(|source| ProcessError::Files {
+        path: paths.vm_dir.clone(),
+        source,
+    })
+}
+
+/// Removes the VM directory and pid file. A just-killed process may still
+/// be creating files for an instant, so one failed attempt is retried.
+pub fn wipe(paths: &VmPaths) {
+    for attempt in 0..2 {
+        match std::fs::remove_dir_all(&paths.vm_dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) if attempt == 1 => {
+                tracing::warn!(dir = %paths.vm_dir.display(), "cannot wipe VM directory: {e}")
+            }
+            Err(_) => {}
+        }
+    }
+    let _ = std::fs::remove_file(&paths.pid_file);
+}
+
+/// At start: kills guest agents left by an earlier boot of this host agent
+/// (their pid files name them; the pid is only trusted if its command line
+/// still names guest-agent and the VM) and wipes every VM directory, since
+/// VMs are not re-adopted. Returns the VM ids cleaned up.
+pub fn cleanup_leftovers(state_dir: &Path) -> Vec<String> {
+    let vms = state_dir.join("vms");
+    let Ok(entries) = std::fs::read_dir(&vms) else {
+        return Vec::new();
+    };
+    let mut cleaned = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if let Some(vm_id) = name.strip_suffix(".pid") {
+            if let Some(pid) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                && is_guest_agent_of(pid, vm_id)
+            {
+                tracing::info!(vm = %vm_id, pid, "killing guest agent left by an earlier host agent");
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            let _ = std::fs::remove_file(&path);
+            cleaned.push(vm_id.to_owned());
+        } else if path.is_dir()
+            && let Err(e) = std::fs::remove_dir_all(&path)
+        {
+            tracing::warn!(dir = %path.display(), "cannot wipe leftover VM directory: {e}");
+        }
+    }
+    cleaned.sort();
+    cleaned.dedup();
+    cleaned
+}
+
+/// Whether process `pid` is a guest agent running `vm_id`, judged by its
+/// command line (pids are reused, so a stale pid file may name anyone).
+fn is_guest_agent_of(pid: u32, vm_id: &str) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let names_agent = args
+        .iter()
+        .any(|a| String::from_utf8_lossy(a).contains("guest-agent"));
+    let names_vm = args.contains(&vm_id.as_bytes());
+    names_agent && names_vm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_ids_are_single_path_components() {
+        assert!(valid_vm_id("web.frontend.0"));
+        assert!(valid_vm_id("a-b_c.1"));
+        for bad in ["", ".", "..", "../x", "a/b", ".hidden", "a b"] {
+            assert!(!valid_vm_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_follow_the_contract() {
+        let p = VmPaths::new(Path::new("/s"), "web.frontend.0", 3);
+        assert_eq!(p.vm_dir, Path::new("/s/vms/web.frontend.0"));
+        assert_eq!(p.pid_file, Path::new("/s/vms/web.frontend.0.pid"));
+        assert_eq!(p.log_file, Path::new("/s/vm-logs/web.frontend.0.3.log"));
+    }
+
+    #[test]
+    fn cleanup_wipes_dirs_and_spares_unrelated_pids() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = VmPaths::new(dir.path(), "web.frontend.0", 1);
+        create_vm_dir(&paths).unwrap();
+        std::fs::write(paths.vm_dir.join("secret.pem"), "x").unwrap();
+        // Our own pid: alive, but not a guest agent, so it must survive.
+        write_pid_file(&paths, std::process::id());
+        std::fs::create_dir_all(dir.path().join("vms/orphan")).unwrap();
+        let cleaned = cleanup_leftovers(dir.path());
+        assert_eq!(cleaned, vec!["web.frontend.0".to_owned()]);
+        assert!(!paths.vm_dir.exists() && !paths.pid_file.exists());
+        assert!(!dir.path().join("vms/orphan").exists());
+    }
+
+    #[tokio::test]
+    async fn spawns_in_its_own_group_kills_and_reaps() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in guest agent: a shell script that records its argv and
+        // token, then sleeps.
+        let bin = dir.path().join("guest-agent");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\necho \"args: $*\"\necho \"token-len: ${#FABRIC_GUEST_TOKEN}\"\nexec sleep 30\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let launcher = ProcessLauncher {
+            bin,
+            host_agent_url: "https://127.0.0.1:1".into(),
+            host_agent_name: "localhost".into(),
+            ca: dir.path().join("ca.pem"),
+            node: "host-1".into(),
+            listen_ip: "127.0.0.1".parse().unwrap(),
+            guest_now: Some((
+                OffsetDateTime::parse("2012-02-28T23:59:00Z", &Rfc3339).unwrap(),
+                Instant::now(),
+            )),
+            leap_day_bug: true,
+            silent_failures: false,
+        };
+        let spec = LaunchSpec {
+            vm_id: "web.frontend.0".into(),
+            incarnation: 2,
+            paths: VmPaths::new(dir.path(), "web.frontend.0", 2),
+        };
+        create_vm_dir(&spec.paths).unwrap();
+        let process = launcher.launch(&spec, &"ab".repeat(32)).unwrap();
+        let pid = process.pid.unwrap();
+        let log = &spec.paths.log_file;
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.contains("token-len") || Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(
+            text.contains("run --vm-id web.frontend.0 --incarnation 2"),
+            "{text}"
+        );
+        assert!(text.contains("--now 2012-02-28T23:59:"), "{text}");
+        assert!(text.contains("--leap-day-bug"), "{text}");
+        assert!(text.contains("token-len: 64"), "{text}");
+        assert!(!text.contains(&"ab".repeat(32)), "the token is not in argv");
+        // Its own process group.
+        assert_eq!(
+            nix::unistd::getpgid(Some(Pid::from_raw(pid as i32))).unwrap(),
+            Pid::from_raw(pid as i32)
+        );
+        process.kill();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while !process.exited.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "not reaped");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Reaped: no zombie left in /proc.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        // Killing again is harmless.
+        process.kill();
+    }
+}

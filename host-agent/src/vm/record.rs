@@ -1,0 +1,648 @@
+//! One VM's life on this host as a state machine with no processes, network
+//! or clock of its own: every transition takes `now` and returns the
+//! [`Action`]s the caller must carry out. That keeps the rules (timeouts,
+//! tokens, the clean-VM strike count) testable in microseconds.
+//!
+//! ```text
+//! Pending --Spawn--> Starting --hello--> Provisioned --ROLE_RUNNING--> Running
+//!    ^                  |                     |                          |
+//!    |                  +------ timeout / reported failure --------------+
+//!    |                                        v
+//!    +-------------- Spawn (incarnation+1) -- Reinitializing
+//! ```
+
+use super::refusal::Refusal;
+use super::token::{self, TokenDigest};
+use fabric_proto::v1::{self as pb, RoleState, VmState};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The rules a host applies to its VMs (from its flags).
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// From spawn until Hello.
+    pub connect_timeout: Duration,
+    /// Longest silence after Hello.
+    pub heartbeat_timeout: Duration,
+    /// Consecutive clean-VM failures that make the host report a fault.
+    pub clean_vm_strikes: u32,
+}
+
+/// Where a VM is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Assigned, its first guest agent not spawned yet.
+    Pending,
+    /// Guest agent spawned; waiting for its Hello.
+    Starting,
+    /// Hello accepted and secrets sealed; the role is starting.
+    Provisioned,
+    /// The role serves.
+    Running,
+    /// Killed and wiped; respawns at the deadline.
+    Reinitializing,
+}
+
+impl Phase {
+    pub fn to_proto(self) -> VmState {
+        match self {
+            Phase::Pending | Phase::Starting => VmState::VmStarting,
+            Phase::Provisioned => VmState::VmProvisioned,
+            Phase::Running => VmState::VmRunning,
+            Phase::Reinitializing => VmState::VmReinitializing,
+        }
+    }
+}
+
+/// What the caller of a transition must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Kill the guest agent's process group and wipe the VM directory now;
+    /// the respawn follows at the record's deadline.
+    Reinitialize { reason: String },
+    /// Tell the controller this server looks faulty.
+    ReportFault { reason: String },
+    /// Start a guest agent for [`VmRecord::next_incarnation`].
+    Spawn,
+}
+
+/// The start token's life: claimed while a Hello is being served (so two
+/// concurrent Hellos cannot both spend it), spent once it succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenUse {
+    Unspent,
+    Claimed,
+    Spent,
+}
+
+/// What an accepted Hello established.
+#[derive(Clone, Debug)]
+pub struct HelloInfo {
+    pub session_token: String,
+    pub transfer_cert_der: Vec<u8>,
+    pub guest_agent_endpoint: String,
+    pub agent_version: String,
+    pub secrets_version: String,
+}
+
+/// One VM as this host sees it.
+#[derive(Debug)]
+pub struct VmRecord {
+    pub vm_id: String,
+    pub deployment: String,
+    pub role: String,
+    pub instance: u32,
+    /// Of the guest agent running now (or last run).
+    pub incarnation: u64,
+    /// The lowest incarnation the controller allows.
+    pub min_incarnation: u64,
+    pub phase: Phase,
+    /// No customer code has run in this incarnation (its role never reached
+    /// RUNNING). A reinitialized VM is wiped, so it is clean again.
+    pub clean: bool,
+    /// Consecutive failures while clean.
+    pub strikes: u32,
+    /// Set once a streak's fault is reported, so it is reported only once.
+    fault_reported: bool,
+    /// Why the VM was last reinitialized.
+    pub detail: String,
+    pub pid: Option<u32>,
+    /// The role's HTTPS endpoint.
+    pub endpoint: String,
+    /// Where the guest agent's GuestAgentService listens.
+    pub guest_agent_endpoint: String,
+    pub guest_agent_version: String,
+    pub transfer_cert_fingerprint: String,
+    /// Kept to seal rotated secrets to; public.
+    pub transfer_cert_der: Vec<u8>,
+    /// The certificate set the guest agent has.
+    pub secrets_version: String,
+    /// The certificate set the controller wants.
+    pub desired_secrets_version: String,
+    /// A PushSecrets is under way.
+    pub rotating: bool,
+    start_token: Option<TokenDigest>,
+    token_use: TokenUse,
+    /// Needed in clear to call the guest agent; never logged.
+    session_token: Option<String>,
+    last_guest_sequence: u64,
+    /// When the current phase times out (or, Pending/Reinitializing, when to
+    /// spawn).
+    pub deadline: Option<Instant>,
+}
+
+impl VmRecord {
+    /// A newly assigned VM whose first guest agent will run `incarnation`.
+    pub fn new(assignment: &pb::VmAssignment, incarnation: u64, now: Instant) -> Self {
+        Self {
+            vm_id: assignment.vm_id.clone(),
+            deployment: assignment.deployment.clone(),
+            role: assignment.role.clone(),
+            instance: assignment.instance,
+            // The spawn moves to `next_incarnation`, i.e. `incarnation`.
+            incarnation: incarnation.saturating_sub(1),
+            min_incarnation: incarnation,
+            phase: Phase::Pending,
+            clean: true,
+            strikes: 0,
+            fault_reported: false,
+            detail: String::new(),
+            pid: None,
+            endpoint: String::new(),
+            guest_agent_endpoint: String::new(),
+            guest_agent_version: String::new(),
+            transfer_cert_fingerprint: String::new(),
+            transfer_cert_der: Vec::new(),
+            secrets_version: String::new(),
+            desired_secrets_version: assignment.secrets_version.clone(),
+            rotating: false,
+            start_token: None,
+            token_use: TokenUse::Unspent,
+            session_token: None,
+            last_guest_sequence: 0,
+            deadline: Some(now),
+        }
+    }
+
+    /// The incarnation the next spawn runs.
+    pub fn next_incarnation(&self) -> u64 {
+        (self.incarnation + 1).max(self.min_incarnation)
+    }
+
+    /// A guest agent is about to be spawned with the token whose digest is
+    /// `token`: a new incarnation, clean, waiting for Hello.
+    pub fn spawning(&mut self, now: Instant, token: TokenDigest, policy: &Policy) {
+        self.incarnation = self.next_incarnation();
+        self.phase = Phase::Starting;
+        self.clean = true;
+        self.pid = None;
+        self.endpoint.clear();
+        self.guest_agent_endpoint.clear();
+        self.transfer_cert_fingerprint.clear();
+        self.transfer_cert_der.clear();
+        self.secrets_version.clear();
+        self.rotating = false;
+        self.start_token = Some(token);
+        self.token_use = TokenUse::Unspent;
+        self.session_token = None;
+        self.last_guest_sequence = 0;
+        self.deadline = Some(now + policy.connect_timeout);
+    }
+
+    /// The process of the current incarnation started.
+    pub fn spawned(&mut self, pid: Option<u32>) {
+        self.pid = pid;
+    }
+
+    /// Checks a Hello's incarnation and start token and reserves the token.
+    pub fn claim_start_token(&mut self, incarnation: u64, presented: &str) -> Result<(), Refusal> {
+        self.check_incarnation(incarnation)?;
+        let Some(expected) = &self.start_token else {
+            return Err(Refusal::BadToken);
+        };
+        if !token::matches(expected, presented) {
+            return Err(Refusal::BadToken);
+        }
+        if self.token_use != TokenUse::Unspent || self.phase != Phase::Starting {
+            return Err(Refusal::TokenUsed);
+        }
+        self.token_use = TokenUse::Claimed;
+        Ok(())
+    }
+
+    /// The Hello could not be completed for reasons not the guest's (e.g.
+    /// the controller was unreachable): it may try again with its token.
+    pub fn release_start_token(&mut self, incarnation: u64) {
+        if self.incarnation == incarnation && self.token_use == TokenUse::Claimed {
+            self.token_use = TokenUse::Unspent;
+        }
+    }
+
+    /// A Hello succeeded: the token (claimed by this Hello) is spent and
+    /// secrets were sealed. Refused if the VM moved on meanwhile.
+    pub fn hello_accepted(
+        &mut self,
+        now: Instant,
+        incarnation: u64,
+        hello: HelloInfo,
+        policy: &Policy,
+    ) -> Result<(), Refusal> {
+        self.check_incarnation(incarnation)?;
+        if self.token_use != TokenUse::Claimed || self.phase != Phase::Starting {
+            return Err(Refusal::TokenUsed);
+        }
+        self.token_use = TokenUse::Spent;
+        self.phase = Phase::Provisioned;
+        self.transfer_cert_fingerprint = token::fingerprint(&hello.transfer_cert_der);
+        self.transfer_cert_der = hello.transfer_cert_der;
+        self.guest_agent_endpoint = hello.guest_agent_endpoint;
+        self.guest_agent_version = hello.agent_version;
+        self.secrets_version = hello.secrets_version;
+        self.session_token = Some(hello.session_token);
+        self.deadline = Some(now + policy.heartbeat_timeout);
+        Ok(())
+    }
+
+    /// Checks the session token of a guest agent that said Hello.
+    pub fn check_session(&self, incarnation: u64, presented: &str) -> Result<(), Refusal> {
+        self.check_incarnation(incarnation)?;
+        match &self.session_token {
+            Some(session) if token::matches(&token::digest(session), presented) => Ok(()),
+            Some(_) => Err(Refusal::BadToken),
+            None => Err(Refusal::NoSession),
+        }
+    }
+
+    /// Checks the start token or, after Hello, the session token (a failure
+    /// can be reported by a guest agent that never said Hello).
+    pub fn check_any_token(&self, incarnation: u64, presented: &str) -> Result<(), Refusal> {
+        self.check_incarnation(incarnation)?;
+        let start_ok = self
+            .start_token
+            .as_ref()
+            .is_some_and(|t| token::matches(t, presented));
+        if start_ok || self.check_session(incarnation, presented).is_ok() {
+            Ok(())
+        } else {
+            Err(Refusal::BadToken)
+        }
+    }
+
+    fn check_incarnation(&self, incarnation: u64) -> Result<(), Refusal> {
+        let live = matches!(
+            self.phase,
+            Phase::Starting | Phase::Provisioned | Phase::Running
+        );
+        if !live || incarnation != self.incarnation {
+            return Err(Refusal::WrongIncarnation {
+                presented: incarnation,
+                current: self.incarnation,
+            });
+        }
+        Ok(())
+    }
+
+    /// A GuestHeartbeat (its tokens already checked). Late or repeated
+    /// sequence numbers are ignored.
+    pub fn heartbeat(
+        &mut self,
+        now: Instant,
+        sequence: u64,
+        role_state: RoleState,
+        role_endpoint: &str,
+        policy: &Policy,
+    ) {
+        if sequence <= self.last_guest_sequence {
+            return;
+        }
+        self.last_guest_sequence = sequence;
+        self.deadline = Some(now + policy.heartbeat_timeout);
+        if !role_endpoint.is_empty() {
+            self.endpoint = role_endpoint.to_owned();
+        }
+        if role_state == RoleState::RoleRunning {
+            // Customer code now runs in this VM: from here on a failure may
+            // be the customer's, so it no longer counts against the server.
+            self.phase = Phase::Running;
+            self.clean = false;
+            self.strikes = 0;
+            self.fault_reported = false;
+        }
+    }
+
+    /// What is due at `now`: a timeout, or a pending spawn.
+    pub fn on_deadline(&mut self, now: Instant, policy: &Policy) -> Vec<Action> {
+        match self.deadline {
+            Some(deadline) if deadline <= now => {}
+            _ => return Vec::new(),
+        }
+        match self.phase {
+            Phase::Pending | Phase::Reinitializing => {
+                self.deadline = None;
+                vec![Action::Spawn]
+            }
+            Phase::Starting => {
+                let reason = format!(
+                    "guest agent never connected within {}",
+                    humantime::format_duration(policy.connect_timeout)
+                );
+                self.fail(now, reason, policy)
+            }
+            Phase::Provisioned | Phase::Running => {
+                let reason = format!(
+                    "guest agent silent for {}",
+                    humantime::format_duration(policy.heartbeat_timeout)
+                );
+                self.fail(now, reason, policy)
+            }
+        }
+    }
+
+    /// The guest agent reported that its init failed at `stage`.
+    pub fn failure_reported(
+        &mut self,
+        now: Instant,
+        stage: &str,
+        error: &str,
+        policy: &Policy,
+    ) -> Vec<Action> {
+        let reason = if stage == "transfer_certificate" {
+            format!("guest agent failed creating transfer certificate: {error}")
+        } else {
+            format!("guest agent failed at {stage}: {error}")
+        };
+        self.fail(now, reason, policy)
+    }
+
+    /// The VM failed for `reason` (a timeout, a reported failure, a bad
+    /// transfer certificate, a spawn error): reinitialize it, and count a
+    /// strike if it was clean. A clean VM cannot have been broken by its
+    /// customer, so repeated clean failures point at this server (or at the
+    /// platform's own software, as on Feb 29 2012).
+    pub fn fail(&mut self, now: Instant, reason: String, policy: &Policy) -> Vec<Action> {
+        let mut actions = vec![Action::Reinitialize {
+            reason: reason.clone(),
+        }];
+        if self.clean {
+            self.strikes += 1;
+            if self.strikes >= policy.clean_vm_strikes && !self.fault_reported {
+                self.fault_reported = true;
+                actions.push(Action::ReportFault {
+                    reason: reason.clone(),
+                });
+            }
+        }
+        self.reinitializing(now, reason);
+        actions
+    }
+
+    /// The controller wants at least `min`: a running older incarnation is
+    /// replaced (not the VM's fault, so no strike).
+    pub fn require_incarnation(&mut self, now: Instant, min: u64) -> Vec<Action> {
+        self.min_incarnation = self.min_incarnation.max(min);
+        let live = matches!(
+            self.phase,
+            Phase::Starting | Phase::Provisioned | Phase::Running
+        );
+        if !live || self.incarnation >= self.min_incarnation {
+            return Vec::new();
+        }
+        let reason = format!("controller asked for incarnation {min}");
+        self.reinitializing(now, reason.clone());
+        vec![Action::Reinitialize { reason }]
+    }
+
+    fn reinitializing(&mut self, now: Instant, reason: String) {
+        self.phase = Phase::Reinitializing;
+        self.detail = reason;
+        self.start_token = None;
+        self.session_token = None;
+        self.endpoint.clear();
+        self.rotating = false;
+        self.deadline = Some(now + respawn_delay(self.strikes));
+    }
+
+    /// The session token, to authenticate our calls to the guest agent.
+    pub fn session_token(&self) -> Option<&str> {
+        self.session_token.as_deref()
+    }
+
+    /// Whether the guest agent should be sent the controller's secrets.
+    pub fn needs_rotation(&self) -> bool {
+        matches!(self.phase, Phase::Provisioned | Phase::Running)
+            && !self.rotating
+            && !self.desired_secrets_version.is_empty()
+            && self.desired_secrets_version != self.secrets_version
+            && self.session_token.is_some()
+            && !self.guest_agent_endpoint.is_empty()
+    }
+
+    pub fn to_report(&self) -> pb::VmReport {
+        pb::VmReport {
+            vm_id: self.vm_id.clone(),
+            deployment: self.deployment.clone(),
+            role: self.role.clone(),
+            instance: self.instance,
+            incarnation: self.incarnation,
+            state: self.phase.to_proto() as i32,
+            pid: self.pid.unwrap_or(0),
+            endpoint: self.endpoint.clone(),
+            clean: self.clean,
+            strikes: self.strikes,
+            detail: self.detail.clone(),
+            transfer_cert_fingerprint: self.transfer_cert_fingerprint.clone(),
+            secrets_version: self.secrets_version.clone(),
+        }
+    }
+}
+
+/// Pause before respawning, growing with the strikes: a guest agent that
+/// fails fast must not turn into a fork loop. 250 ms, doubling, at most 10 s.
+pub fn respawn_delay(strikes: u32) -> Duration {
+    Duration::from_millis(250u64 << strikes.min(6)).min(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Policy = Policy {
+        connect_timeout: Duration::from_secs(25 * 60),
+        heartbeat_timeout: Duration::from_secs(15),
+        clean_vm_strikes: 3,
+    };
+
+    fn assignment() -> pb::VmAssignment {
+        pb::VmAssignment {
+            vm_id: "web.frontend.0".into(),
+            deployment: "web".into(),
+            role: "frontend".into(),
+            instance: 0,
+            incarnation: 1,
+            secrets_version: "v1".into(),
+        }
+    }
+
+    /// Runs the record's pending spawn; returns the start token.
+    fn spawn(vm: &mut VmRecord, now: Instant) -> String {
+        assert_eq!(
+            vm.on_deadline(now + Duration::from_secs(11), &POLICY),
+            vec![Action::Spawn]
+        );
+        let token = token::generate();
+        vm.spawning(now, token::digest(&token), &POLICY);
+        vm.spawned(Some(42));
+        token
+    }
+
+    fn hello(vm: &mut VmRecord, now: Instant, token: &str) {
+        vm.claim_start_token(vm.incarnation, token).unwrap();
+        vm.hello_accepted(
+            now,
+            vm.incarnation,
+            HelloInfo {
+                session_token: "session".into(),
+                transfer_cert_der: vec![1, 2, 3],
+                guest_agent_endpoint: "127.0.0.1:1".into(),
+                agent_version: "0.1.0".into(),
+                secrets_version: "v1".into(),
+            },
+            &POLICY,
+        )
+        .unwrap();
+    }
+
+    fn faults(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ReportFault { reason } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn three_clean_timeouts_report_one_fault() {
+        let mut now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        let mut reported = Vec::new();
+        for round in 1..=5u64 {
+            spawn(&mut vm, now);
+            assert_eq!(vm.incarnation, round);
+            assert_eq!(vm.phase, Phase::Starting);
+            // Not yet due.
+            assert!(
+                vm.on_deadline(now + Duration::from_secs(60), &POLICY)
+                    .is_empty()
+            );
+            now += POLICY.connect_timeout;
+            let actions = vm.on_deadline(now, &POLICY);
+            assert!(
+                matches!(&actions[0], Action::Reinitialize { .. }),
+                "{actions:?}"
+            );
+            assert_eq!(vm.phase, Phase::Reinitializing);
+            assert_eq!(vm.strikes as u64, round);
+            reported.extend(faults(&actions));
+            if round == 3 {
+                assert_eq!(reported.len(), 1, "the third strike reports");
+            }
+        }
+        assert_eq!(
+            reported,
+            vec!["guest agent never connected within 25m".to_owned()]
+        );
+        assert_eq!(vm.detail, "guest agent never connected within 25m");
+    }
+
+    #[test]
+    fn reported_failures_strike_with_the_guests_error() {
+        let now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        let mut reported = Vec::new();
+        for _ in 0..3 {
+            let token = spawn(&mut vm, now);
+            vm.check_any_token(vm.incarnation, &token).unwrap();
+            reported.extend(faults(&vm.failure_reported(
+                now,
+                "transfer_certificate",
+                "invalid date",
+                &POLICY,
+            )));
+        }
+        assert_eq!(
+            reported,
+            vec!["guest agent failed creating transfer certificate: invalid date".to_owned()]
+        );
+    }
+
+    #[test]
+    fn running_resets_strikes_and_a_dirty_timeout_is_no_strike() {
+        let mut now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        for _ in 0..2 {
+            spawn(&mut vm, now);
+            now += POLICY.connect_timeout;
+            vm.on_deadline(now, &POLICY);
+        }
+        assert_eq!(vm.strikes, 2);
+        let token = spawn(&mut vm, now);
+        hello(&mut vm, now, &token);
+        assert_eq!(vm.phase, Phase::Provisioned);
+        vm.heartbeat(now, 1, RoleState::RoleStarting, "", &POLICY);
+        assert!(vm.clean && vm.strikes == 2);
+        vm.heartbeat(now, 2, RoleState::RoleRunning, "127.0.0.1:443", &POLICY);
+        assert_eq!(vm.phase, Phase::Running);
+        assert!(!vm.clean);
+        assert_eq!(vm.strikes, 0);
+        assert_eq!(vm.endpoint, "127.0.0.1:443");
+
+        // Heartbeats push the deadline; silence past it reinitializes
+        // without a strike because customer code ran.
+        now += Duration::from_secs(10);
+        assert!(vm.on_deadline(now, &POLICY).is_empty());
+        vm.heartbeat(now, 3, RoleState::RoleRunning, "", &POLICY);
+        now += Duration::from_secs(10);
+        assert!(vm.on_deadline(now, &POLICY).is_empty());
+        now += Duration::from_secs(5);
+        let actions = vm.on_deadline(now, &POLICY);
+        assert_eq!(
+            actions,
+            vec![Action::Reinitialize {
+                reason: "guest agent silent for 15s".into()
+            }]
+        );
+        assert_eq!(vm.strikes, 0);
+        // The respawned VM is wiped, hence clean again.
+        spawn(&mut vm, now);
+        assert!(vm.clean);
+        assert_eq!(vm.incarnation, 4);
+    }
+
+    #[test]
+    fn tokens_are_single_use_and_bound_to_the_incarnation() {
+        let now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 7, now);
+        let token = spawn(&mut vm, now);
+        assert_eq!(vm.incarnation, 7);
+        assert_eq!(
+            vm.claim_start_token(6, &token),
+            Err(Refusal::WrongIncarnation {
+                presented: 6,
+                current: 7
+            })
+        );
+        assert_eq!(
+            vm.claim_start_token(7, "not the token"),
+            Err(Refusal::BadToken)
+        );
+        vm.claim_start_token(7, &token).unwrap();
+        assert_eq!(vm.claim_start_token(7, &token), Err(Refusal::TokenUsed));
+        vm.release_start_token(7);
+        hello(&mut vm, now, &token);
+        assert_eq!(vm.claim_start_token(7, &token), Err(Refusal::TokenUsed));
+        assert_eq!(vm.check_session(7, "session"), Ok(()));
+        assert_eq!(vm.check_session(7, &token), Err(Refusal::BadToken));
+    }
+
+    #[test]
+    fn controller_can_raise_the_incarnation() {
+        let now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        spawn(&mut vm, now);
+        assert!(vm.require_incarnation(now, 1).is_empty());
+        let actions = vm.require_incarnation(now, 5);
+        assert_eq!(actions.len(), 1);
+        assert_eq!(vm.strikes, 0);
+        spawn(&mut vm, now);
+        assert_eq!(vm.incarnation, 5);
+    }
+
+    #[test]
+    fn respawn_delay_grows_and_is_capped() {
+        assert_eq!(respawn_delay(0), Duration::from_millis(250));
+        assert_eq!(respawn_delay(2), Duration::from_secs(1));
+        assert_eq!(respawn_delay(40), Duration::from_secs(10));
+    }
+}
