@@ -4,7 +4,7 @@
 //! once into a [`ControllerConfig`] at start, so a bad value stops the process
 //! with a message naming the value instead of failing later.
 
-use crate::core::CoreConfig;
+use crate::core::{CoreConfig, HiThreshold};
 use anyhow::{Context, bail};
 use fabric_pki::tls::TlsFiles;
 use serde::Deserialize;
@@ -50,6 +50,28 @@ pub struct Args {
     /// Silence after which a node is Unresponsive [default: 10s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub node_timeout: Option<Duration>,
+    /// Time a node may stay Unresponsive before it goes to Human
+    /// Investigate and its instances are healed [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub unresponsive_grace: Option<Duration>,
+    /// Role instances healed at once [default: 16].
+    #[arg(long)]
+    pub healing_concurrency: Option<u32>,
+    /// HI nodes that put the cluster in HI mode: a count ("3") or a share
+    /// ("20%") [default: 20%].
+    #[arg(long, value_parser = HiThreshold::parse)]
+    pub hi_threshold: Option<HiThreshold>,
+    /// Tell guest-software faults from hardware faults [default: true];
+    /// false replays 2012 (every fault report moves its server to HI).
+    #[arg(long)]
+    pub fault_classification: Option<bool>,
+    /// How long a server reporting a guest-software fault is kept in service
+    /// while other servers are watched for the same cause [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub classification_hold: Option<Duration>,
+    /// Servers that must report the same cause for a software fault [default: 2].
+    #[arg(long)]
+    pub software_fault_min_nodes: Option<u32>,
     /// Directory for the controller's state.
     #[arg(long, env = "FABRIC_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -70,6 +92,15 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub node_timeout: Option<Duration>,
     pub event_retention: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub unresponsive_grace: Option<Duration>,
+    pub healing_concurrency: Option<u32>,
+    /// "3" or "20%".
+    pub hi_threshold: Option<String>,
+    pub fault_classification: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub classification_hold: Option<Duration>,
+    pub software_fault_min_nodes: Option<u32>,
     pub state_dir: Option<PathBuf>,
 }
 
@@ -112,6 +143,31 @@ impl Args {
                 .or(file.node_timeout)
                 .unwrap_or(defaults.node_timeout),
             event_retention: file.event_retention.unwrap_or(defaults.event_retention),
+            unresponsive_grace: self
+                .unresponsive_grace
+                .or(file.unresponsive_grace)
+                .unwrap_or(defaults.unresponsive_grace),
+            healing_concurrency: self
+                .healing_concurrency
+                .or(file.healing_concurrency)
+                .unwrap_or(defaults.healing_concurrency),
+            hi_threshold: match (self.hi_threshold, &file.hi_threshold) {
+                (Some(t), _) => t,
+                (None, Some(text)) => HiThreshold::parse(text).map_err(anyhow::Error::msg)?,
+                (None, None) => defaults.hi_threshold,
+            },
+            fault_classification: self
+                .fault_classification
+                .or(file.fault_classification)
+                .unwrap_or(defaults.fault_classification),
+            classification_hold: self
+                .classification_hold
+                .or(file.classification_hold)
+                .unwrap_or(defaults.classification_hold),
+            software_fault_min_nodes: self
+                .software_fault_min_nodes
+                .or(file.software_fault_min_nodes)
+                .unwrap_or(defaults.software_fault_min_nodes),
         };
         core.validate()?;
         let cluster = self

@@ -122,6 +122,8 @@ impl Controller {
             _ => core.desired_vms(id),
         };
         drop(core);
+        // Any transition may free capacity or finish a heal: let the tick
+        // loop run healing now rather than at its next deadline.
         if !events.is_empty() {
             self.expiry_changed.notify_one();
         }
@@ -211,19 +213,48 @@ impl Controller {
         Ok((certs, version))
     }
 
-    pub fn report_fault(&self, id: &NodeId, reason: &str, version: &str) -> Result<(), CoreError> {
+    pub fn report_fault(
+        &self,
+        id: &NodeId,
+        reason: &str,
+        version: &str,
+        vms: &[InstanceId],
+    ) -> Result<(), CoreError> {
         let now = self.clock.now();
-        let event = self.read().report_fault(now, id, reason, version)?;
-        self.publish(vec![event]);
+        let events = self.read().report_fault(now, id, reason, version, vms)?;
+        self.publish(events);
+        self.expiry_changed.notify_one();
         Ok(())
     }
 
-    /// Runs expiry now; returns the monotonic time of the next deadline.
-    pub fn expire(&self) -> Option<std::time::Duration> {
+    pub fn repair(&self, id: &NodeId, who: &str, why: &str) -> Result<(), CoreError> {
+        let now = self.clock.now();
+        let events = self.read().repair(now, id, who, why)?;
+        self.publish(events);
+        self.expiry_changed.notify_one();
+        Ok(())
+    }
+
+    pub fn resume(&self, who: &str) {
+        let now = self.clock.now();
+        let events = self.read().resume(now, who);
+        self.publish(events);
+        self.expiry_changed.notify_one();
+    }
+
+    pub fn set_switch(&self, switch: crate::core::Switch, on: bool, who: &str) {
+        let now = self.clock.now();
+        let events = self.read().set_switch(now, switch, on, who);
+        self.publish(events);
+    }
+
+    /// Runs the core's time-driven work now (expiry, HI, healing); returns
+    /// the monotonic time of the next deadline.
+    pub fn tick(&self) -> Option<std::time::Duration> {
         let now = self.clock.now();
         let mut core = self.read();
-        let events = core.expire(now);
-        let next = core.next_expiry();
+        let events = core.tick(now);
+        let next = core.next_deadline();
         drop(core);
         self.publish(events);
         next

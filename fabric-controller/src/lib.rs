@@ -7,6 +7,7 @@
 //! - [`server`]: TLS, health, reflection and background loops; [`server::run`].
 //! - [`secrets`]: deployed certificates' private keys, kept out of the core.
 //! - [`config`]: flags and config file, resolved once.
+//! - [`sim`]: the real core in a seeded, virtual-time model of a cluster.
 
 pub mod api;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod controller;
 pub mod core;
 pub mod secrets;
 pub mod server;
+pub mod sim;

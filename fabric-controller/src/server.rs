@@ -53,7 +53,7 @@ pub async fn run(
     let reflection_v1 = fabric_proto::reflection().build_v1()?;
     let reflection_v1alpha = fabric_proto::reflection().build_v1alpha()?;
 
-    let expiry = tokio::spawn(expiry_loop(controller.clone()));
+    let expiry = tokio::spawn(tick_loop(controller.clone()));
     let router = tonic::transport::Server::builder()
         .tls_config(tls.server_config())?
         // Detect dead host-agent connections even when no RPC is in flight.
@@ -87,17 +87,20 @@ pub async fn run(
     Ok(result?)
 }
 
-/// Sleeps until the earliest heartbeat deadline, then lets the core expire
-/// nodes. Woken early when a registration or recovery adds a deadline.
-async fn expiry_loop(controller: Arc<Controller>) {
-    // When no node can expire, still look again now and then.
+/// Sleeps until the core's next deadline (a heartbeat expiring, a grace or a
+/// fault hold running out), then lets the core act. Woken early by any
+/// transition that may change deadlines or give healing work to do.
+async fn tick_loop(controller: Arc<Controller>) {
+    // Healing also waits on capacity and reports, which have no deadline:
+    // look again at least this often.
     const IDLE: Duration = Duration::from_secs(1);
     let origin = tokio::time::Instant::now() - controller.clock().now().mono;
     loop {
-        let next = controller.expire();
+        let next = controller.tick();
+        let idle = tokio::time::Instant::now() + IDLE;
         let wake = match next {
-            Some(deadline) => origin + deadline,
-            None => tokio::time::Instant::now() + IDLE,
+            Some(deadline) => (origin + deadline).min(idle),
+            None => idle,
         };
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}

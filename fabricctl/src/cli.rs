@@ -60,6 +60,80 @@ pub enum Command {
     Scale(ScaleArgs),
     /// List cluster events, optionally following new ones.
     Events(EventsArgs),
+    /// Act on one node (server).
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Act on the whole cluster: leave Human Investigate mode, flip switches.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Return a node from Human Investigate to Ready once it was looked at.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RepairArgs {
+    /// The node id ("host-2").
+    pub id: String,
+    /// Why the server is believed fine; recorded in the cluster event.
+    #[arg(long, default_value = "repaired by operator")]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Leave Human Investigate mode: healing may resume, every node gets a
+    /// fresh heartbeat grace (nodes in HI stay there until repaired).
+    Resume,
+    /// Switch healing, updates or service management on or off.
+    Set(SetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SetArgs {
+    /// Which switch.
+    #[arg(value_name = "SWITCH")]
+    pub switch: SwitchName,
+    /// Its new position.
+    #[arg(value_name = "on|off")]
+    pub position: OnOff,
+}
+
+/// The operators' switches (graceful degradation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SwitchName {
+    /// Automatic service healing.
+    Healing,
+    /// Internally initiated updates.
+    Updates,
+    /// Service management: deploy, scale, delete.
+    Management,
+}
+
+impl SwitchName {
+    /// The name the controller expects in SetSwitch.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchName::Healing => "healing",
+            SwitchName::Updates => "updates",
+            SwitchName::Management => "management",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -115,6 +189,28 @@ pub struct UpArgs {
     /// Once every host is Ready, deploy this service definition.
     #[arg(long, value_name = "FILE")]
     pub deploy: Option<PathBuf>,
+    /// Nodes in Human Investigate that put the whole cluster in HI mode
+    /// (healing and updates stop): a count ("2") or a share ("20%").
+    #[arg(long, default_value = "2", value_name = "COUNT|PERCENT")]
+    pub hi_threshold: String,
+    /// How long a node may stay Unresponsive before it goes to Human
+    /// Investigate and its role instances are healed elsewhere.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub unresponsive_grace: Duration,
+    /// Role instances service healing moves at once.
+    #[arg(long, default_value_t = 16)]
+    pub healing_concurrency: u32,
+    /// Tell guest-software faults from hardware faults; off replays 2012
+    /// (every fault report moves its server to Human Investigate).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub fault_classification: OnOff,
+    /// How long a server reporting a guest-software fault stays in service
+    /// while the controller watches for the same cause elsewhere.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub classification_hold: Duration,
+    /// Servers that must report the same cause for it to be a software fault.
+    #[arg(long, default_value_t = 2)]
+    pub software_fault_min_nodes: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -196,6 +292,65 @@ mod tests {
         assert_eq!(up.clean_vm_strikes, 3);
         assert!(!up.leap_day_bug && !up.silent_guest_failures);
         assert_eq!((up.guest_now, up.deploy), (None, None));
+        assert_eq!(up.hi_threshold, "2");
+        assert_eq!(up.unresponsive_grace, Duration::from_secs(10));
+        assert_eq!(up.healing_concurrency, 16);
+        assert_eq!(up.fault_classification, OnOff::On);
+        assert_eq!(up.classification_hold, Duration::from_secs(20));
+        assert_eq!(up.software_fault_min_nodes, 2);
+    }
+
+    #[test]
+    fn node_and_cluster_commands() {
+        let cli = Cli::try_parse_from(["fabricctl", "node", "repair", "host-2"]).unwrap();
+        let Command::Node(NodeCommand::Repair(r)) = cli.command else {
+            panic!("not node repair")
+        };
+        assert_eq!(
+            (r.id.as_str(), r.reason.as_str()),
+            ("host-2", "repaired by operator")
+        );
+        let cli = Cli::try_parse_from([
+            "fabricctl",
+            "node",
+            "repair",
+            "host-2",
+            "--reason",
+            "disk replaced",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Node(NodeCommand::Repair(r)) if r.reason == "disk replaced")
+        );
+        let cli = Cli::try_parse_from(["fabricctl", "cluster", "resume"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Resume)
+        ));
+        let cli = Cli::try_parse_from(["fabricctl", "cluster", "set", "healing", "off"]).unwrap();
+        let Command::Cluster(ClusterCommand::Set(s)) = cli.command else {
+            panic!("not cluster set")
+        };
+        assert_eq!((s.switch, s.position), (SwitchName::Healing, OnOff::Off));
+        assert_eq!(s.switch.as_str(), "healing");
+        for (name, switch) in [
+            ("updates", SwitchName::Updates),
+            ("management", SwitchName::Management),
+        ] {
+            let cli = Cli::try_parse_from(["fabricctl", "cluster", "set", name, "on"]).unwrap();
+            assert!(
+                matches!(cli.command, Command::Cluster(ClusterCommand::Set(s)) if s.switch == switch && s.position.is_on())
+            );
+            assert_eq!(switch.as_str(), name);
+        }
+        for bad in [
+            &["fabricctl", "node", "repair"][..],
+            &["fabricctl", "cluster", "set", "healing"],
+            &["fabricctl", "cluster", "set", "brakes", "on"],
+            &["fabricctl", "cluster", "set", "healing", "yes"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -76,8 +76,9 @@ pub enum CtlError {
     #[error("service definition {}: {detail}", .path.display())]
     BadDefinition { path: PathBuf, detail: String },
 
-    /// The controller understood a Deploy, Scale or DeleteDeployment and
-    /// said no (bad input, name taken, no room, no such deployment).
+    /// The controller understood a Deploy, Scale, DeleteDeployment or an
+    /// operator call and said no (bad input, name taken, no room, no such
+    /// deployment, node not in Human Investigate).
     #[error("{action} refused: {detail}")]
     Refused {
         action: &'static str,
@@ -86,6 +87,9 @@ pub enum CtlError {
 
     #[error("invalid {flag}: {detail}")]
     BadFlag { flag: &'static str, detail: String },
+
+    #[error("no node {node} in this cluster (see `fabricctl status` for node ids)")]
+    NoSuchNode { node: String },
 }
 
 fn pid_suffix(pid: Option<u32>) -> String {
@@ -323,6 +327,36 @@ pub fn from_management(
     }
 }
 
+/// The error for a failed operator call on a node or the cluster (`action`
+/// is "repair", "resume" or "switch"; `node` names the node acted on): an
+/// unknown node is said plainly, a refusal is the controller's own reason
+/// ("repair refused: node host-2 is Ready, not in Human Investigate"),
+/// anything else is classified as usual.
+pub fn from_operator(
+    action: &'static str,
+    node: Option<&str>,
+    what: &'static str,
+    endpoint: &str,
+    rpc: &'static str,
+    status: &tonic::Status,
+) -> CtlError {
+    let message = flatten(status.message());
+    match (status.code(), node) {
+        (Code::NotFound, Some(node)) => CtlError::NoSuchNode {
+            node: node.to_owned(),
+        },
+        (Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound, _)
+            if !message.is_empty() =>
+        {
+            CtlError::Refused {
+                action,
+                detail: message,
+            }
+        }
+        _ => from_status(what, endpoint, rpc, status),
+    }
+}
+
 fn build(
     what: &'static str,
     endpoint: &str,
@@ -503,6 +537,41 @@ mod tests {
         assert!(matches!(e, CtlError::Unreachable { .. }), "{e}");
         let s = tonic::Status::permission_denied("needs an Admin certificate");
         let e = from_management("deploy", FC, EP, "Deploy", &s);
+        assert!(matches!(e, CtlError::CertificateRefused { .. }), "{e}");
+    }
+
+    #[test]
+    fn operator_refusals() {
+        let s =
+            tonic::Status::failed_precondition("node host-2 is Ready, not in Human Investigate");
+        let e = from_operator("repair", Some("host-2"), FC, EP, "RepairNode", &s);
+        assert_eq!(
+            e.to_string(),
+            "repair refused: node host-2 is Ready, not in Human Investigate"
+        );
+        let s = tonic::Status::not_found("node host-9 is not registered");
+        let e = from_operator("repair", Some("host-9"), FC, EP, "RepairNode", &s);
+        assert_eq!(
+            e.to_string(),
+            "no node host-9 in this cluster (see `fabricctl status` for node ids)"
+        );
+        let s = tonic::Status::invalid_argument("unknown switch \"brakes\"");
+        let e = from_operator("switch", None, FC, EP, "SetSwitch", &s);
+        assert_eq!(e.to_string(), "switch refused: unknown switch \"brakes\"");
+        // A controller from before these calls existed.
+        let s = tonic::Status::unimplemented("");
+        let e = from_operator("resume", None, FC, EP, "ResumeCluster", &s).to_string();
+        assert!(
+            e.starts_with(
+                "fabric controller at https://127.0.0.1:7400 rejected ResumeCluster: Unimplemented:"
+            ),
+            "{e}"
+        );
+        let s = tonic::Status::unavailable("tcp connect error: Connection refused");
+        let e = from_operator("repair", Some("host-2"), FC, EP, "RepairNode", &s);
+        assert!(matches!(e, CtlError::Unreachable { .. }), "{e}");
+        let s = tonic::Status::permission_denied("needs an Admin certificate");
+        let e = from_operator("repair", Some("host-2"), FC, EP, "RepairNode", &s);
         assert!(matches!(e, CtlError::CertificateRefused { .. }), "{e}");
     }
 

@@ -31,6 +31,9 @@ pub struct InstanceJson {
     /// Why it is pending or was last reinitialized; may be empty.
     pub detail: String,
     pub transfer_cert_fingerprint: String,
+    /// While service healing moves it: the node it came from; null otherwise.
+    #[serde(default)]
+    pub healing_from: Option<String>,
 }
 
 impl InstanceJson {
@@ -47,6 +50,16 @@ impl InstanceJson {
             pid: i.pid,
             detail: i.detail.clone(),
             transfer_cert_fingerprint: i.transfer_cert_fingerprint.clone(),
+            healing_from: Some(i.healing_from.clone()).filter(|n| !n.is_empty()),
+        }
+    }
+
+    /// The NODE cell: "host-3", "-" while pending, with "<- host-2" while
+    /// healing moves it from host-2.
+    pub fn node_cell(&self) -> String {
+        match &self.healing_from {
+            Some(from) => format!("{} <- {from}", dash(&self.node)),
+            None => dash(&self.node),
         }
     }
 
@@ -83,7 +96,7 @@ pub fn full_table(instances: &[InstanceJson]) -> String {
     for i in instances {
         rows.push(vec![
             i.id.clone(),
-            dash(&i.node),
+            i.node_cell(),
             i.state.clone(),
             i.incarnation.to_string(),
             dash(&i.endpoint),
@@ -108,7 +121,7 @@ pub fn placement_table(instances: &[InstanceJson]) -> String {
     for i in instances {
         rows.push(vec![
             i.id.clone(),
-            dash(&i.node),
+            i.node_cell(),
             i.state.clone(),
             i.incarnation.to_string(),
         ]);
@@ -156,6 +169,7 @@ mod tests {
             pid: 0,
             detail: String::new(),
             transfer_cert_fingerprint: String::new(),
+            healing_from: String::new(),
         }
     }
 
@@ -206,6 +220,39 @@ mod tests {
         let header: Vec<_> = short.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(header, ["INSTANCE", "NODE", "STATE", "INCARNATION"]);
         assert_eq!(short.lines().count(), 3);
+    }
+
+    #[test]
+    fn healing_shows_where_from() {
+        let mut moved = instance("frontend", 0, "host-3", "Starting");
+        moved.healing_from = "host-2".into();
+        let mut pending = instance("frontend", 1, "", "Pending");
+        pending.healing_from = "host-2".into();
+        pending.detail = "no Ready server has a free VM slot".into();
+        let list = InstanceJson::list(&[moved, pending]);
+        assert_eq!(list[0].healing_from.as_deref(), Some("host-2"));
+        let full = full_table(&list);
+        let lines: Vec<_> = full.lines().collect();
+        assert!(
+            lines[1].starts_with("web.frontend.0  host-3 <- host-2  Starting"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("web.frontend.1  - <- host-2       Pending"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].ends_with("no Ready server has a free VM slot"));
+        let v = serde_json::to_value(&list[0]).unwrap();
+        assert_eq!(v["healing_from"], "host-2");
+        let settled = InstanceJson::list(&[instance("api", 0, "host-1", "Running")]);
+        let mut v = serde_json::to_value(&settled[0]).unwrap();
+        assert_eq!(v["healing_from"], serde_json::Value::Null);
+        // JSON from before healing existed still parses.
+        v.as_object_mut().unwrap().remove("healing_from");
+        let back: InstanceJson = serde_json::from_value(v).unwrap();
+        assert_eq!(back, settled[0]);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! `fabricctl up` runs a whole local cluster (a fabric controller and N host
 //! agents, supervised like an init system); `status`, `events`, `deploy`,
-//! `scale` and `delete` talk to a fabric controller over mutual TLS with the
-//! admin certificate.
+//! `scale`, `delete`, `node` and `cluster` talk to a fabric controller over
+//! mutual TLS with the admin certificate.
 //!
 //! - [`cli`]: the command line (clap).
 //! - [`context`]: `<state>/context.json`, how later commands find the cluster.
@@ -13,6 +13,8 @@
 //! - [`definition`]: service definition files (TOML) and the PEMs they name.
 //! - [`deploy`], [`scale`], [`delete`]: service management;
 //!   [`instances`] shows role instances for them and for `status`.
+//! - [`node`], [`cluster`]: the operator's side of Human Investigate
+//!   (repair a node, resume the cluster) and the degradation switches.
 //! - [`watch`]: a WatchEvents subscription that survives controller restarts.
 //! - [`up`]: the local cluster launcher and supervisor.
 //! - [`bins`], [`output`], [`timefmt`]: finding daemon binaries, writing to
@@ -20,6 +22,7 @@
 
 pub mod bins;
 pub mod cli;
+pub mod cluster;
 pub mod context;
 pub mod definition;
 pub mod delete;
@@ -27,6 +30,7 @@ pub mod deploy;
 pub mod error;
 pub mod events;
 pub mod instances;
+pub mod node;
 pub mod output;
 pub mod scale;
 pub mod status;
@@ -35,7 +39,7 @@ pub mod timefmt;
 pub mod up;
 pub mod watch;
 
-use cli::{Cli, Command};
+use cli::{Cli, ClusterCommand, Command, NodeCommand};
 use std::process::ExitCode;
 
 /// Runs one command line to completion and returns the process exit code.
@@ -73,6 +77,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(&cli.global, args).await,
         Command::Delete(args) => delete::run(&cli.global, args).await,
         Command::Scale(args) => scale::run(&cli.global, args).await,
+        Command::Node(NodeCommand::Repair(args)) => node::run(&cli.global, args).await,
+        Command::Cluster(ClusterCommand::Resume) => cluster::resume(&cli.global).await,
+        Command::Cluster(ClusterCommand::Set(args)) => cluster::set(&cli.global, args).await,
     }
 }
 

@@ -2,8 +2,11 @@
 //! or as JSON.
 //!
 //! The JSON form is a stable contract for scripts and tests
-//! ([`StatusJson`]); the table is for people: nodes first (with any fault
-//! reports their host agents sent), then one section per deployment.
+//! ([`StatusJson`]); the table is for people: the cluster's mode and Human
+//! Investigate (HI) count first, loudly if the cluster is in HI mode, then
+//! the nodes (with any fault reports their host agents sent and the
+//! incidents the controller built from them), then one section per
+//! deployment.
 
 use crate::cli::{GlobalArgs, Output, StatusArgs};
 pub use crate::instances::InstanceJson;
@@ -12,7 +15,9 @@ use crate::output;
 use crate::target::Target;
 use crate::timefmt;
 use fabric_proto::v1::operator_service_client::OperatorServiceClient;
-use fabric_proto::v1::{ClusterStatus, DeploymentStatus, GetStatusRequest, NodeState, NodeStatus};
+use fabric_proto::v1::{
+    ClusterStatus, DeploymentStatus, GetStatusRequest, Incident, NodeState, NodeStatus, Switches,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -32,6 +37,116 @@ pub struct StatusJson {
     /// Sorted by name.
     #[serde(default)]
     pub deployments: Vec<DeploymentJson>,
+    /// Why the cluster is in its mode; empty if the controller gave no reason.
+    #[serde(default)]
+    pub mode_reason: String,
+    /// Nodes in Human Investigate.
+    #[serde(default)]
+    pub hi_count: u32,
+    /// The HI threshold as configured: "3" (nodes) or "20%" (of the nodes).
+    #[serde(default)]
+    pub hi_threshold: String,
+    /// The threshold in nodes for the current cluster size.
+    #[serde(default)]
+    pub hi_threshold_nodes: u32,
+    #[serde(default)]
+    pub switches: SwitchesJson,
+    /// Fault reports grouped by cause, oldest first.
+    #[serde(default)]
+    pub incidents: Vec<IncidentJson>,
+    /// Role instances moved by healing and not yet Running.
+    #[serde(default)]
+    pub healing_in_flight: u32,
+    /// Role instances waiting for a place.
+    #[serde(default)]
+    pub pending_instances: u32,
+}
+
+/// The operators' switches in [`StatusJson`]; all on unless switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchesJson {
+    /// Automatic service healing.
+    pub healing: bool,
+    /// Internally initiated updates.
+    pub updates: bool,
+    /// Service management (deploy, scale, delete).
+    pub management: bool,
+}
+
+impl Default for SwitchesJson {
+    fn default() -> Self {
+        Self {
+            healing: true,
+            updates: true,
+            management: true,
+        }
+    }
+}
+
+impl SwitchesJson {
+    /// A controller that sends no switches has none switched off.
+    pub fn from_proto(s: Option<&Switches>) -> Self {
+        s.map_or_else(Self::default, |s| Self {
+            healing: s.healing,
+            updates: s.updates,
+            management: s.management,
+        })
+    }
+
+    fn all_on(&self) -> bool {
+        self.healing && self.updates && self.management
+    }
+}
+
+/// Fault reports sharing one cause (reason and agent version), in
+/// [`StatusJson`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentJson {
+    pub reason: String,
+    pub agent_version: String,
+    /// The nodes that reported it, sorted.
+    pub nodes: Vec<String>,
+    /// "<deployment>.<role>" whose VMs failed, sorted.
+    pub roles: Vec<String>,
+    /// Classified as a software fault: its servers stay in service and
+    /// healing of its roles is paused. False while still being classified.
+    pub software_fault: bool,
+    /// RFC 3339, if known.
+    pub first_seen: Option<String>,
+}
+
+impl IncidentJson {
+    pub fn from_proto(i: &Incident) -> Self {
+        let mut nodes = i.nodes.clone();
+        nodes.sort_by_key(|n| natural_key(n));
+        let mut roles = i.roles.clone();
+        roles.sort();
+        Self {
+            reason: i.reason.clone(),
+            agent_version: i.agent_version.clone(),
+            nodes,
+            roles,
+            software_fault: i.software_fault,
+            first_seen: i.first_seen.as_ref().map(|t| timefmt::rfc3339(Some(t))),
+        }
+    }
+
+    /// Two lines: what and why, then where.
+    fn to_table(&self) -> String {
+        let (kind, roles) = if self.software_fault {
+            ("software fault", "roles paused")
+        } else {
+            ("being classified", "roles")
+        };
+        format!(
+            "  {kind}: {} (agent {})\n    nodes {}; {roles} {}; first seen {}\n",
+            instances::truncate(&self.reason, 2 * DETAIL_WIDTH),
+            or_dash(&self.agent_version),
+            list_or_dash(&self.nodes),
+            list_or_dash(&self.roles),
+            self.first_seen.as_deref().unwrap_or("-"),
+        )
+    }
 }
 
 /// One node in [`StatusJson`].
@@ -60,6 +175,13 @@ pub struct NodeJson {
     /// The last fault the host agent reported, with its reason; null if none.
     #[serde(default)]
     pub last_fault_report: Option<String>,
+    /// Why the node is in its state; empty if the controller gave no reason.
+    #[serde(default)]
+    pub state_reason: String,
+    /// A guest-software fault report of this node is held for
+    /// classification (the node stays in service meanwhile).
+    #[serde(default)]
+    pub fault_held: bool,
 }
 
 /// One deployment in [`StatusJson`].
@@ -122,6 +244,27 @@ impl DeploymentJson {
     }
 }
 
+/// Longest node state reason shown in the table; JSON has all of it.
+pub const STATE_REASON_WIDTH: usize = 48;
+
+/// The cluster mode in which automatic healing and internal updates stop.
+pub const HI_MODE: &str = "HumanInvestigate";
+
+/// The STATE cell of a node: "HI" for Human Investigate, "(held)" while a
+/// fault report of it is held for classification.
+pub fn state_cell(n: &NodeJson) -> String {
+    let state = if n.state == state_name(NodeState::HumanInvestigate) {
+        "HI"
+    } else {
+        n.state.as_str()
+    };
+    if n.fault_held {
+        format!("{state} (held)")
+    } else {
+        state.to_owned()
+    }
+}
+
 /// The display name of a node state.
 pub fn state_name(state: NodeState) -> &'static str {
     match state {
@@ -158,12 +301,24 @@ impl StatusJson {
                 d.sort_by(|a, b| a.name.cmp(&b.name));
                 d
             },
+            mode_reason: status.mode_reason.clone(),
+            hi_count: status.hi_count,
+            hi_threshold: status.hi_threshold.clone(),
+            hi_threshold_nodes: status.hi_threshold_nodes,
+            switches: SwitchesJson::from_proto(status.switches.as_ref()),
+            incidents: status
+                .incidents
+                .iter()
+                .map(IncidentJson::from_proto)
+                .collect(),
+            healing_in_flight: status.healing_in_flight,
+            pending_instances: status.pending_instances,
         }
     }
 
-    /// The human table: a header line, one row per node, the nodes' fault
-    /// reports if any, then a section per deployment.
-    pub fn to_table(&self) -> String {
+    /// The first line: cluster, mode, HI count against the threshold,
+    /// healing and pending work, nodes by state, timings, controller.
+    fn header(&self) -> String {
         let counts = if self.counts.is_empty() {
             "no nodes".to_owned()
         } else {
@@ -173,18 +328,64 @@ impl StatusJson {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let hi = if self.hi_threshold.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  HI {}/{} (threshold {})",
+                self.hi_count, self.hi_threshold_nodes, self.hi_threshold
+            )
+        };
         let secs = |s: Option<f64>| s.map_or("-".into(), |s| format!("{s}s"));
-        let mut out = format!(
-            "cluster {}  mode {}  nodes {} ({})  heartbeat {}  timeout {}  controller {} pid {}\n",
+        format!(
+            "cluster {}  mode {}{hi}  healing {} in flight  pending {}  nodes {} ({})  heartbeat {}  timeout {}  controller {} pid {}\n",
             self.cluster,
             or_dash(&self.mode),
+            self.healing_in_flight,
+            self.pending_instances,
             self.nodes.len(),
             counts,
             secs(self.heartbeat_interval_s),
             secs(self.node_timeout_s),
             or_dash(&self.controller_version),
             self.controller_pid,
-        );
+        )
+    }
+
+    /// Lines that must not be missed: HI mode and switched-off switches.
+    fn alerts(&self) -> String {
+        let mut out = String::new();
+        if self.mode == HI_MODE {
+            out.push_str(&format!(
+                "!! CLUSTER IN HUMAN INVESTIGATE: {}\n",
+                if self.mode_reason.is_empty() {
+                    "automatic service healing and internal updates stopped"
+                } else {
+                    self.mode_reason.as_str()
+                }
+            ));
+            out.push_str(
+                "!! find the cause, `fabricctl node repair ID` the servers that are fine, then `fabricctl cluster resume`\n",
+            );
+        }
+        if !self.switches.all_on() {
+            let word = |on: bool| if on { "on" } else { "OFF" };
+            out.push_str(&format!(
+                "switches: healing {}, updates {}, management {} (`fabricctl cluster set SWITCH on`)\n",
+                word(self.switches.healing),
+                word(self.switches.updates),
+                word(self.switches.management),
+            ));
+        }
+        out
+    }
+
+    /// The human table: a header line, any alerts (HI mode, switches off),
+    /// one row per node, the nodes' fault reports and incidents if any, then
+    /// a section per deployment.
+    pub fn to_table(&self) -> String {
+        let mut out = self.header();
+        out.push_str(&self.alerts());
         let mut rows = vec![
             [
                 "NODE",
@@ -196,6 +397,7 @@ impl StatusJson {
                 "PID",
                 "VERSION",
                 "RESTARTS",
+                "REASON",
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -203,7 +405,7 @@ impl StatusJson {
         for n in &self.nodes {
             rows.push(vec![
                 n.id.clone(),
-                n.state.clone(),
+                state_cell(n),
                 n.fault_domain.to_string(),
                 n.update_domain.to_string(),
                 format!("{}/{}", n.used_vm_slots, n.capacity),
@@ -212,6 +414,7 @@ impl StatusJson {
                 n.pid.to_string(),
                 or_dash(&n.agent_version).to_owned(),
                 n.restarts.to_string(),
+                instances::truncate(&n.state_reason, STATE_REASON_WIDTH),
             ]);
         }
         out.push_str(&render_rows(&rows));
@@ -228,6 +431,12 @@ impl StatusJson {
                     n.id,
                     instances::truncate(report, 2 * DETAIL_WIDTH)
                 ));
+            }
+        }
+        if !self.incidents.is_empty() {
+            out.push_str("\nincidents\n");
+            for i in &self.incidents {
+                out.push_str(&i.to_table());
             }
         }
         for d in &self.deployments {
@@ -256,12 +465,22 @@ impl NodeJson {
             state_since: n.state_since.as_ref().map(|t| timefmt::rfc3339(Some(t))),
             used_vm_slots: n.used_vm_slots,
             last_fault_report: Some(n.last_fault_report.clone()).filter(|r| !r.is_empty()),
+            state_reason: n.state_reason.clone(),
+            fault_held: n.fault_held,
         }
     }
 }
 
 fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
+}
+
+fn list_or_dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// Sort key that orders embedded numbers numerically ("host-2" < "host-10").
@@ -358,6 +577,8 @@ mod tests {
             restarts: 1,
             last_fault_report: String::new(),
             used_vm_slots: 0,
+            state_reason: String::new(),
+            fault_held: false,
         }
     }
 
@@ -374,6 +595,7 @@ mod tests {
             pid: 4242,
             detail: "guest agent did not connect within 25m".into(),
             transfer_cert_fingerprint: "ab12".into(),
+            healing_from: String::new(),
         }
     }
 
@@ -431,7 +653,44 @@ mod tests {
             controller_version: "0.1.0".into(),
             controller_pid: 12,
             deployments: vec![],
+            ..Default::default()
         }
+    }
+
+    /// A cluster in HI mode after a leap-day-like guest failure: two nodes
+    /// reported the same cause (a software fault), one more is held, one
+    /// went silent; healing moves an instance off it.
+    fn in_hi_mode() -> ClusterStatus {
+        let mut s = with_deployments();
+        s.mode = "HumanInvestigate".into();
+        s.mode_reason = "2 of 3 nodes in Human Investigate, HI threshold 2 (2 nodes)".into();
+        s.hi_count = 2;
+        s.hi_threshold = "2".into();
+        s.hi_threshold_nodes = 2;
+        s.healing_in_flight = 1;
+        s.pending_instances = 1;
+        s.switches = Some(Switches {
+            healing: false,
+            updates: true,
+            management: true,
+        });
+        s.nodes[0].fault_held = true;
+        s.nodes[0].state_reason = "guest-software fault report held for 20s".into();
+        s.nodes[1].state = NodeState::HumanInvestigate as i32;
+        s.nodes[1].state_reason = format!("unresponsive for 10.0s {}", "x".repeat(60));
+        s.incidents = vec![Incident {
+            reason: "guest agent failed creating transfer certificate: invalid date".into(),
+            agent_version: "0.1.0".into(),
+            nodes: vec!["host-10".into(), "host-1".into()],
+            roles: vec!["web.frontend".into()],
+            software_fault: true,
+            first_seen: Some(prost_types::Timestamp {
+                seconds: 1_330_473_600,
+                nanos: 0,
+            }),
+        }];
+        s.deployments[0].instances[0].healing_from = "host-2".into();
+        s
     }
 
     #[test]
@@ -466,6 +725,8 @@ mod tests {
             assert!(n.get(key).is_some(), "missing {key}");
         }
         assert_eq!(n["last_fault_report"], serde_json::Value::Null);
+        assert_eq!(n["state_reason"], "");
+        assert_eq!(n["fault_held"], false);
         assert_eq!(v["deployments"], serde_json::json!([]));
         assert_eq!(v["nodes"][0]["state"], "HumanInvestigate");
         assert_eq!(v["counts"]["Ready"], 1);
@@ -513,6 +774,7 @@ mod tests {
                 "pid": 4242,
                 "detail": "guest agent did not connect within 25m",
                 "transfer_cert_fingerprint": "ab12",
+                "healing_from": null,
             })
         );
         assert_eq!(d["instances"][0]["node"], "");
@@ -527,6 +789,167 @@ mod tests {
         }
         let back: StatusJson = serde_json::from_value(old).unwrap();
         assert!(back.deployments.is_empty());
+    }
+
+    #[test]
+    fn json_shape_of_healing_and_hi() {
+        let v = serde_json::to_value(StatusJson::from_proto(&in_hi_mode())).unwrap();
+        assert_eq!(v["mode"], "HumanInvestigate");
+        assert_eq!(
+            v["mode_reason"],
+            "2 of 3 nodes in Human Investigate, HI threshold 2 (2 nodes)"
+        );
+        assert_eq!(
+            (&v["hi_count"], &v["hi_threshold"], &v["hi_threshold_nodes"]),
+            (&2.into(), &"2".into(), &2.into())
+        );
+        assert_eq!(
+            v["switches"],
+            serde_json::json!({"healing": false, "updates": true, "management": true})
+        );
+        assert_eq!(
+            v["incidents"],
+            serde_json::json!([{
+                "reason": "guest agent failed creating transfer certificate: invalid date",
+                "agent_version": "0.1.0",
+                "nodes": ["host-1", "host-10"],
+                "roles": ["web.frontend"],
+                "software_fault": true,
+                "first_seen": "2012-02-29T00:00:00.000Z",
+            }])
+        );
+        assert_eq!(
+            (&v["healing_in_flight"], &v["pending_instances"]),
+            (&1.into(), &1.into())
+        );
+        // Nodes sorted: host-1, host-2, host-10.
+        assert_eq!(v["nodes"][1]["state"], "HumanInvestigate");
+        assert!(
+            v["nodes"][1]["state_reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("unresponsive for 10.0s")
+        );
+        assert_eq!(v["nodes"][2]["fault_held"], true);
+        assert_eq!(v["counts"]["HumanInvestigate"], 2);
+        let moved = &v["deployments"][0]["instances"][2];
+        assert_eq!(moved["id"], "web.frontend.1");
+        assert_eq!(moved["healing_from"], "host-2");
+        let back: StatusJson = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, StatusJson::from_proto(&in_hi_mode()));
+        // JSON from before HI and healing existed still parses, with every
+        // switch on.
+        let mut old = v;
+        for key in [
+            "mode_reason",
+            "hi_count",
+            "hi_threshold",
+            "hi_threshold_nodes",
+            "switches",
+            "incidents",
+            "healing_in_flight",
+            "pending_instances",
+        ] {
+            old.as_object_mut().unwrap().remove(key).unwrap();
+        }
+        for n in old["nodes"].as_array_mut().unwrap() {
+            n.as_object_mut().unwrap().remove("state_reason");
+            n.as_object_mut().unwrap().remove("fault_held");
+        }
+        let back: StatusJson = serde_json::from_value(old).unwrap();
+        assert_eq!(back.switches, SwitchesJson::default());
+        assert!(back.switches.healing && back.incidents.is_empty());
+        assert_eq!((back.hi_count, back.hi_threshold.as_str()), (0, ""));
+        // A controller that sends no switches has none off.
+        let v = serde_json::to_value(StatusJson::from_proto(&sample())).unwrap();
+        assert_eq!(
+            v["switches"],
+            serde_json::json!({"healing": true, "updates": true, "management": true})
+        );
+        assert_eq!(v["incidents"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn table_in_hi_mode() {
+        let t = StatusJson::from_proto(&in_hi_mode()).to_table();
+        let lines: Vec<_> = t.lines().collect();
+        assert!(
+            lines[0].starts_with(
+                "cluster local  mode HumanInvestigate  HI 2/2 (threshold 2)  healing 1 in flight  pending 1  nodes 3 ("
+            ),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(
+            lines[1],
+            "!! CLUSTER IN HUMAN INVESTIGATE: 2 of 3 nodes in Human Investigate, HI threshold 2 (2 nodes)"
+        );
+        assert!(lines[2].starts_with("!! find the cause"), "{}", lines[2]);
+        assert_eq!(
+            lines[3],
+            "switches: healing OFF, updates on, management on (`fabricctl cluster set SWITCH on`)"
+        );
+        assert!(lines[4].starts_with("NODE "), "{}", lines[4]);
+        assert!(lines[4].ends_with("  REASON"), "{}", lines[4]);
+        fn cells(l: &str) -> Vec<&str> {
+            l.split("  ")
+                .filter(|c| !c.is_empty())
+                .map(str::trim)
+                .collect()
+        }
+        assert_eq!(cells(lines[5])[..2], ["host-1", "HI"]);
+        assert_eq!(cells(lines[6])[..2], ["host-2", "HI"]);
+        assert!(lines[6].ends_with('…'), "{}", lines[6]);
+        assert!(lines[6].contains("unresponsive for 10.0s"), "{}", lines[6]);
+        assert_eq!(cells(lines[7])[..2], ["host-10", "Ready (held)"]);
+        assert!(lines[7].ends_with("guest-software fault report held for 20s"));
+        let at = lines.iter().position(|l| *l == "incidents").unwrap();
+        assert_eq!(
+            lines[at + 1],
+            "  software fault: guest agent failed creating transfer certificate: invalid date (agent 0.1.0)"
+        );
+        assert_eq!(
+            lines[at + 2],
+            "    nodes host-1, host-10; roles paused web.frontend; first seen 2012-02-29T00:00:00.000Z"
+        );
+        let moved = lines
+            .iter()
+            .find(|l| l.starts_with("web.frontend.1 "))
+            .unwrap();
+        assert!(moved.contains("host-10 <- host-2"), "{moved}");
+    }
+
+    #[test]
+    fn table_in_normal_mode_has_no_alerts() {
+        let mut s = sample();
+        s.hi_count = 1;
+        s.hi_threshold = "20%".into();
+        s.hi_threshold_nodes = 1;
+        s.incidents = vec![Incident {
+            reason: "guest agent never connected within 25m".into(),
+            agent_version: "0.1.0".into(),
+            nodes: vec!["host-2".into()],
+            ..Default::default()
+        }];
+        let t = StatusJson::from_proto(&s).to_table();
+        let lines: Vec<_> = t.lines().collect();
+        assert!(
+            lines[0].contains(
+                "  mode Normal  HI 1/1 (threshold 20%)  healing 0 in flight  pending 0  "
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].starts_with("NODE"), "{}", lines[1]);
+        assert!(!t.contains("!!") && !t.contains("switches:"));
+        assert_eq!(
+            lines[lines.len() - 2],
+            "  being classified: guest agent never connected within 25m (agent 0.1.0)"
+        );
+        assert_eq!(
+            lines[lines.len() - 1],
+            "    nodes host-2; roles -; first seen -"
+        );
     }
 
     #[test]
@@ -566,7 +989,9 @@ mod tests {
         let t = StatusJson::from_proto(&sample()).to_table();
         let lines: Vec<_> = t.lines().collect();
         assert!(
-            lines[0].starts_with("cluster local  mode Normal  nodes 3 ("),
+            lines[0].starts_with(
+                "cluster local  mode Normal  healing 0 in flight  pending 0  nodes 3 ("
+            ),
             "{}",
             lines[0]
         );

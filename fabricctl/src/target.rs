@@ -140,6 +140,25 @@ impl Target {
         )))
     }
 
+    /// The error for a failed RepairNode, ResumeCluster or SetSwitch made as
+    /// the first call on a new connection (see [`error::from_operator`]).
+    pub fn operator_error(
+        &self,
+        action: &'static str,
+        node: Option<&str>,
+        rpc: &'static str,
+        status: &tonic::Status,
+    ) -> CtlError {
+        error::first_call(self.with_hint(error::from_operator(
+            action,
+            node,
+            self.what,
+            &self.endpoint,
+            rpc,
+            status,
+        )))
+    }
+
     fn with_hint(&self, err: CtlError) -> CtlError {
         match (err, &self.hint) {
             (

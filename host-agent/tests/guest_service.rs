@@ -28,7 +28,7 @@ const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE K
 /// The controller's side, as far as the host agent's VMs need it.
 #[derive(Default)]
 struct FakeController {
-    faults: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Vec<pb::FaultReport>>>,
 }
 
 #[tonic::async_trait]
@@ -49,10 +49,7 @@ impl NodeService for FakeController {
         &self,
         request: Request<pb::FaultReport>,
     ) -> Result<Response<pb::FaultReportAck>, Status> {
-        self.faults
-            .lock()
-            .unwrap()
-            .push(request.into_inner().reason);
+        self.faults.lock().unwrap().push(request.into_inner());
         Ok(Response::new(pb::FaultReportAck {}))
     }
     async fn fetch_secrets(
@@ -91,7 +88,7 @@ struct Harness {
     vms: Arc<VmManager>,
     guest: GuestServiceClient<Channel>,
     launches: mpsc::UnboundedReceiver<(String, u64, String)>,
-    faults: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Vec<pb::FaultReport>>>,
 }
 
 impl Harness {
@@ -403,13 +400,16 @@ async fn clean_failures_report_one_fault() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let faults = h.faults.lock().unwrap().clone();
+    assert_eq!(faults.len(), 1, "one report per streak: {faults:?}");
+    // The reason is kept word for word: the controller classifies reasons
+    // starting "guest agent" as guest-software candidates.
     assert_eq!(
-        *h.faults.lock().unwrap(),
-        vec![
-            "guest agent failed creating transfer certificate: Feb 29 has no successor year"
-                .to_owned()
-        ]
+        faults[0].reason,
+        "guest agent failed creating transfer certificate: Feb 29 has no successor year"
     );
+    assert_eq!(faults[0].vm_ids, ["web.frontend.0"]);
+    assert_eq!(faults[0].agent_version, "0.1.0");
 
     // Unlisted VMs stop and vanish from the reports.
     h.vms.apply_desired(&[]);

@@ -11,8 +11,10 @@ pub const ENV: &str = "FABRIC_BIN_DIR";
 pub const FABRICCTL: &str = "fabricctl";
 pub const CONTROLLER: &str = "fabric-controller";
 pub const HOST_AGENT: &str = "host-agent";
+pub const GUEST_AGENT: &str = "guest-agent";
 
-/// The directory holding `fabricctl`, `fabric-controller` and `host-agent`.
+/// The directory holding `fabricctl`, `fabric-controller`, `host-agent` and
+/// `guest-agent`.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
@@ -37,10 +39,10 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Every daemon binary `fabricctl up` needs, checked to exist; returns the
-/// path of `fabricctl`.
+/// Every daemon binary `fabricctl up` needs (host agents start guest agents
+/// for their VMs), checked to exist; returns the path of `fabricctl`.
 pub fn fabricctl() -> PathBuf {
-    for name in [CONTROLLER, HOST_AGENT] {
+    for name in [CONTROLLER, HOST_AGENT, GUEST_AGENT] {
         binary(name);
     }
     binary(FABRICCTL)

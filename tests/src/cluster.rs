@@ -7,6 +7,7 @@
 //! prints the launcher's output and the tail of every daemon log.
 
 use crate::{bins, procs};
+use fabricctl::events::EventJson;
 use fabricctl::status::{NodeJson, StatusJson};
 use nix::sys::signal::Signal;
 use std::collections::BTreeSet;
@@ -131,6 +132,22 @@ impl LocalCluster {
         seen.insert(status.controller_pid);
         seen.extend(status.nodes.iter().map(|n| n.pid).filter(|&p| p != 0));
         Ok(status)
+    }
+
+    /// `fabricctl events -o json`, one parsed object per line.
+    pub fn events(&self) -> Result<Vec<EventJson>, String> {
+        let out = self.run(&["events", "-o", "json"]);
+        if !out.status.success() {
+            return Err(format!(
+                "fabricctl events: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("bad event line {l:?}: {e}")))
+            .collect()
     }
 
     /// Polls [`Self::status`] until `done` holds; panics after `limit`

@@ -5,10 +5,12 @@
 //!   the running executable).
 //! - [`cluster`]: a real `fabricctl up` cluster in a temp dir, killed on drop.
 //! - [`procs`]: liveness, command lines and memory of processes via /proc.
+//! - [`services`]: service definitions and the instances of a deployment.
 
 pub mod bins;
 pub mod cluster;
 pub mod procs;
+pub mod services;
 
 use fabric_controller::config::ControllerConfig;
 use fabric_controller::core::{CoreConfig, SystemClock};

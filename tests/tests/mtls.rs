@@ -155,6 +155,7 @@ async fn host_2_cannot_speak_as_host_3() {
             boot_id: "boot-1".into(),
             reason: "forged".into(),
             agent_version: "x".into(),
+            vm_ids: vec![],
         })
         .await
         .unwrap_err();
@@ -221,6 +222,7 @@ async fn malformed_requests_get_invalid_argument() {
             boot_id: "b".into(),
             reason: "disk on fire".into(),
             agent_version: String::new(),
+            vm_ids: vec![],
         })
         .await
         .unwrap_err();

@@ -115,6 +115,8 @@ pub fn node_status(n: &NodeRecord, since_last_heartbeat: Duration, used: u32) ->
         restarts: n.restarts,
         last_fault_report: n.last_fault_report.clone().unwrap_or_default(),
         used_vm_slots: used,
+        state_reason: n.state_reason.clone(),
+        fault_held: n.hold.is_some(),
     }
 }
 
@@ -296,6 +298,31 @@ pub fn instance_status(i: &RoleInstance) -> pb::RoleInstanceStatus {
         pid: i.pid,
         detail: i.detail.clone(),
         transfer_cert_fingerprint: i.transfer_cert_fingerprint.clone(),
+        healing_from: i
+            .healing
+            .as_ref()
+            .and_then(|h| h.from.as_ref())
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+pub fn incident(i: &crate::core::cluster::Incident) -> pb::Incident {
+    pb::Incident {
+        reason: i.signature.reason.clone(),
+        agent_version: i.signature.agent_version.clone(),
+        nodes: i.nodes.iter().map(ToString::to_string).collect(),
+        roles: i.roles.iter().map(|(d, r)| format!("{d}.{r}")).collect(),
+        software_fault: i.classified.is_some(),
+        first_seen: Some(timestamp(i.first_seen.wall)),
+    }
+}
+
+pub fn switches(s: &crate::core::Switches) -> pb::Switches {
+    pb::Switches {
+        healing: s.healing,
+        updates: s.updates,
+        management: s.management,
     }
 }
 

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// Not enough capacity for the request.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The cluster is not in a state that allows this (e.g. management off).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl From<ApiError> for Status {
@@ -43,6 +46,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
         }
     }
 }
@@ -59,6 +63,9 @@ impl From<crate::core::CoreError> for ApiError {
             E::ZeroInstances(_) => ApiError::InvalidArgument(message),
             E::NotEnoughSlots { .. } => ApiError::ResourceExhausted(message),
             E::NotAssigned { .. } => ApiError::PermissionDenied(message),
+            E::ManagementOff | E::NotInHumanInvestigate(..) => {
+                ApiError::FailedPrecondition(message)
+            }
         }
     }
 }

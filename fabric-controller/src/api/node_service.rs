@@ -104,8 +104,13 @@ impl NodeService for NodeApi {
         convert::check_claimed_node(&req.node_id, &node)?;
         let reason = convert::reason(&req.reason)?;
         let version = convert::agent_version(&req.agent_version)?;
+        let vms = req
+            .vm_ids
+            .iter()
+            .map(|v| convert::instance_id(v))
+            .collect::<Result<Vec<_>, _>>()?;
         self.controller
-            .report_fault(&node, &reason, &version)
+            .report_fault(&node, &reason, &version, &vms)
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::FaultReportAck {}))
     }

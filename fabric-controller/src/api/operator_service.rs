@@ -34,9 +34,18 @@ impl OperatorService for OperatorApi {
             .deployments()
             .map(|d| convert::deployment_status(d, core.instances()))
             .collect();
+        let cluster = core.cluster();
         Ok(Response::new(pb::ClusterStatus {
             cluster_name: self.controller.cluster().to_owned(),
-            mode: "Normal".to_owned(),
+            mode: cluster.mode.as_str().to_owned(),
+            mode_reason: cluster.mode_reason.clone(),
+            hi_count: core.hi_count() as u32,
+            hi_threshold: config.hi_threshold.to_string(),
+            hi_threshold_nodes: core.hi_threshold_nodes() as u32,
+            switches: Some(convert::switches(&cluster.switches)),
+            incidents: cluster.incidents.values().map(convert::incident).collect(),
+            healing_in_flight: core.healing_in_flight() as u32,
+            pending_instances: core.pending_instances() as u32,
             nodes,
             heartbeat_interval: Some(convert::duration(config.heartbeat_interval)),
             node_timeout: Some(convert::duration(config.node_timeout)),
@@ -61,6 +70,43 @@ impl OperatorService for OperatorApi {
             rotated: outcome == DeployOutcome::Rotated,
             instances: instances.iter().map(convert::instance_status).collect(),
         }))
+    }
+
+    async fn repair_node(
+        &self,
+        request: Request<pb::RepairNodeRequest>,
+    ) -> Result<Response<pb::RepairNodeResponse>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let req = request.into_inner();
+        let reason = if req.reason.trim().is_empty() {
+            "no reason given".to_owned()
+        } else {
+            convert::reason(&req.reason)?
+        };
+        self.controller
+            .repair(&crate::core::NodeId::new(req.node_id), &who.name, &reason)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::RepairNodeResponse {}))
+    }
+
+    async fn resume_cluster(
+        &self,
+        request: Request<pb::ResumeClusterRequest>,
+    ) -> Result<Response<pb::ResumeClusterResponse>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        self.controller.resume(&who.name);
+        Ok(Response::new(pb::ResumeClusterResponse {}))
+    }
+
+    async fn set_switch(
+        &self,
+        request: Request<pb::SetSwitchRequest>,
+    ) -> Result<Response<pb::SetSwitchResponse>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let req = request.into_inner();
+        let switch = crate::core::Switch::parse(&req.switch).map_err(ApiError::InvalidArgument)?;
+        self.controller.set_switch(switch, req.on, &who.name);
+        Ok(Response::new(pb::SetSwitchResponse {}))
     }
 
     async fn delete_deployment(

@@ -14,6 +14,72 @@ pub struct CoreConfig {
     pub node_timeout: Duration,
     /// How many cluster events are kept in memory for `events`.
     pub event_retention: usize,
+    /// How long a node may stay Unresponsive before it is moved to Human
+    /// Investigate and its role instances are healed elsewhere.
+    pub unresponsive_grace: Duration,
+    /// At most this many role instances are being healed (moved, not yet
+    /// Running again) at once. The 2009 outage showed one-at-a-time is far
+    /// too slow; unbounded would stampede the surviving servers.
+    pub healing_concurrency: u32,
+    /// When this many nodes are in HI, the cluster enters HI mode.
+    pub hi_threshold: HiThreshold,
+    /// Tell guest-software faults from hardware faults (what the 2012 FC
+    /// lacked). Off replays 2012: every fault report moves its server to HI.
+    pub fault_classification: bool,
+    /// How long a server reporting a guest-software fault is held (not moved
+    /// to HI) while the controller waits to see if other servers report the
+    /// same cause.
+    pub classification_hold: Duration,
+    /// How many servers must report the same guest-software reason (same
+    /// agent version) for it to be classified as a software fault.
+    pub software_fault_min_nodes: u32,
+}
+
+/// The per-cluster HI threshold: a node count or a share of the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HiThreshold {
+    Count(u32),
+    /// Percent of registered nodes, rounded up, at least one node.
+    Percent(u32),
+}
+
+impl HiThreshold {
+    /// The number of HI nodes that trips the threshold in a cluster of `nodes`.
+    pub fn nodes(self, nodes: usize) -> usize {
+        match self {
+            HiThreshold::Count(n) => n.max(1) as usize,
+            HiThreshold::Percent(p) => (nodes * p as usize).div_ceil(100).max(1),
+        }
+    }
+
+    /// Parses "3" (a count) or "20%" (a share).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("HI threshold {text:?} must be a node count like 3 or a percentage like 20%")
+        };
+        if let Some(p) = text.strip_suffix('%') {
+            let p: u32 = p.trim().parse().map_err(|_| bad())?;
+            if p == 0 || p > 100 {
+                return Err(format!("HI threshold {text:?} must be between 1% and 100%"));
+            }
+            Ok(HiThreshold::Percent(p))
+        } else {
+            let n: u32 = text.trim().parse().map_err(|_| bad())?;
+            if n == 0 {
+                return Err(format!("HI threshold {text:?} must be at least 1 node"));
+            }
+            Ok(HiThreshold::Count(n))
+        }
+    }
+}
+
+impl std::fmt::Display for HiThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HiThreshold::Count(n) => write!(f, "{n}"),
+            HiThreshold::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 impl Default for CoreConfig {
@@ -22,6 +88,12 @@ impl Default for CoreConfig {
             heartbeat_interval: Duration::from_secs(2),
             node_timeout: Duration::from_secs(10),
             event_retention: 10_000,
+            unresponsive_grace: Duration::from_secs(30),
+            healing_concurrency: 16,
+            hi_threshold: HiThreshold::Percent(20),
+            fault_classification: true,
+            classification_hold: Duration::from_secs(60),
+            software_fault_min_nodes: 2,
         }
     }
 }
@@ -41,6 +113,10 @@ pub enum ConfigError {
     },
     #[error("event_retention must be at least 1")]
     NoEventRetention,
+    #[error("healing_concurrency must be at least 1")]
+    NoHealingConcurrency,
+    #[error("software_fault_min_nodes must be at least 2 (one server is not a pattern)")]
+    SoftwareFaultMinNodes,
 }
 
 impl CoreConfig {
@@ -57,6 +133,12 @@ impl CoreConfig {
         if self.event_retention == 0 {
             return Err(ConfigError::NoEventRetention);
         }
+        if self.healing_concurrency == 0 {
+            return Err(ConfigError::NoHealingConcurrency);
+        }
+        if self.software_fault_min_nodes < 2 {
+            return Err(ConfigError::SoftwareFaultMinNodes);
+        }
         Ok(())
     }
 }
@@ -64,6 +146,21 @@ impl CoreConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hi_threshold_counts_and_shares() {
+        assert_eq!(HiThreshold::parse("3").unwrap().nodes(100), 3);
+        assert_eq!(HiThreshold::parse("20%").unwrap().nodes(10), 2);
+        assert_eq!(HiThreshold::parse("20%").unwrap().nodes(11), 3, "rounds up");
+        assert_eq!(
+            HiThreshold::parse("1%").unwrap().nodes(3),
+            1,
+            "at least one"
+        );
+        for bad in ["0", "0%", "101%", "x", "-1", ""] {
+            assert!(HiThreshold::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn default_is_valid() {

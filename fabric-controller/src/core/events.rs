@@ -24,6 +24,16 @@ pub enum EventKind {
     InstancePlaced,
     InstanceRunning,
     InstanceReinitialized,
+    NodeHumanInvestigate,
+    NodeFaultHeld,
+    NodeRepaired,
+    ClusterHumanInvestigate,
+    ClusterResumed,
+    ClusterSwitch,
+    SoftwareFault,
+    InstanceHealing,
+    InstanceHealed,
+    InstancePending,
 }
 
 impl EventKind {
@@ -43,6 +53,16 @@ impl EventKind {
             EventKind::InstancePlaced => "instance.placed",
             EventKind::InstanceRunning => "instance.running",
             EventKind::InstanceReinitialized => "instance.reinitialized",
+            EventKind::NodeHumanInvestigate => "node.human_investigate",
+            EventKind::NodeFaultHeld => "node.fault_held",
+            EventKind::NodeRepaired => "node.repaired",
+            EventKind::ClusterHumanInvestigate => "cluster.human_investigate",
+            EventKind::ClusterResumed => "cluster.resumed",
+            EventKind::ClusterSwitch => "cluster.switch",
+            EventKind::SoftwareFault => "cluster.software_fault",
+            EventKind::InstanceHealing => "instance.healing",
+            EventKind::InstanceHealed => "instance.healed",
+            EventKind::InstancePending => "instance.pending",
         }
     }
 }

@@ -10,8 +10,8 @@
 //!   (late, duplicated or reordered on the wire) is ignored entirely: it
 //!   neither refreshes the node nor changes its state.
 
-use super::CoreError;
 use super::clock::Moment;
+use super::cluster::ClusterState;
 use super::config::CoreConfig;
 use super::deployment::{DeploymentSpec, InstanceId, Name};
 use super::events::{ClusterEvent, EventKind, EventLog};
@@ -49,6 +49,7 @@ pub struct FabricCore {
     pub(super) events: EventLog,
     pub(super) deployments: BTreeMap<Name, DeploymentSpec>,
     pub(super) instances: BTreeMap<InstanceId, RoleInstance>,
+    pub(super) cluster: ClusterState,
 }
 
 impl FabricCore {
@@ -69,6 +70,7 @@ impl FabricCore {
             events,
             deployments: BTreeMap::new(),
             instances: BTreeMap::new(),
+            cluster: ClusterState::default(),
         }
     }
 
@@ -122,6 +124,8 @@ impl FabricCore {
                     last_heard: now.mono,
                     restarts: 0,
                     last_fault_report: None,
+                    state_reason: "registered".into(),
+                    hold: None,
                 },
             );
             return (RegisterOutcome::New, raised);
@@ -150,11 +154,12 @@ impl FabricCore {
         if node.state == NodeState::Unresponsive {
             node.state = NodeState::Ready;
             node.state_since = now;
+            node.state_reason = format!("host agent registered after {} of silence", secs(silence));
             raised.push(self.events.record(
                 now,
                 EventKind::NodeReady,
                 Some(&id),
-                format!("host agent registered after {} of silence", secs(silence)),
+                node.state_reason.clone(),
             ));
         }
         (outcome, raised)
@@ -184,36 +189,15 @@ impl FabricCore {
         if node.state == NodeState::Unresponsive {
             node.state = NodeState::Ready;
             node.state_since = now;
+            node.state_reason = format!("heartbeat received after {} of silence", secs(silence));
             raised.push(self.events.record(
                 now,
                 EventKind::NodeReady,
                 Some(id),
-                format!("heartbeat received after {} of silence", secs(silence)),
+                node.state_reason.clone(),
             ));
         }
         (HeartbeatOutcome::Accepted, raised)
-    }
-
-    /// The host agent reports its server faulty. Recorded as an event and on
-    /// the node; the node's state is not changed here (that policy belongs to
-    /// service healing).
-    pub fn report_fault(
-        &mut self,
-        now: Moment,
-        id: &NodeId,
-        reason: &str,
-        agent_version: &str,
-    ) -> Result<ClusterEvent, CoreError> {
-        let Some(node) = self.nodes.get_mut(id) else {
-            return Err(CoreError::UnknownNode(id.clone()));
-        };
-        node.last_fault_report = Some(format!("{reason} (host agent {agent_version})"));
-        Ok(self.events.record(
-            now,
-            EventKind::NodeFaultReported,
-            Some(id),
-            format!("host agent {agent_version} reports the server faulty: {reason}"),
-        ))
     }
 
     /// Marks every Ready node silent for at least `node_timeout` Unresponsive.
@@ -225,15 +209,16 @@ impl FabricCore {
             if node.state == NodeState::Ready && silence >= timeout {
                 node.state = NodeState::Unresponsive;
                 node.state_since = now;
+                node.state_reason = format!(
+                    "no heartbeat for {} (node_timeout {})",
+                    secs(silence),
+                    secs(timeout)
+                );
                 raised.push(self.events.record(
                     now,
                     EventKind::NodeUnresponsive,
                     Some(&node.id),
-                    format!(
-                        "no heartbeat for {} (node_timeout {})",
-                        secs(silence),
-                        secs(timeout)
-                    ),
+                    node.state_reason.clone(),
                 ));
             }
         }
@@ -251,6 +236,6 @@ impl FabricCore {
     }
 }
 
-fn secs(d: Duration) -> String {
+pub(super) fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }

@@ -51,6 +51,16 @@ pub struct RoleInstance {
     pub pid: u32,
     pub detail: String,
     pub transfer_cert_fingerprint: String,
+    /// Set while service healing has moved this instance and it is not yet
+    /// Running at its new home: when the heal started and where from.
+    pub healing: Option<Healing>,
+}
+
+/// An instance being healed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Healing {
+    pub since: super::clock::Moment,
+    pub from: Option<NodeId>,
 }
 
 /// A VM state as a host agent reports it.

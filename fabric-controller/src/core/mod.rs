@@ -15,19 +15,30 @@
 //! - [`deployment`], [`instance`]: service definitions and role instances.
 //! - [`placement`]: spreading instances across fault and update domains.
 //! - [`services`]: deploy, scale, delete, and reconciling with VM reports.
+//! - [`lifecycle`]: Unresponsive -> Human Investigate, the HI threshold, `tick`.
+//! - [`faults`]: fault reports, and telling software faults from hardware.
+//! - [`healing`]: moving role instances off failed servers.
+//! - [`operator`]: repair, resume, and the graceful-degradation switches.
+//! - [`cluster`]: the cluster's mode, switches and incidents.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod deployment;
 pub mod events;
 pub mod fabric;
+pub mod faults;
+pub mod healing;
 pub mod instance;
+pub mod lifecycle;
 pub mod node;
+pub mod operator;
 pub mod placement;
 pub mod services;
 
 pub use clock::{Clock, ManualClock, Moment, SystemClock};
-pub use config::CoreConfig;
+pub use cluster::{ClusterMode, ClusterState, Switch, Switches};
+pub use config::{CoreConfig, HiThreshold};
 pub use deployment::{CertificateInfo, DeploymentSpec, InstanceId, Name, RoleSpec};
 pub use events::{ClusterEvent, EventKind, EventLog};
 pub use fabric::{FabricCore, HeartbeatOutcome, RegisterOutcome};
@@ -51,6 +62,10 @@ pub enum CoreError {
     ZeroInstances(Name),
     #[error("not enough VM slots: {needed} more instances needed, {free} free on Ready servers")]
     NotEnoughSlots { needed: u64, free: u64 },
+    #[error("service management is switched off (fabricctl cluster set management on)")]
+    ManagementOff,
+    #[error("node {0} is {1}, not in Human Investigate")]
+    NotInHumanInvestigate(NodeId, NodeState),
     #[error("VM {vm} (incarnation {incarnation}) is not assigned to node {node}")]
     NotAssigned {
         vm: String,
@@ -59,6 +74,8 @@ pub enum CoreError {
     },
 }
 
+#[cfg(test)]
+mod healing_tests;
 #[cfg(test)]
 mod services_tests;
 #[cfg(test)]

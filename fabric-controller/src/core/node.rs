@@ -79,4 +79,17 @@ pub struct NodeRecord {
     pub restarts: u64,
     /// The last fault the host agent reported, with its reason.
     pub last_fault_report: Option<String>,
+    /// Why the node is in its current state, in words.
+    pub state_reason: String,
+    /// A guest-software fault report waiting for classification: the node
+    /// stays in service until `until` (monotonic), then goes to HI unless
+    /// other servers reported the same cause meanwhile.
+    pub hold: Option<FaultHold>,
+}
+
+/// See [`NodeRecord::hold`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultHold {
+    pub signature: super::cluster::FaultSignature,
+    pub until: Duration,
 }

@@ -48,7 +48,7 @@ impl FabricCore {
             .count() as u32
     }
 
-    fn candidates(&self) -> Vec<Candidate> {
+    pub(super) fn candidates(&self) -> Vec<Candidate> {
         self.nodes
             .values()
             .filter(|n| n.state == NodeState::Ready)
@@ -88,6 +88,7 @@ impl FabricCore {
         now: Moment,
         spec: DeploymentSpec,
     ) -> Result<(DeployOutcome, Vec<ClusterEvent>), CoreError> {
+        self.management_allowed()?;
         if let Some(role) = spec.roles.iter().find(|r| r.instances == 0) {
             return Err(CoreError::ZeroInstances(role.name.clone()));
         }
@@ -185,6 +186,7 @@ impl FabricCore {
                 pid: 0,
                 detail: String::new(),
                 transfer_cert_fingerprint: String::new(),
+                healing: None,
             },
         );
         event
@@ -198,6 +200,7 @@ impl FabricCore {
         role: &str,
         count: u32,
     ) -> Result<Vec<ClusterEvent>, CoreError> {
+        self.management_allowed()?;
         let spec = Name::parse("deployment", deployment)
             .ok()
             .and_then(|n| self.deployments.get(&n))
@@ -252,6 +255,7 @@ impl FabricCore {
 
     /// Removes a deployment; its VMs stop as host agents converge.
     pub fn delete(&mut self, now: Moment, deployment: &str) -> Result<ClusterEvent, CoreError> {
+        self.management_allowed()?;
         let name = Name::parse("deployment", deployment)
             .ok()
             .filter(|n| self.deployments.contains_key(n))
@@ -268,6 +272,14 @@ impl FabricCore {
                 before - self.instances.len()
             ),
         ))
+    }
+
+    fn management_allowed(&self) -> Result<(), CoreError> {
+        if self.cluster.switches.management {
+            Ok(())
+        } else {
+            Err(CoreError::ManagementOff)
+        }
     }
 
     /// The complete set of VMs `node` should run.
@@ -341,6 +353,22 @@ impl FabricCore {
                         report.id, report.incarnation, report.endpoint
                     ),
                 ));
+                if let Some(healing) = instance.healing.take() {
+                    events.push(self.events.record(
+                        now,
+                        EventKind::InstanceHealed,
+                        Some(node),
+                        format!(
+                            "{} running again{} after {:.1}s",
+                            report.id,
+                            healing
+                                .from
+                                .map(|f| format!(" (moved off {f})"))
+                                .unwrap_or_default(),
+                            now.since(healing.since.mono).as_secs_f64()
+                        ),
+                    ));
+                }
             }
             instance.state = new_state;
             instance.endpoint = report.endpoint;

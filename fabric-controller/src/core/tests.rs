@@ -12,6 +12,7 @@ fn config() -> CoreConfig {
         heartbeat_interval: HB,
         node_timeout: TIMEOUT,
         event_retention: 1000,
+        ..CoreConfig::default()
     }
 }
 
@@ -144,7 +145,7 @@ fn unknown_nodes_are_asked_to_register() {
         HeartbeatOutcome::RegisterAgain
     );
     assert_eq!(
-        core.report_fault(at(HB), &id, "x", "v"),
+        core.report_fault(at(HB), &id, "x", "v", &[]),
         Err(CoreError::UnknownNode(id))
     );
 }
@@ -152,9 +153,10 @@ fn unknown_nodes_are_asked_to_register() {
 #[test]
 fn fault_reports_are_recorded_with_their_reason() {
     let (mut core, id) = core_with("host-1");
-    let event = core
-        .report_fault(at(HB), &id, "guest agent never connected", "0.1.0")
+    let events = core
+        .report_fault(at(HB), &id, "guest agent never connected", "0.1.0", &[])
         .unwrap();
+    let event = &events[0];
     assert_eq!(event.kind, EventKind::NodeFaultReported);
     assert!(event.reason.contains("guest agent never connected"));
     assert!(event.reason.contains("0.1.0"));

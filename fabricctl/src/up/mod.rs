@@ -14,6 +14,7 @@ pub mod guest;
 pub mod layout;
 pub mod lock;
 pub mod pki;
+pub mod policy;
 pub mod ready;
 pub mod reaper;
 pub mod signals;
@@ -49,6 +50,7 @@ pub const EXAMPLE_DEFINITION: &str = "examples/web/service.toml";
 
 pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     guest::validate(args)?;
+    policy::validate(args)?;
     let to_deploy = match &args.deploy {
         Some(path) => Some((path.clone(), definition::load(path)?)),
         None => None,
@@ -224,7 +226,10 @@ fn controller_spec(
             duration_arg(args.node_timeout),
             "--state-dir".into(),
             path_arg(&layout.controller_state()),
-        ],
+        ]
+        .into_iter()
+        .chain(policy::controller_args(args))
+        .collect(),
         log: layout.log(CONTROLLER_NAME),
         env: env.to_vec(),
         addr_file: Some(addr_file),
@@ -371,6 +376,16 @@ fn print_banner(
         format!("  logs       {}/<name>.log", layout.logs().display()),
         format!("  status     fabricctl{state_flag} status"),
         format!("  events     fabricctl{state_flag} events --follow"),
+        format!(
+            "  healing    HI threshold {}, unresponsive grace {}, fault classification {}",
+            args.hi_threshold.trim(),
+            duration_arg(args.unresponsive_grace),
+            if args.fault_classification.is_on() {
+                "on"
+            } else {
+                "off (2012 behaviour)"
+            }
+        ),
     ];
     banner.push(match &args.deploy {
         Some(file) => format!("  deploy     {} once every host is Ready", file.display()),

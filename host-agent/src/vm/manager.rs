@@ -300,6 +300,8 @@ impl VmManager {
 
     /// NodeService.ReportFault, retried in the background until the
     /// controller hears it: it is sent once per streak, so it must not be lost.
+    /// It names the VM whose clean-VM strikes led to it, so the controller
+    /// can tell which roles fail and on how many servers.
     fn report_fault(&self, vm_id: &str, reason: String) {
         let agent_version = self
             .table()
@@ -317,6 +319,7 @@ impl VmManager {
             boot_id: self.host.boot_id.clone(),
             reason,
             agent_version,
+            vm_ids: vec![vm_id.to_owned()],
         };
         tokio::spawn(async move {
             let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));

@@ -1,0 +1,178 @@
+//! Service healing: reincarnating the role instances of failed servers on
+//! healthy ones.
+//!
+//! An instance needs a home when its server is in Human Investigate, or when
+//! it is Pending (an earlier heal found no room). Each round:
+//! - nothing happens while the cluster is in HI mode or healing is switched
+//!   off, and roles paused by a classified software fault are skipped;
+//! - at most `healing_concurrency` instances are in flight (moved but not yet
+//!   Running), so recovery is parallel (the 2009 lesson) yet bounded;
+//! - the roles that lost the largest share of their instances go first;
+//! - each instance gets a new incarnation on a Ready server chosen by the
+//!   usual placement rules; one that fits nowhere becomes Pending with the
+//!   reason, and is placed in a later round once capacity returns.
+//!
+//! The old server is fenced by desired state: it no longer appears in that
+//! server's desired VMs, so if the server comes back its host agent stops the
+//! old VM, and reports about the old incarnation are ignored.
+
+use super::clock::Moment;
+use super::deployment::{InstanceId, Name};
+use super::events::{ClusterEvent, EventKind};
+use super::fabric::FabricCore;
+use super::instance::{Healing, InstanceState};
+use super::node::NodeState;
+use super::placement::{self, RoleSpread};
+use std::collections::BTreeMap;
+
+impl FabricCore {
+    fn needs_home(&self, id: &InstanceId) -> bool {
+        let Some(i) = self.instances.get(id) else {
+            return false;
+        };
+        match &i.node {
+            None => true,
+            Some(n) => self
+                .nodes
+                .get(n)
+                .is_none_or(|n| n.state == NodeState::HumanInvestigate),
+        }
+    }
+
+    /// Instances being healed and not yet Running.
+    pub fn healing_in_flight(&self) -> usize {
+        self.instances
+            .values()
+            .filter(|i| i.healing.is_some() && i.node.is_some())
+            .count()
+    }
+
+    /// Instances waiting for a server.
+    pub fn pending_instances(&self) -> usize {
+        self.instances
+            .values()
+            .filter(|i| i.state == InstanceState::Pending)
+            .count()
+    }
+
+    /// One round of service healing. See the module docs.
+    pub fn heal(&mut self, now: Moment) -> Vec<ClusterEvent> {
+        if !self.cluster.healing_allowed() {
+            return Vec::new();
+        }
+        let mut queue: Vec<InstanceId> = self
+            .instances
+            .keys()
+            .filter(|id| self.needs_home(id))
+            .filter(|id| !self.cluster.role_paused(&id.deployment, &id.role))
+            .cloned()
+            .collect();
+        if queue.is_empty() {
+            return Vec::new();
+        }
+        // Share of each role's instances that are not healthy where they are.
+        let mut lost: BTreeMap<(Name, Name), (usize, usize)> = BTreeMap::new();
+        for i in self.instances.values() {
+            let entry = lost
+                .entry((i.id.deployment.clone(), i.id.role.clone()))
+                .or_default();
+            entry.1 += 1;
+            if self.needs_home(&i.id) {
+                entry.0 += 1;
+            }
+        }
+        let share = |id: &InstanceId| {
+            let (down, total) = lost[&(id.deployment.clone(), id.role.clone())];
+            // Compare down/total as a fraction without floats: a/b > c/d.
+            (down, total)
+        };
+        queue.sort_by(|a, b| {
+            let (da, ta) = share(a);
+            let (db, tb) = share(b);
+            (db * ta).cmp(&(da * tb)).then_with(|| a.cmp(b))
+        });
+
+        let budget =
+            (self.config.healing_concurrency as usize).saturating_sub(self.healing_in_flight());
+        let mut events = Vec::new();
+        let mut candidates = self.candidates();
+        let mut placed = 0;
+        for id in queue {
+            if placed >= budget {
+                break;
+            }
+            let mut spread = self.healthy_spread(&id.deployment, &id.role);
+            let chosen = placement::place(&mut candidates, &mut spread, 1);
+            let instance = self.instances.get_mut(&id).expect("queued from instances");
+            match chosen {
+                Some(nodes) => {
+                    let to = nodes.into_iter().next().expect("placed one");
+                    let from = instance.node.take();
+                    instance.incarnation += 1;
+                    instance.node = Some(to.clone());
+                    instance.state = InstanceState::Starting;
+                    instance.endpoint.clear();
+                    instance.pid = 0;
+                    instance.transfer_cert_fingerprint.clear();
+                    instance.detail = match &from {
+                        Some(f) => format!("healed off {f}"),
+                        None => "placed after waiting for capacity".into(),
+                    };
+                    instance.healing = Some(Healing {
+                        since: instance.healing.as_ref().map_or(now, |h| h.since),
+                        from: from
+                            .clone()
+                            .or_else(|| instance.healing.as_ref().and_then(|h| h.from.clone())),
+                    });
+                    let reason = format!(
+                        "{id} incarnation {} placed on {to}{}",
+                        instance.incarnation,
+                        from.map(|f| format!(", healed off {f}"))
+                            .unwrap_or_default()
+                    );
+                    events.push(self.events.record(
+                        now,
+                        EventKind::InstanceHealing,
+                        Some(&to),
+                        reason,
+                    ));
+                    placed += 1;
+                }
+                None => {
+                    if instance.state != InstanceState::Pending {
+                        let from = instance.node.take();
+                        instance.state = InstanceState::Pending;
+                        instance.endpoint.clear();
+                        instance.pid = 0;
+                        instance.detail = "no Ready server with a free VM slot".into();
+                        instance.healing = Some(Healing {
+                            since: now,
+                            from: from.clone(),
+                        });
+                        events.push(self.events.record(
+                            now,
+                            EventKind::InstancePending,
+                            from.as_ref(),
+                            format!("{id} pending: no Ready server with a free VM slot"),
+                        ));
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// Where a role's instances run on servers that are not in HI.
+    fn healthy_spread(&self, deployment: &Name, role: &Name) -> RoleSpread {
+        let nodes = self
+            .instances
+            .values()
+            .filter(|i| &i.id.deployment == deployment && &i.id.role == role)
+            .filter_map(|i| i.node.as_ref())
+            .filter_map(|n| self.nodes.get(n))
+            .filter(|n| n.state != NodeState::HumanInvestigate)
+            .map(|n| (n.id.clone(), n.info.fault_domain, n.info.update_domain))
+            .collect();
+        RoleSpread { nodes }
+    }
+}

@@ -1,0 +1,284 @@
+//! Tests of node lifecycle, healing, the HI threshold and operator actions.
+
+use super::*;
+use std::time::{Duration, SystemTime};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(10);
+
+fn at(secs: u64) -> Moment {
+    Moment {
+        mono: Duration::from_secs(secs),
+        wall: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+    }
+}
+
+fn config(threshold: u32, concurrency: u32) -> CoreConfig {
+    CoreConfig {
+        heartbeat_interval: Duration::from_secs(1),
+        node_timeout: TIMEOUT,
+        unresponsive_grace: GRACE,
+        healing_concurrency: concurrency,
+        hi_threshold: HiThreshold::Count(threshold),
+        ..CoreConfig::default()
+    }
+}
+
+fn cluster(nodes: u32, slots: u32, threshold: u32, concurrency: u32) -> FabricCore {
+    let mut core = FabricCore::new(config(threshold, concurrency), at(0));
+    for i in 1..=nodes {
+        core.register(
+            at(0),
+            NodeId::new(format!("host-{i}")),
+            NodeInfo {
+                fault_domain: i % 3,
+                update_domain: i % 5,
+                capacity_vm_slots: slots,
+                ..NodeInfo::default()
+            },
+            "b",
+        );
+    }
+    core
+}
+
+fn spec(roles: &[(&str, u32)]) -> DeploymentSpec {
+    DeploymentSpec {
+        name: Name::parse("d", "web").unwrap(),
+        roles: roles
+            .iter()
+            .map(|(r, n)| RoleSpec {
+                name: Name::parse("r", r).unwrap(),
+                instances: *n,
+                certificates: vec![],
+            })
+            .collect(),
+    }
+}
+
+/// Keeps every node but `dead` alive up to `t`.
+fn beat_all_but(core: &mut FabricCore, dead: &[&str], t: u64, seq: u64) {
+    let ids: Vec<NodeId> = core.nodes().map(|n| n.id.clone()).collect();
+    for id in ids {
+        if !dead.contains(&id.as_str()) {
+            core.heartbeat(at(t), &id, "b", seq);
+        }
+    }
+}
+
+fn node_of(core: &FabricCore, instance: &str) -> Option<NodeId> {
+    core.instance(&InstanceId::parse(instance).unwrap())
+        .unwrap()
+        .node
+        .clone()
+}
+
+#[test]
+fn unresponsive_goes_to_hi_after_the_grace_and_stays_until_repaired() {
+    let mut core = cluster(2, 4, 5, 4);
+    let h1 = NodeId::new("host-1");
+    beat_all_but(&mut core, &["host-1"], 4, 1);
+    core.tick(at(5));
+    assert_eq!(core.node(&h1).unwrap().state, NodeState::Unresponsive);
+    beat_all_but(&mut core, &["host-1"], 14, 2);
+    core.tick(at(14));
+    assert_eq!(core.node(&h1).unwrap().state, NodeState::Unresponsive);
+    let events = core.tick(at(15));
+    assert_eq!(core.node(&h1).unwrap().state, NodeState::HumanInvestigate);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::NodeHumanInvestigate
+                && e.reason.contains("unresponsive for 10.0s"))
+    );
+    // Heartbeats do not bring a HI node back.
+    core.heartbeat(at(16), &h1, "b", 1);
+    assert_eq!(core.node(&h1).unwrap().state, NodeState::HumanInvestigate);
+    // Repair does, with who and why in the event.
+    let events = core
+        .repair(at(17), &h1, "alice", "replaced the NIC")
+        .unwrap();
+    assert!(events[0].reason.contains("alice") && events[0].reason.contains("replaced the NIC"));
+    assert_eq!(core.node(&h1).unwrap().state, NodeState::Ready);
+    assert!(matches!(
+        core.repair(at(18), &h1, "alice", "again"),
+        Err(CoreError::NotInHumanInvestigate(..))
+    ));
+}
+
+#[test]
+fn a_heartbeat_within_the_grace_avoids_hi() {
+    let mut core = cluster(1, 4, 5, 4);
+    let h1 = NodeId::new("host-1");
+    core.tick(at(5));
+    core.heartbeat(at(9), &h1, "b", 1);
+    core.tick(at(30));
+    assert_ne!(core.node(&h1).unwrap().state, NodeState::HumanInvestigate);
+}
+
+#[test]
+fn hardware_fault_reports_move_the_server_to_hi_at_once() {
+    let mut core = cluster(3, 4, 5, 4);
+    let h1 = NodeId::new("host-1");
+    let events = core
+        .report_fault(at(1), &h1, "host agent lost its disk", "0.1.0", &[])
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::NodeHumanInvestigate)
+    );
+    assert_eq!(core.node(&h1).unwrap().state, NodeState::HumanInvestigate);
+}
+
+#[test]
+fn healing_moves_instances_with_a_new_incarnation_within_the_concurrency() {
+    let mut core = cluster(4, 8, 5, 2);
+    core.deploy(at(0), spec(&[("a", 5)])).unwrap();
+    // Put everything on host-1 by failing the others first is awkward;
+    // instead fail whichever node holds web.a.0, and count its instances.
+    let victim = node_of(&core, "web.a.0").unwrap();
+    let on_victim: Vec<_> = core
+        .instances()
+        .filter(|i| i.node.as_ref() == Some(&victim))
+        .map(|i| i.id.clone())
+        .collect();
+    core.report_fault(at(1), &victim, "host agent: disk failure", "v", &[])
+        .unwrap();
+    core.tick(at(1));
+    let moving: Vec<_> = core
+        .instances()
+        .filter(|i| on_victim.contains(&i.id) && i.node.as_ref() != Some(&victim))
+        .collect();
+    assert_eq!(moving.len(), on_victim.len().min(2), "concurrency 2");
+    for i in &moving {
+        assert_eq!(i.incarnation, 2);
+        assert_eq!(i.state, InstanceState::Starting);
+        assert!(
+            core.desired_vms(&victim).iter().all(|d| d.id != i.id),
+            "not fenced"
+        );
+    }
+    assert_eq!(core.healing_in_flight(), moving.len());
+}
+
+#[test]
+fn roles_that_lost_the_most_capacity_heal_first() {
+    // host-1 holds the only instance of "solo" and one of three of "many".
+    let mut core = FabricCore::new(config(5, 1), at(0));
+    for (i, slots) in [(1, 2), (2, 1), (3, 1), (4, 2)] {
+        core.register(
+            at(0),
+            NodeId::new(format!("host-{i}")),
+            NodeInfo {
+                fault_domain: i,
+                update_domain: i,
+                capacity_vm_slots: slots,
+                ..NodeInfo::default()
+            },
+            "b",
+        );
+    }
+    core.deploy(at(0), spec(&[("many", 3), ("solo", 1)]))
+        .unwrap();
+    let solo = node_of(&core, "web.solo.0").unwrap();
+    let many_on_same = core
+        .instances()
+        .any(|i| i.id.role.as_str() == "many" && i.node.as_ref() == Some(&solo));
+    core.report_fault(at(1), &solo, "disk", "v", &[]).unwrap();
+    core.tick(at(1));
+    let healing: Vec<_> = core
+        .instances()
+        .filter(|i| i.healing.is_some() && i.node.is_some())
+        .map(|i| i.id.to_string())
+        .collect();
+    assert_eq!(
+        healing,
+        vec!["web.solo.0"],
+        "many on same node: {many_on_same}"
+    );
+}
+
+#[test]
+fn instances_wait_pending_for_capacity_and_are_never_dropped() {
+    let mut core = cluster(2, 1, 5, 4);
+    core.deploy(at(0), spec(&[("a", 2)])).unwrap();
+    let h1 = NodeId::new("host-1");
+    core.report_fault(at(1), &h1, "disk", "v", &[]).unwrap();
+    core.tick(at(1));
+    let pending: Vec<_> = core
+        .instances()
+        .filter(|i| i.state == InstanceState::Pending)
+        .collect();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].detail.contains("no Ready server"));
+    assert_eq!(core.instances().count(), 2);
+    // Capacity returns: the operator repairs host-1.
+    core.repair(at(2), &h1, "op", "fixed").unwrap();
+    assert_eq!(core.pending_instances(), 0);
+    assert!(core.instances().all(|i| i.node.is_some()));
+}
+
+#[test]
+fn threshold_trips_hi_mode_which_stops_healing_until_resume() {
+    let mut core = cluster(5, 4, 2, 8);
+    core.deploy(at(0), spec(&[("a", 5)])).unwrap();
+    let h1 = NodeId::new("host-1");
+    let h2 = NodeId::new("host-2");
+    core.report_fault(at(1), &h1, "disk", "v", &[]).unwrap();
+    assert_eq!(core.cluster().mode, ClusterMode::Normal);
+    let events = core.report_fault(at(2), &h2, "disk", "v", &[]).unwrap();
+    assert_eq!(core.cluster().mode, ClusterMode::HumanInvestigate);
+    let trip = events
+        .iter()
+        .find(|e| e.kind == EventKind::ClusterHumanInvestigate)
+        .unwrap();
+    assert!(trip.reason.contains("2 of 5 nodes"), "{}", trip.reason);
+    // host-2's instances stay put: no healing in HI mode.
+    let stuck = core
+        .instances()
+        .filter(|i| i.node.as_ref() == Some(&h2))
+        .count();
+    core.tick(at(3));
+    assert_eq!(
+        core.instances()
+            .filter(|i| i.node.as_ref() == Some(&h2))
+            .count(),
+        stuck
+    );
+    // Management stays available in HI mode.
+    core.scale(at(3), "web", "a", 6).unwrap();
+    // Resume: healing completes, every node gets a fresh grace.
+    core.resume(at(100), "alice");
+    assert_eq!(core.cluster().mode, ClusterMode::Normal);
+    assert_eq!(
+        core.instances()
+            .filter(|i| i.node.as_ref() == Some(&h2))
+            .count(),
+        0
+    );
+    assert!(
+        core.tick(at(104))
+            .iter()
+            .all(|e| e.kind != EventKind::NodeUnresponsive)
+    );
+}
+
+#[test]
+fn switches_stop_what_they_name() {
+    let mut core = cluster(3, 4, 5, 4);
+    core.set_switch(at(0), Switch::Management, false, "op");
+    assert_eq!(
+        core.deploy(at(0), spec(&[("a", 1)])),
+        Err(CoreError::ManagementOff)
+    );
+    core.set_switch(at(0), Switch::Management, true, "op");
+    core.deploy(at(0), spec(&[("a", 3)])).unwrap();
+    core.set_switch(at(1), Switch::Healing, false, "op");
+    let victim = node_of(&core, "web.a.0").unwrap();
+    core.report_fault(at(1), &victim, "disk", "v", &[]).unwrap();
+    assert_eq!(node_of(&core, "web.a.0"), Some(victim.clone()));
+    let events = core.set_switch(at(2), Switch::Healing, true, "op");
+    assert!(events.iter().any(|e| e.kind == EventKind::InstanceHealing));
+    assert_ne!(node_of(&core, "web.a.0"), Some(victim));
+}

@@ -1,0 +1,140 @@
+//! Node lifecycle beyond heartbeats: Unresponsive -> Human Investigate, the
+//! per-cluster HI threshold, and the periodic `tick` that drives it all.
+//!
+//! ```text
+//!   Ready --(silent node_timeout)--> Unresponsive --(unresponsive_grace)--> HI
+//!     ^                                 |                                    |
+//!     +------(heartbeat)----------------+                                    |
+//!     +------(operator repair)-----------------------------------------------+
+//!   Ready --(fault report: hardware, or classification off)----------------> HI
+//!   Ready --(fault report: guest software)--> held --(hold expires alone)--> HI
+//! ```
+//!
+//! A node in HI stays there however it heartbeats: only an operator returns
+//! it to service. When the number of HI nodes reaches the cluster's HI
+//! threshold, the cluster enters HI mode (see [`super::cluster`]).
+
+use super::clock::Moment;
+use super::cluster::ClusterMode;
+use super::events::{ClusterEvent, EventKind};
+use super::fabric::{FabricCore, secs};
+use super::node::{NodeId, NodeState};
+use std::time::Duration;
+
+impl FabricCore {
+    /// Number of nodes in Human Investigate.
+    pub fn hi_count(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.state == NodeState::HumanInvestigate)
+            .count()
+    }
+
+    /// The threshold in nodes for the current cluster size.
+    pub fn hi_threshold_nodes(&self) -> usize {
+        self.config.hi_threshold.nodes(self.nodes.len())
+    }
+
+    pub fn cluster(&self) -> &super::cluster::ClusterState {
+        &self.cluster
+    }
+
+    /// Everything time-driven: heartbeat expiry, Unresponsive -> HI after the
+    /// grace, expired fault holds -> HI, then one round of service healing.
+    pub fn tick(&mut self, now: Moment) -> Vec<ClusterEvent> {
+        let mut events = self.expire(now);
+        let grace = self.config.unresponsive_grace;
+        let overdue: Vec<(NodeId, String)> = self
+            .nodes
+            .values()
+            .filter_map(|n| {
+                if n.state == NodeState::Unresponsive && now.since(n.state_since.mono) >= grace {
+                    Some((
+                        n.id.clone(),
+                        format!(
+                            "unresponsive for {} (unresponsive_grace {})",
+                            secs(now.since(n.state_since.mono)),
+                            secs(grace)
+                        ),
+                    ))
+                } else if n.state == NodeState::Ready
+                    && n.hold.as_ref().is_some_and(|h| now.mono >= h.until)
+                {
+                    let h = n.hold.as_ref().expect("checked");
+                    Some((
+                        n.id.clone(),
+                        format!(
+                            "fault report not matched by other servers within the hold: {} (agent {})",
+                            h.signature.reason, h.signature.agent_version
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, reason) in overdue {
+            events.extend(self.enter_hi(now, &id, reason));
+        }
+        events.extend(self.heal(now));
+        events
+    }
+
+    /// The monotonic time at which [`FabricCore::tick`] next has time-driven
+    /// work: a heartbeat deadline, a grace running out, a hold expiring.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let grace = self.config.unresponsive_grace;
+        let node_deadlines = self.nodes.values().filter_map(|n| match n.state {
+            NodeState::Ready => {
+                let expiry = n.last_heard + self.config.node_timeout;
+                Some(n.hold.as_ref().map_or(expiry, |h| expiry.min(h.until)))
+            }
+            NodeState::Unresponsive => Some(n.state_since.mono + grace),
+            NodeState::HumanInvestigate => None,
+        });
+        node_deadlines.min()
+    }
+
+    /// Moves a node to Human Investigate, then checks the cluster threshold.
+    pub(super) fn enter_hi(
+        &mut self,
+        now: Moment,
+        id: &NodeId,
+        reason: String,
+    ) -> Vec<ClusterEvent> {
+        let Some(node) = self.nodes.get_mut(id) else {
+            return Vec::new();
+        };
+        if node.state == NodeState::HumanInvestigate {
+            return Vec::new();
+        }
+        node.state = NodeState::HumanInvestigate;
+        node.state_since = now;
+        node.state_reason = reason.clone();
+        node.hold = None;
+        let mut events =
+            vec![
+                self.events
+                    .record(now, EventKind::NodeHumanInvestigate, Some(id), reason),
+            ];
+        let (count, threshold) = (self.hi_count(), self.hi_threshold_nodes());
+        if self.cluster.mode == ClusterMode::Normal && count >= threshold {
+            let why = format!(
+                "{count} of {} nodes in Human Investigate, HI threshold {} ({threshold} nodes): \
+                 automatic service healing and internal updates stopped; \
+                 service management stays available",
+                self.nodes.len(),
+                self.config.hi_threshold
+            );
+            self.cluster.mode = ClusterMode::HumanInvestigate;
+            self.cluster.mode_since = Some(now);
+            self.cluster.mode_reason = why.clone();
+            self.cluster.last_trip = Some((now, count, threshold));
+            events.push(
+                self.events
+                    .record(now, EventKind::ClusterHumanInvestigate, Some(id), why),
+            );
+        }
+        events
+    }
+}

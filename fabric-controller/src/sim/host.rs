@@ -1,0 +1,326 @@
+//! A modelled host agent and its guest agents, following the real daemons'
+//! rules (see host-agent/src/vm/ and the VM contract in docs/architecture.md).
+
+use crate::core::{
+    ClusterEvent, FabricCore, HeartbeatOutcome, InstanceId, Moment, NodeId, NodeInfo,
+    VmObservation, VmState,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How guest agents behave in the simulation.
+#[derive(Clone, Debug)]
+pub struct GuestModel {
+    /// Time from spawn to the role Running, for a healthy guest agent.
+    pub boot_time: Duration,
+    /// The host agent's wait for a guest agent to connect (25 min in 2012).
+    pub connect_timeout: Duration,
+    /// Clean-VM timeouts in a row before the server is reported faulty.
+    pub clean_vm_strikes: u32,
+    /// The 2012 bug: every guest agent fails creating its transfer
+    /// certificate, so no VM ever starts.
+    pub leap_day_bug: bool,
+    /// The guest agent reports its failure before exiting (Fabric's fix), so
+    /// the host agent acts at once instead of waiting out the timeout.
+    pub fail_fast: bool,
+    pub agent_version: String,
+}
+
+impl Default for GuestModel {
+    fn default() -> Self {
+        Self {
+            boot_time: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(60),
+            clean_vm_strikes: 3,
+            leap_day_bug: false,
+            fail_fast: true,
+            agent_version: "0.1.0".into(),
+        }
+    }
+}
+
+impl GuestModel {
+    /// How long until a new VM's guest agent fails, if it does, and why.
+    fn failure(&self) -> Option<(Duration, String)> {
+        if !self.leap_day_bug {
+            return None;
+        }
+        Some(if self.fail_fast {
+            (
+                Duration::from_millis(100),
+                "guest agent failed creating transfer certificate: invalid valid-to date 2013-02-29"
+                    .into(),
+            )
+        } else {
+            (
+                self.connect_timeout,
+                format!(
+                    "guest agent never connected within {}",
+                    humantime::format_duration(self.connect_timeout)
+                ),
+            )
+        })
+    }
+}
+
+/// Whether the server has power, and whether its processes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Power {
+    On,
+    Off,
+    /// SIGSTOP: the host agent and its VMs are frozen.
+    Paused,
+}
+
+/// One VM as the modelled host agent tracks it.
+#[derive(Clone, Debug)]
+pub struct SimVm {
+    pub incarnation: u64,
+    pub running: bool,
+    pub spawned_at: Duration,
+    pub clean: bool,
+    pub strikes: u32,
+    pub reported: bool,
+    pub detail: String,
+}
+
+/// A modelled server: host agent and VMs.
+#[derive(Clone, Debug)]
+pub struct SimHost {
+    pub id: NodeId,
+    pub fault_domain: u32,
+    pub update_domain: u32,
+    pub capacity: u32,
+    pub power: Power,
+    /// Cut off from the controller (VMs keep running).
+    pub partitioned: bool,
+    boot: u64,
+    sequence: u64,
+    registered: bool,
+    last_contact: Option<Duration>,
+    /// When this host last heard the controller's desired state.
+    pub last_sync: Option<Duration>,
+    pub vms: BTreeMap<InstanceId, SimVm>,
+    /// Highest incarnation run so far per VM, so a respawn goes higher.
+    last_incarnation: BTreeMap<InstanceId, u64>,
+    pending_fault: Option<(String, Vec<InstanceId>)>,
+}
+
+impl SimHost {
+    pub fn new(id: NodeId, fault_domain: u32, update_domain: u32, capacity: u32) -> Self {
+        Self {
+            id,
+            fault_domain,
+            update_domain,
+            capacity,
+            power: Power::On,
+            partitioned: false,
+            boot: 1,
+            sequence: 0,
+            registered: false,
+            last_contact: None,
+            last_sync: None,
+            vms: BTreeMap::new(),
+            last_incarnation: BTreeMap::new(),
+            pending_fault: None,
+        }
+    }
+
+    /// Pulls the plug: the host agent and every VM are gone.
+    pub fn power_off(&mut self) {
+        self.power = Power::Off;
+        self.vms.clear();
+        self.last_incarnation.clear();
+        self.pending_fault = None;
+        self.registered = false;
+    }
+
+    /// Power returns: a new host agent boot with no VMs.
+    pub fn power_on(&mut self) {
+        if self.power == Power::Off {
+            self.power = Power::On;
+            self.boot += 1;
+            self.sequence = 0;
+            self.last_contact = None;
+        }
+    }
+
+    pub fn pause(&mut self) {
+        if self.power == Power::On {
+            self.power = Power::Paused;
+        }
+    }
+
+    pub fn unpause(&mut self) {
+        if self.power == Power::Paused {
+            self.power = Power::On;
+        }
+    }
+
+    /// The host agent process restarts. Like the real one today, it cleans
+    /// up its VMs at start and runs what the controller asks again.
+    pub fn restart_agent(&mut self) {
+        if self.power == Power::On {
+            self.boot += 1;
+            self.sequence = 0;
+            self.registered = false;
+            self.last_contact = None;
+            self.vms.clear();
+            self.last_incarnation.clear();
+            self.pending_fault = None;
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.power == Power::On
+    }
+
+    /// Guest agents come up or fail; the host agent strikes clean VMs.
+    pub fn run_guests(&mut self, now: Moment, guest: &GuestModel) {
+        if !self.alive() {
+            return;
+        }
+        for (id, vm) in self.vms.iter_mut() {
+            if vm.running {
+                continue;
+            }
+            let age = now.mono.saturating_sub(vm.spawned_at);
+            match guest.failure() {
+                None if age >= guest.boot_time => {
+                    vm.running = true;
+                    vm.clean = false;
+                    vm.strikes = 0;
+                    vm.reported = false;
+                }
+                None => {}
+                Some((after, reason)) if age >= after => {
+                    // Reinitialize: a new incarnation of a clean VM.
+                    vm.strikes += 1;
+                    vm.incarnation += 1;
+                    vm.spawned_at = now.mono;
+                    vm.detail = reason.clone();
+                    self.last_incarnation.insert(id.clone(), vm.incarnation);
+                    if vm.clean && vm.strikes >= guest.clean_vm_strikes && !vm.reported {
+                        vm.reported = true;
+                        let entry = self
+                            .pending_fault
+                            .get_or_insert_with(|| (reason.clone(), Vec::new()));
+                        entry.1.push(id.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    pub fn heartbeat_due(&self, now: Moment, interval: Duration) -> bool {
+        self.alive()
+            && !self.partitioned
+            && self
+                .last_contact
+                .is_none_or(|t| now.mono.saturating_sub(t) >= interval)
+    }
+
+    fn boot_id(&self) -> String {
+        format!("{}-boot-{}", self.id, self.boot)
+    }
+
+    /// One exchange with the controller: register or heartbeat (with VM
+    /// reports), converge on the answer, deliver a pending fault report.
+    pub fn contact(
+        &mut self,
+        core: &mut FabricCore,
+        now: Moment,
+        guest: &GuestModel,
+    ) -> Vec<ClusterEvent> {
+        if !self.alive() || self.partitioned {
+            return Vec::new();
+        }
+        self.last_contact = Some(now.mono);
+        let mut events = Vec::new();
+        if !self.registered {
+            let info = NodeInfo {
+                fault_domain: self.fault_domain,
+                update_domain: self.update_domain,
+                capacity_vm_slots: self.capacity,
+                agent_version: guest.agent_version.clone(),
+                host_endpoint: String::new(),
+                pid: 0,
+            };
+            let (_, raised) = core.register(now, self.id.clone(), info, &self.boot_id());
+            events.extend(raised);
+            self.registered = true;
+        }
+        self.sequence += 1;
+        let reports = self.reports();
+        let (outcome, raised) = core.heartbeat(now, &self.id, &self.boot_id(), self.sequence);
+        events.extend(raised);
+        match outcome {
+            HeartbeatOutcome::RegisterAgain => {
+                self.registered = false;
+                return events;
+            }
+            HeartbeatOutcome::Accepted => events.extend(core.observe_vms(now, &self.id, reports)),
+            HeartbeatOutcome::Stale => {}
+        }
+        self.converge(core, now);
+        if let Some((reason, vms)) = self.pending_fault.take()
+            && let Ok(raised) =
+                core.report_fault(now, &self.id, &reason, &guest.agent_version, &vms)
+        {
+            events.extend(raised);
+        }
+        events
+    }
+
+    fn reports(&self) -> Vec<VmObservation> {
+        self.vms
+            .iter()
+            .map(|(id, vm)| VmObservation {
+                id: id.clone(),
+                incarnation: vm.incarnation,
+                state: if vm.running {
+                    VmState::Running
+                } else {
+                    VmState::Starting
+                },
+                pid: 0,
+                endpoint: String::new(),
+                detail: vm.detail.clone(),
+                transfer_cert_fingerprint: String::new(),
+            })
+            .collect()
+    }
+
+    /// Start what is desired and missing, stop what is not desired.
+    fn converge(&mut self, core: &FabricCore, now: Moment) {
+        let desired = core.desired_vms(&self.id);
+        self.vms.retain(|id, _| desired.iter().any(|d| &d.id == id));
+        for d in desired {
+            let replace = self
+                .vms
+                .get(&d.id)
+                .is_some_and(|vm| vm.incarnation < d.incarnation);
+            if replace || !self.vms.contains_key(&d.id) {
+                let incarnation = self
+                    .last_incarnation
+                    .get(&d.id)
+                    .map_or(d.incarnation, |last| d.incarnation.max(last + 1));
+                self.last_incarnation.insert(d.id.clone(), incarnation);
+                self.vms.insert(
+                    d.id.clone(),
+                    SimVm {
+                        incarnation,
+                        running: false,
+                        spawned_at: now.mono,
+                        clean: true,
+                        strikes: 0,
+                        reported: false,
+                        detail: String::new(),
+                    },
+                );
+            }
+        }
+        self.last_sync = Some(now.mono);
+    }
+}

@@ -1,0 +1,173 @@
+//! A seeded, virtual-time simulation of a whole cluster around the real core.
+//!
+//! The controller's decisions are the real [`FabricCore`]; the host agents
+//! and guest agents are small models ([`host::SimHost`]) that follow the same
+//! protocol rules as the real daemons: register with a boot id, heartbeat with
+//! increasing sequence numbers and VM reports, converge on the desired VMs in
+//! each answer, wait for each guest agent under a timeout, reinitialize clean
+//! VMs and report the server faulty after `clean_vm_strikes`.
+//!
+//! Faults are injected by name (power off, pause, partition, host-agent
+//! restart) and time only moves when [`World::step`] says so, so an hour of
+//! cluster life runs in milliseconds and every run replays exactly. Property
+//! tests drive thousands of seeded runs and check the invariants after every
+//! step; scenarios (the 2012 cascade) run here in seconds.
+
+pub mod host;
+
+use crate::core::{ClusterEvent, CoreConfig, DeploymentSpec, FabricCore, Moment, NodeId, Switch};
+use host::{GuestModel, SimHost};
+use std::time::{Duration, SystemTime};
+
+/// Shape and timing of a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub core: CoreConfig,
+    pub hosts: u32,
+    pub fault_domains: u32,
+    pub update_domains: u32,
+    pub capacity: u32,
+    /// The simulation's time step.
+    pub step: Duration,
+    pub guest: GuestModel,
+    /// Calendar time at the start (only used for event timestamps).
+    pub start: SystemTime,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            core: CoreConfig::default(),
+            hosts: 8,
+            fault_domains: 3,
+            update_domains: 5,
+            capacity: 4,
+            step: Duration::from_millis(500),
+            guest: GuestModel::default(),
+            start: SystemTime::UNIX_EPOCH,
+        }
+    }
+}
+
+/// A simulated cluster: the real core and modelled hosts.
+pub struct World {
+    pub config: SimConfig,
+    pub core: FabricCore,
+    pub hosts: Vec<SimHost>,
+    pub now: Moment,
+    /// Every event the core raised, in order.
+    pub events: Vec<ClusterEvent>,
+    /// Set when a call raised a healing event while healing was not allowed.
+    pub healing_violations: Vec<String>,
+}
+
+impl World {
+    pub fn new(config: SimConfig) -> Self {
+        let now = Moment {
+            mono: Duration::ZERO,
+            wall: config.start,
+        };
+        let core = FabricCore::new(config.core.clone(), now);
+        let hosts = (1..=config.hosts)
+            .map(|i| {
+                SimHost::new(
+                    NodeId::new(format!("host-{i}")),
+                    (i - 1) % config.fault_domains,
+                    (i - 1) % config.update_domains,
+                    config.capacity,
+                )
+            })
+            .collect();
+        let mut world = Self {
+            config,
+            core,
+            hosts,
+            now,
+            events: Vec::new(),
+            healing_violations: Vec::new(),
+        };
+        // Every host registers at once.
+        for i in 0..world.hosts.len() {
+            world.contact(i);
+        }
+        world
+    }
+
+    fn record(&mut self, events: Vec<ClusterEvent>) {
+        let healed = events
+            .iter()
+            .any(|e| e.kind == crate::core::EventKind::InstanceHealing);
+        if healed && !self.core.cluster().healing_allowed() {
+            self.healing_violations.push(format!(
+                "healing at {:?} while mode {} and healing switch {}",
+                self.now.mono,
+                self.core.cluster().mode,
+                self.core.cluster().switches.healing
+            ));
+        }
+        self.events.extend(events);
+    }
+
+    /// Host `i` talks to the controller now (if it can).
+    fn contact(&mut self, i: usize) {
+        let now = self.now;
+        let guest = self.config.guest.clone();
+        let events = self.hosts[i].contact(&mut self.core, now, &guest);
+        self.record(events);
+    }
+
+    /// Advances time by one step: guests, host agents, then the core's tick.
+    pub fn step(&mut self) {
+        self.now.mono += self.config.step;
+        self.now.wall += self.config.step;
+        let guest = self.config.guest.clone();
+        for i in 0..self.hosts.len() {
+            let now = self.now;
+            self.hosts[i].run_guests(now, &guest);
+            if self.hosts[i].heartbeat_due(now, self.core.config().heartbeat_interval) {
+                self.contact(i);
+            }
+        }
+        let events = self.core.tick(self.now);
+        self.record(events);
+    }
+
+    /// Runs for `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.now.mono + duration;
+        while self.now.mono < end {
+            self.step();
+        }
+    }
+
+    pub fn deploy(&mut self, spec: DeploymentSpec) -> Result<(), crate::core::CoreError> {
+        let (_, events) = self.core.deploy(self.now, spec)?;
+        self.record(events);
+        Ok(())
+    }
+
+    pub fn repair(&mut self, node: &NodeId) -> Result<(), crate::core::CoreError> {
+        let events = self
+            .core
+            .repair(self.now, node, "sim", "simulated repair")?;
+        self.record(events);
+        Ok(())
+    }
+
+    pub fn resume(&mut self) {
+        let events = self.core.resume(self.now, "sim");
+        self.record(events);
+    }
+
+    pub fn set_healing(&mut self, on: bool) {
+        let events = self.core.set_switch(self.now, Switch::Healing, on, "sim");
+        self.record(events);
+    }
+
+    pub fn host(&mut self, node: &str) -> &mut SimHost {
+        self.hosts
+            .iter_mut()
+            .find(|h| h.id.as_str() == node)
+            .expect("no such simulated host")
+    }
+}
