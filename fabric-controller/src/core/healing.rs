@@ -22,7 +22,8 @@ use super::events::{ClusterEvent, EventKind};
 use super::fabric::FabricCore;
 use super::instance::{Healing, InstanceState};
 use super::node::NodeState;
-use super::placement::{self, RoleSpread};
+use super::placement;
+
 use std::collections::BTreeMap;
 
 impl FabricCore {
@@ -60,7 +61,7 @@ impl FabricCore {
         if !self.cluster.healing_allowed() {
             return Vec::new();
         }
-        let mut queue: Vec<InstanceId> = self
+        let queue: Vec<InstanceId> = self
             .instances
             .keys()
             .filter(|id| self.needs_home(id))
@@ -71,38 +72,44 @@ impl FabricCore {
             return Vec::new();
         }
         // Share of each role's instances that are not healthy where they are.
-        let mut lost: BTreeMap<(Name, Name), (usize, usize)> = BTreeMap::new();
+        let mut lost: BTreeMap<(&Name, &Name), (usize, usize)> = BTreeMap::new();
         for i in self.instances.values() {
-            let entry = lost
-                .entry((i.id.deployment.clone(), i.id.role.clone()))
-                .or_default();
+            let entry = lost.entry((&i.id.deployment, &i.id.role)).or_default();
             entry.1 += 1;
             if self.needs_home(&i.id) {
                 entry.0 += 1;
             }
         }
-        let share = |id: &InstanceId| {
-            let (down, total) = lost[&(id.deployment.clone(), id.role.clone())];
-            // Compare down/total as a fraction without floats: a/b > c/d.
-            (down, total)
-        };
-        queue.sort_by(|a, b| {
-            let (da, ta) = share(a);
-            let (db, tb) = share(b);
+        let mut ordered: Vec<((usize, usize), InstanceId)> = queue
+            .into_iter()
+            .map(|id| (lost[&(&id.deployment, &id.role)], id))
+            .collect();
+        // Larger share first: compare down/total as fractions without floats.
+        ordered.sort_by(|((da, ta), a), ((db, tb), b)| {
             (db * ta).cmp(&(da * tb)).then_with(|| a.cmp(b))
         });
+        let queue: Vec<InstanceId> = ordered.into_iter().map(|(_, id)| id).collect();
 
         let budget =
             (self.config.healing_concurrency as usize).saturating_sub(self.healing_in_flight());
         let mut events = Vec::new();
-        let mut candidates = self.candidates();
+        let mut placer = placement::Placer::new(self.candidates());
+        // Every affected role's spread is built in one pass per round and
+        // kept up to date by `place`, so planning stays linear in the cluster.
+        let roles = queue
+            .iter()
+            .map(|id| (id.deployment.clone(), id.role.clone()))
+            .collect();
+        let mut spreads = self.spreads(&roles);
         let mut placed = 0;
         for id in queue {
             if placed >= budget {
                 break;
             }
-            let mut spread = self.healthy_spread(&id.deployment, &id.role);
-            let chosen = placement::place(&mut candidates, &mut spread, 1);
+            let spread = spreads
+                .entry((id.deployment.clone(), id.role.clone()))
+                .or_default();
+            let chosen = placer.place(spread, 1);
             let instance = self.instances.get_mut(&id).expect("queued from instances");
             match chosen {
                 Some(nodes) => {
@@ -160,19 +167,5 @@ impl FabricCore {
             }
         }
         events
-    }
-
-    /// Where a role's instances run on servers that are not in HI.
-    fn healthy_spread(&self, deployment: &Name, role: &Name) -> RoleSpread {
-        let nodes = self
-            .instances
-            .values()
-            .filter(|i| &i.id.deployment == deployment && &i.id.role == role)
-            .filter_map(|i| i.node.as_ref())
-            .filter_map(|n| self.nodes.get(n))
-            .filter(|n| n.state != NodeState::HumanInvestigate)
-            .map(|n| (n.id.clone(), n.info.fault_domain, n.info.update_domain))
-            .collect();
-        RoleSpread { nodes }
     }
 }

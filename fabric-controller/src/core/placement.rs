@@ -11,10 +11,13 @@
 //! 5. the node id (so the result is deterministic).
 //!
 //! Greedy placement is optimal for the spread of a single role when domains
-//! are balanced and is O(nodes) per instance, which keeps planning thousands
-//! of placements fast.
+//! are balanced. Each candidate is scored in O(1) from per-role counters, so
+//! one placement is O(nodes), which keeps planning thousands of placements
+//! fast.
 
 use super::node::NodeId;
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
 /// What placement needs to know about a Ready server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,54 +29,133 @@ pub struct Candidate {
     pub used: u32,
 }
 
-/// Where the role's instances already run.
+/// Where one role's instances already run, as counts per fault domain,
+/// update domain and server.
 #[derive(Clone, Debug, Default)]
 pub struct RoleSpread {
-    pub nodes: Vec<(NodeId, u32, u32)>,
+    per_fd: HashMap<u32, usize>,
+    per_ud: HashMap<u32, usize>,
+    per_node: HashMap<NodeId, usize>,
 }
 
 impl RoleSpread {
-    fn score(&self, c: &Candidate) -> (usize, usize, usize, u32) {
-        let in_fd = self.nodes.iter().filter(|n| n.1 == c.fault_domain).count();
-        let in_ud = self.nodes.iter().filter(|n| n.2 == c.update_domain).count();
-        let on_node = self.nodes.iter().filter(|n| n.0 == c.id).count();
-        (in_fd, in_ud, on_node, c.used)
+    /// Records one instance on `node` (in fault domain `fd`, update domain `ud`).
+    pub fn add(&mut self, node: &NodeId, fd: u32, ud: u32) {
+        *self.per_fd.entry(fd).or_default() += 1;
+        *self.per_ud.entry(ud).or_default() += 1;
+        *self.per_node.entry(node.clone()).or_default() += 1;
+    }
+
+    /// Instances of the role already in fault domain `fd`, then in update
+    /// domain `ud`: the first two parts of a candidate's score.
+    fn domain_score(&self, fd: u32, ud: u32) -> (usize, usize) {
+        (
+            self.per_fd.get(&fd).copied().unwrap_or(0),
+            self.per_ud.get(&ud).copied().unwrap_or(0),
+        )
+    }
+
+    fn on_node(&self, node: &NodeId) -> usize {
+        self.per_node.get(node).copied().unwrap_or(0)
     }
 }
 
-/// Places `count` more instances of a role. Returns the chosen nodes (a node
-/// may appear more than once), and updates `candidates`' used slots and
-/// `spread`. Returns `None`, changing nothing, if there are not enough slots.
+/// Places role instances on a fixed set of candidates, one planning round
+/// at a time (a deploy, a scale-out, a round of healing).
+///
+/// Candidates are grouped by (fault domain, update domain): the first two
+/// parts of the score depend only on the group, so each placement looks at
+/// every group once and then only at the servers of the best groups, instead
+/// of at every server.
+#[derive(Debug)]
+pub struct Placer {
+    candidates: Vec<Candidate>,
+    /// Candidate indices by (fault domain, update domain), with the group's
+    /// free slots.
+    groups: BTreeMap<(u32, u32), (Vec<usize>, u64)>,
+    free: u64,
+}
+
+impl Placer {
+    pub fn new(candidates: Vec<Candidate>) -> Self {
+        let mut groups: BTreeMap<(u32, u32), (Vec<usize>, u64)> = BTreeMap::new();
+        let mut free = 0;
+        for (i, c) in candidates.iter().enumerate() {
+            let slots = u64::from(c.capacity.saturating_sub(c.used));
+            let group = groups.entry((c.fault_domain, c.update_domain)).or_default();
+            group.0.push(i);
+            group.1 += slots;
+            free += slots;
+        }
+        Self {
+            candidates,
+            groups,
+            free,
+        }
+    }
+
+    /// Free VM slots left on all candidates.
+    pub fn free(&self) -> u64 {
+        self.free
+    }
+
+    /// Places `count` more instances of the role whose current spread is
+    /// `spread`. Returns the chosen nodes (a node may appear more than once)
+    /// and updates `spread`. Returns `None`, changing nothing, if there are
+    /// not enough free slots.
+    pub fn place(&mut self, spread: &mut RoleSpread, count: u32) -> Option<Vec<NodeId>> {
+        if self.free < u64::from(count) {
+            return None;
+        }
+        let mut chosen = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let best_group = self
+                .groups
+                .iter()
+                .filter(|(_, (_, free))| *free > 0)
+                .map(|(&(fd, ud), _)| spread.domain_score(fd, ud))
+                .min()
+                .expect("free slots were counted above");
+            let best = self
+                .groups
+                .iter()
+                .filter(|((fd, ud), (_, free))| {
+                    *free > 0 && spread.domain_score(*fd, *ud) == best_group
+                })
+                .flat_map(|(_, (members, _))| members.iter().copied())
+                .filter(|&i| self.candidates[i].used < self.candidates[i].capacity)
+                .min_by(|&a, &b| {
+                    let (a, b) = (&self.candidates[a], &self.candidates[b]);
+                    (spread.on_node(&a.id), a.used, &a.id).cmp(&(
+                        spread.on_node(&b.id),
+                        b.used,
+                        &b.id,
+                    ))
+                })
+                .expect("a group with free slots has a server with a free slot");
+            let c = &mut self.candidates[best];
+            c.used += 1;
+            self.free -= 1;
+            if let Some(group) = self.groups.get_mut(&(c.fault_domain, c.update_domain)) {
+                group.1 -= 1;
+            }
+            spread.add(&c.id, c.fault_domain, c.update_domain);
+            chosen.push(c.id.clone());
+        }
+        Some(chosen)
+    }
+}
+
+/// Places `count` instances on `candidates` in one go (see [`Placer`]),
+/// writing the used slots back.
 pub fn place(
     candidates: &mut [Candidate],
     spread: &mut RoleSpread,
     count: u32,
 ) -> Option<Vec<NodeId>> {
-    let free: u64 = candidates
-        .iter()
-        .map(|c| u64::from(c.capacity.saturating_sub(c.used)))
-        .sum();
-    if free < u64::from(count) {
-        return None;
-    }
-    let mut chosen = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let best = candidates
-            .iter_mut()
-            .filter(|c| c.used < c.capacity)
-            .min_by(|a, b| {
-                spread
-                    .score(a)
-                    .cmp(&spread.score(b))
-                    .then_with(|| a.id.cmp(&b.id))
-            })
-            .expect("free slots were counted above");
-        best.used += 1;
-        spread
-            .nodes
-            .push((best.id.clone(), best.fault_domain, best.update_domain));
-        chosen.push(best.id.clone());
-    }
+    let mut placer = Placer::new(candidates.to_vec());
+    let chosen = placer.place(spread, count)?;
+    candidates.clone_from_slice(&placer.candidates);
     Some(chosen)
 }
 

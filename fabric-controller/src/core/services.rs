@@ -48,7 +48,18 @@ impl FabricCore {
             .count() as u32
     }
 
+    /// Used slots of every node with instances, in one pass.
+    pub fn slots_in_use(&self) -> std::collections::HashMap<&NodeId, u32> {
+        let mut used = std::collections::HashMap::new();
+        for node in self.instances.values().filter_map(|i| i.node.as_ref()) {
+            *used.entry(node).or_insert(0) += 1;
+        }
+        used
+    }
+
+    /// Ready servers as placement candidates.
     pub(super) fn candidates(&self) -> Vec<Candidate> {
+        let used = self.slots_in_use();
         self.nodes
             .values()
             .filter(|n| n.state == NodeState::Ready)
@@ -57,28 +68,49 @@ impl FabricCore {
                 fault_domain: n.info.fault_domain,
                 update_domain: n.info.update_domain,
                 capacity: n.info.capacity_vm_slots,
-                used: self.used_slots(&n.id),
+                used: used.get(&n.id).copied().unwrap_or(0),
             })
             .collect()
     }
 
-    fn spread(&self, deployment: &Name, role: &Name) -> RoleSpread {
-        let nodes = self
-            .instances
-            .values()
-            .filter(|i| &i.id.deployment == deployment && &i.id.role == role)
-            .filter_map(|i| i.node.as_ref())
-            .filter_map(|n| self.nodes.get(n))
-            .map(|n| (n.id.clone(), n.info.fault_domain, n.info.update_domain))
+    /// Where the instances of each of `roles` run, on servers that are not in
+    /// HI, in one pass over the instances.
+    pub(super) fn spreads(
+        &self,
+        roles: &std::collections::BTreeSet<(Name, Name)>,
+    ) -> std::collections::BTreeMap<(Name, Name), RoleSpread> {
+        let mut spreads: std::collections::BTreeMap<(Name, Name), RoleSpread> = roles
+            .iter()
+            .map(|r| (r.clone(), RoleSpread::default()))
             .collect();
-        RoleSpread { nodes }
+        for i in self.instances.values() {
+            let Some(node) = i.node.as_ref().and_then(|n| self.nodes.get(n)) else {
+                continue;
+            };
+            if node.state == NodeState::HumanInvestigate {
+                continue;
+            }
+            if let Some(spread) = spreads.get_mut(&(i.id.deployment.clone(), i.id.role.clone())) {
+                spread.add(&node.id, node.info.fault_domain, node.info.update_domain);
+            }
+        }
+        spreads
     }
 
-    fn free_slots(candidates: &[Candidate]) -> u64 {
-        candidates
-            .iter()
-            .map(|c| u64::from(c.capacity.saturating_sub(c.used)))
-            .sum()
+    /// Where the instances of one role run, on servers that are not in HI.
+    pub(super) fn spread(&self, deployment: &Name, role: &Name) -> RoleSpread {
+        let mut spread = RoleSpread::default();
+        for i in self.instances.values() {
+            if &i.id.deployment != deployment || &i.id.role != role {
+                continue;
+            }
+            if let Some(n) = i.node.as_ref().and_then(|n| self.nodes.get(n))
+                && n.state != NodeState::HumanInvestigate
+            {
+                spread.add(&n.id, n.info.fault_domain, n.info.update_domain);
+            }
+        }
+        spread
     }
 
     /// Creates `spec`, or rotates its certificates if it exists with the same
@@ -121,8 +153,8 @@ impl FabricCore {
             return Ok((DeployOutcome::Rotated, vec![event]));
         }
 
-        let mut candidates = self.candidates();
-        let free = Self::free_slots(&candidates);
+        let mut placer = placement::Placer::new(self.candidates());
+        let free = placer.free();
         if spec.total_instances() > free {
             return Err(CoreError::NotEnoughSlots {
                 needed: spec.total_instances(),
@@ -132,7 +164,8 @@ impl FabricCore {
         let mut placed = Vec::new();
         for role in &spec.roles {
             let mut spread = RoleSpread::default();
-            let nodes = placement::place(&mut candidates, &mut spread, role.instances)
+            let nodes = placer
+                .place(&mut spread, role.instances)
                 .expect("total free slots were checked");
             for (index, node) in nodes.into_iter().enumerate() {
                 placed.push((self.new_id(&spec.name, role, index as u32), node));
@@ -218,16 +251,16 @@ impl FabricCore {
         let current = role_spec.instances;
         let mut events = Vec::new();
         if count > current {
-            let mut candidates = self.candidates();
+            let mut placer = placement::Placer::new(self.candidates());
             let mut spread = self.spread(&name, &role_spec.name);
             let needed = count - current;
-            let free = Self::free_slots(&candidates);
-            let nodes = placement::place(&mut candidates, &mut spread, needed).ok_or(
-                CoreError::NotEnoughSlots {
+            let free = placer.free();
+            let nodes = placer
+                .place(&mut spread, needed)
+                .ok_or(CoreError::NotEnoughSlots {
                     needed: u64::from(needed),
                     free,
-                },
-            )?;
+                })?;
             for (offset, node) in nodes.into_iter().enumerate() {
                 let id = self.new_id(&name, &role_spec, current + offset as u32);
                 events.push(self.place_instance(now, id, node));
