@@ -2,8 +2,10 @@
 //!
 //! Every RPC handler and background loop goes through these few methods. Each
 //! one reads the clock, calls one core method under the lock (never across an
-//! `.await`), then publishes whatever events the core raised: to the tracing
-//! log and to live `WatchEvents` subscribers.
+//! `.await`), saves the new state if the call changed it (before anyone acts
+//! on the decision: the reply is sent after the save), then publishes
+//! whatever events the core raised: to the tracing log and to live
+//! `WatchEvents` subscribers.
 
 use crate::api::convert::ValidatedDeployment;
 use crate::core::services::DeployOutcome;
@@ -12,6 +14,8 @@ use crate::core::{
     RegisterOutcome, RoleInstance, VmAssignment, VmObservation,
 };
 use crate::secrets::{RoleCertificate, SecretStore};
+use crate::store::sealed_keys::AtRestKey;
+use crate::store::{PersistedState, Store, StoreError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -28,20 +32,72 @@ pub struct Controller {
     /// Becomes true when the server starts shutting down, so long-lived
     /// streams (WatchEvents) end and graceful shutdown can complete.
     closing: watch::Sender<bool>,
+    /// Where state is saved; `None` keeps it in memory only (tests).
+    /// Lock order: `core`, then `secrets`, then `persistence`.
+    persistence: Option<Mutex<Persistence>>,
+}
+
+/// A store and the key that encrypts secrets in it.
+pub struct Persistence {
+    pub store: Box<dyn Store>,
+    pub key: AtRestKey,
+}
+
+/// A refused request, or a decision that could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("the decision was not saved, so it was not carried out: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl Controller {
-    pub fn new(cluster: String, core: FabricCore, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn new(
+        cluster: String,
+        core: FabricCore,
+        secrets: SecretStore,
+        clock: Arc<dyn Clock>,
+        persistence: Option<Persistence>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             cluster,
             core: Mutex::new(core),
-            secrets: Mutex::new(SecretStore::default()),
+            secrets: Mutex::new(secrets),
             clock,
             events,
             expiry_changed: Notify::new(),
             closing: watch::channel(false).0,
+            persistence: persistence.map(Mutex::new),
         })
+    }
+
+    /// Saves the core and the secrets. Called with the core locked, so saves
+    /// happen in the order of the decisions.
+    fn persist(&self, core: &FabricCore) -> Result<(), StoreError> {
+        let Some(persistence) = &self.persistence else {
+            return Ok(());
+        };
+        let mut p = persistence.lock().unwrap_or_else(|e| e.into_inner());
+        let secrets = self
+            .secrets()
+            .entries()
+            .map(|(d, r, c)| p.key.encrypt(d.as_str(), r.as_str(), c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = PersistedState {
+            core: core.snapshot(),
+            secrets,
+        };
+        p.store.save(&state)
+    }
+
+    /// For decisions nobody waits on (heartbeats, ticks): a failed save is
+    /// logged loudly; the next change saves everything again.
+    fn persist_or_log(&self, core: &FabricCore) {
+        if let Err(e) = self.persist(core) {
+            tracing::error!("could not save controller state: {e}");
+        }
     }
 
     pub fn cluster(&self) -> &str {
@@ -94,7 +150,12 @@ impl Controller {
 
     pub fn register(&self, id: NodeId, info: NodeInfo, boot_id: &str) -> RegisterOutcome {
         let now = self.clock.now();
-        let (outcome, events) = self.read().register(now, id, info, boot_id);
+        let mut core = self.read();
+        let (outcome, events) = core.register(now, id, info, boot_id);
+        if !events.is_empty() {
+            self.persist_or_log(&core);
+        }
+        drop(core);
         self.publish(events);
         self.expiry_changed.notify_one();
         outcome
@@ -121,6 +182,9 @@ impl Controller {
             HeartbeatOutcome::RegisterAgain => Vec::new(),
             _ => core.desired_vms(id),
         };
+        if !events.is_empty() {
+            self.persist_or_log(&core);
+        }
         drop(core);
         // Any transition may free capacity or finish a heal: let the tick
         // loop run healing now rather than at its next deadline.
@@ -139,7 +203,7 @@ impl Controller {
     pub fn deploy(
         &self,
         deployment: ValidatedDeployment,
-    ) -> Result<(DeployOutcome, Vec<RoleInstance>), CoreError> {
+    ) -> Result<(DeployOutcome, Vec<RoleInstance>), ControllerError> {
         let now = self.clock.now();
         let name = deployment.spec.name.clone();
         let mut core = self.read();
@@ -149,6 +213,7 @@ impl Controller {
             secrets.put(&name, &role, certs);
         }
         drop(secrets);
+        self.persist(&core)?;
         let instances = core
             .instances()
             .filter(|i| i.id.deployment == name)
@@ -164,10 +229,11 @@ impl Controller {
         deployment: &str,
         role: &str,
         count: u32,
-    ) -> Result<Vec<RoleInstance>, CoreError> {
+    ) -> Result<Vec<RoleInstance>, ControllerError> {
         let now = self.clock.now();
         let mut core = self.read();
         let events = core.scale(now, deployment, role, count)?;
+        self.persist(&core)?;
         let instances = core
             .instances()
             .filter(|i| i.id.deployment.as_str() == deployment && i.id.role.as_str() == role)
@@ -178,13 +244,14 @@ impl Controller {
         Ok(instances)
     }
 
-    pub fn delete(&self, deployment: &str) -> Result<(), CoreError> {
+    pub fn delete(&self, deployment: &str) -> Result<(), ControllerError> {
         let now = self.clock.now();
         let mut core = self.read();
         let event = core.delete(now, deployment)?;
         if let Ok(name) = crate::core::Name::parse("deployment", deployment) {
             self.secrets().remove_deployment(&name);
         }
+        self.persist(&core)?;
         drop(core);
         self.publish(vec![event]);
         Ok(())
@@ -219,33 +286,52 @@ impl Controller {
         reason: &str,
         version: &str,
         vms: &[InstanceId],
-    ) -> Result<(), CoreError> {
+    ) -> Result<(), ControllerError> {
         let now = self.clock.now();
-        let events = self.read().report_fault(now, id, reason, version, vms)?;
+        let mut core = self.read();
+        let events = core.report_fault(now, id, reason, version, vms)?;
+        self.persist(&core)?;
+        drop(core);
         self.publish(events);
         self.expiry_changed.notify_one();
         Ok(())
     }
 
-    pub fn repair(&self, id: &NodeId, who: &str, why: &str) -> Result<(), CoreError> {
+    pub fn repair(&self, id: &NodeId, who: &str, why: &str) -> Result<(), ControllerError> {
         let now = self.clock.now();
-        let events = self.read().repair(now, id, who, why)?;
+        let mut core = self.read();
+        let events = core.repair(now, id, who, why)?;
+        self.persist(&core)?;
+        drop(core);
         self.publish(events);
         self.expiry_changed.notify_one();
         Ok(())
     }
 
-    pub fn resume(&self, who: &str) {
+    pub fn resume(&self, who: &str) -> Result<(), ControllerError> {
         let now = self.clock.now();
-        let events = self.read().resume(now, who);
+        let mut core = self.read();
+        let events = core.resume(now, who);
+        self.persist(&core)?;
+        drop(core);
         self.publish(events);
         self.expiry_changed.notify_one();
+        Ok(())
     }
 
-    pub fn set_switch(&self, switch: crate::core::Switch, on: bool, who: &str) {
+    pub fn set_switch(
+        &self,
+        switch: crate::core::Switch,
+        on: bool,
+        who: &str,
+    ) -> Result<(), ControllerError> {
         let now = self.clock.now();
-        let events = self.read().set_switch(now, switch, on, who);
+        let mut core = self.read();
+        let events = core.set_switch(now, switch, on, who);
+        self.persist(&core)?;
+        drop(core);
         self.publish(events);
+        Ok(())
     }
 
     /// Runs the core's time-driven work now (expiry, HI, healing); returns
@@ -255,6 +341,9 @@ impl Controller {
         let mut core = self.read();
         let events = core.tick(now);
         let next = core.next_deadline();
+        if !events.is_empty() {
+            self.persist_or_log(&core);
+        }
         drop(core);
         self.publish(events);
         next

@@ -8,6 +8,7 @@
 //! - [`secrets`]: deployed certificates' private keys, kept out of the core.
 //! - [`config`]: flags and config file, resolved once.
 //! - [`sim`]: the real core in a seeded, virtual-time model of a cluster.
+//! - [`store`]: durable state, written before the controller acts.
 
 pub mod api;
 pub mod config;
@@ -16,3 +17,4 @@ pub mod core;
 pub mod secrets;
 pub mod server;
 pub mod sim;
+pub mod store;

@@ -38,10 +38,25 @@ impl SecretStore {
         self.roles.insert((deployment.clone(), role.clone()), certs);
     }
 
+    /// Adds one certificate to a role's list (when restoring saved state).
+    pub fn push(&mut self, deployment: &Name, role: &Name, cert: RoleCertificate) {
+        self.roles
+            .entry((deployment.clone(), role.clone()))
+            .or_default()
+            .push(cert);
+    }
+
     pub fn get(&self, deployment: &Name, role: &Name) -> Option<&[RoleCertificate]> {
         self.roles
             .get(&(deployment.clone(), role.clone()))
             .map(Vec::as_slice)
+    }
+
+    /// Every role's certificates, for persisting.
+    pub fn entries(&self) -> impl Iterator<Item = (&Name, &Name, &RoleCertificate)> {
+        self.roles
+            .iter()
+            .flat_map(|((d, r), certs)| certs.iter().map(move |c| (d, r, c)))
     }
 
     pub fn remove_deployment(&mut self, deployment: &Name) {

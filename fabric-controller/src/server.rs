@@ -6,8 +6,12 @@
 
 use crate::api::{node_service::NodeApi, operator_service::OperatorApi};
 use crate::config::ControllerConfig;
-use crate::controller::Controller;
+use crate::controller::{Controller, Persistence};
 use crate::core::{Clock, FabricCore};
+use crate::secrets::SecretStore;
+use crate::store::file::FileStore;
+use crate::store::sealed_keys::AtRestKey;
+use crate::store::{Store, StoreError};
 use fabric_proto::v1::{
     node_service_server::NodeServiceServer, operator_service_server::OperatorServiceServer,
 };
@@ -28,6 +32,60 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Loads the saved state from the state directory, if any: the core with a
+/// fresh heartbeat grace for every node, and the decrypted secrets. With no
+/// state directory the controller keeps everything in memory.
+fn restore(
+    config: &ControllerConfig,
+    now: crate::core::Moment,
+) -> Result<(FabricCore, SecretStore, Option<Persistence>), ServeError> {
+    let Some(dir) = &config.state_dir else {
+        tracing::warn!("no --state-dir: state is kept in memory and lost on restart");
+        return Ok((
+            FabricCore::new(config.core.clone(), now),
+            SecretStore::default(),
+            None,
+        ));
+    };
+    let store = FileStore::new(dir)?;
+    let key = AtRestKey::open_or_create(dir)?;
+    let mut secrets = SecretStore::default();
+    let core = match store.load()? {
+        None => {
+            tracing::info!(path = %store.path().display(), "no saved state: a new cluster");
+            FabricCore::new(config.core.clone(), now)
+        }
+        Some(saved) => {
+            for e in &saved.secrets {
+                let cert = key.decrypt(e)?;
+                let (Ok(d), Ok(r)) = (
+                    crate::core::Name::parse("deployment", &e.deployment),
+                    crate::core::Name::parse("role", &e.role),
+                ) else {
+                    return Err(StoreError::Corrupt {
+                        path: store.path().to_owned(),
+                        reason: format!("invalid names {}/{}", e.deployment, e.role),
+                    }
+                    .into());
+                };
+                secrets.push(&d, &r, cert);
+            }
+            tracing::info!(path = %store.path().display(), "restored saved state");
+            FabricCore::restore(config.core.clone(), saved.core, now)
+        }
+    };
+    Ok((
+        core,
+        secrets,
+        Some(Persistence {
+            store: Box::new(store),
+            key,
+        }),
+    ))
 }
 
 /// Serves the controller on `listener` until `shutdown` completes.
@@ -42,8 +100,8 @@ pub async fn run(
     if tls.identity.role != fabric_pki::Role::Controller || tls.identity.cluster != config.cluster {
         return Err(ServeError::WrongCertificate(tls.identity.to_string()));
     }
-    let core = FabricCore::new(config.core.clone(), clock.now());
-    let controller = Controller::new(config.cluster.clone(), core, clock);
+    let (core, secrets, persistence) = restore(&config, clock.now())?;
+    let controller = Controller::new(config.cluster.clone(), core, secrets, clock, persistence);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NodeServiceServer<NodeApi>>().await;
@@ -53,7 +111,9 @@ pub async fn run(
     let reflection_v1 = fabric_proto::reflection().build_v1()?;
     let reflection_v1alpha = fabric_proto::reflection().build_v1alpha()?;
 
-    let expiry = tokio::spawn(tick_loop(controller.clone()));
+    // Aborted when this function returns or its future is dropped, so no
+    // tick of a stopped controller can change (or save) state.
+    let _ticks = AbortOnDrop(tokio::spawn(tick_loop(controller.clone())));
     let router = tonic::transport::Server::builder()
         .tls_config(tls.server_config())?
         // Detect dead host-agent connections even when no RPC is in flight.
@@ -83,8 +143,16 @@ pub async fn run(
     let result = router
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await;
-    expiry.abort();
     Ok(result?)
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Sleeps until the core's next deadline (a heartbeat expiring, a grace or a

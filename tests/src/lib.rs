@@ -84,6 +84,15 @@ pub struct RunningController {
 
 impl RunningController {
     pub async fn start(pki: &TestPki, core: CoreConfig) -> Self {
+        Self::start_with_state(pki, core, None).await
+    }
+
+    /// Starts a controller that saves its state under `state_dir`.
+    pub async fn start_with_state(
+        pki: &TestPki,
+        core: CoreConfig,
+        state_dir: Option<std::path::PathBuf>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -94,7 +103,7 @@ impl RunningController {
             addr_file: None,
             tls: pki.files(&pki.layout.controller()),
             core,
-            state_dir: None,
+            state_dir,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

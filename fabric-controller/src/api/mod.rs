@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The cluster is not in a state that allows this (e.g. management off).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The controller could not do its part (e.g. save its state).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<ApiError> for Status {
@@ -47,6 +50,7 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ApiError::Internal(m) => Status::internal(m),
         }
     }
 }
@@ -65,6 +69,20 @@ impl From<crate::core::CoreError> for ApiError {
             E::NotAssigned { .. } => ApiError::PermissionDenied(message),
             E::ManagementOff | E::NotInHumanInvestigate(..) => {
                 ApiError::FailedPrecondition(message)
+            }
+        }
+    }
+}
+
+impl From<crate::controller::ControllerError> for ApiError {
+    fn from(e: crate::controller::ControllerError) -> Self {
+        match e {
+            crate::controller::ControllerError::Core(e) => e.into(),
+            crate::controller::ControllerError::Store(e) => {
+                tracing::error!("{e}");
+                ApiError::Internal(format!(
+                    "the decision was not saved, so it was not carried out: {e}"
+                ))
             }
         }
     }

@@ -94,7 +94,7 @@ impl OperatorService for OperatorApi {
         request: Request<pb::ResumeClusterRequest>,
     ) -> Result<Response<pb::ResumeClusterResponse>, Status> {
         let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
-        self.controller.resume(&who.name);
+        self.controller.resume(&who.name).map_err(ApiError::from)?;
         Ok(Response::new(pb::ResumeClusterResponse {}))
     }
 
@@ -105,7 +105,9 @@ impl OperatorService for OperatorApi {
         let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
         let req = request.into_inner();
         let switch = crate::core::Switch::parse(&req.switch).map_err(ApiError::InvalidArgument)?;
-        self.controller.set_switch(switch, req.on, &who.name);
+        self.controller
+            .set_switch(switch, req.on, &who.name)
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::SetSwitchResponse {}))
     }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// The cluster's mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ClusterMode {
     Normal,
     /// The HI threshold was reached: no automatic healing, no internal
@@ -37,7 +37,7 @@ impl fmt::Display for ClusterMode {
 }
 
 /// One of the operators' switches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Switch {
     /// Automatic service healing.
     Healing,
@@ -70,7 +70,7 @@ impl Switch {
 }
 
 /// The switches' positions; all on by default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Switches {
     pub healing: bool,
     pub updates: bool,
@@ -106,7 +106,9 @@ impl Switches {
 }
 
 /// What makes two fault reports "the same cause".
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct FaultSignature {
     pub reason: String,
     pub agent_version: String,
@@ -114,7 +116,7 @@ pub struct FaultSignature {
 
 /// Fault reports sharing one signature, and whether they were classified as
 /// a guest-software fault.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
     pub signature: FaultSignature,
     pub nodes: BTreeSet<NodeId>,
@@ -126,7 +128,7 @@ pub struct Incident {
 }
 
 /// The cluster's mode, switches and incidents.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ClusterState {
     pub mode: ClusterMode,
     pub mode_since: Option<Moment>,

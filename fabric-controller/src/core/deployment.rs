@@ -11,7 +11,10 @@ use std::time::SystemTime;
 
 /// A validated name of a deployment or role: a DNS-like label, no dots (dots
 /// separate the parts of an [`InstanceId`]).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Name(String);
 
 impl Name {
@@ -46,7 +49,9 @@ impl fmt::Display for Name {
 
 /// One role instance: `<deployment>.<role>.<index>`. Also the VM id of
 /// whichever VM currently runs it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct InstanceId {
     pub deployment: Name,
     pub role: Name,
@@ -76,7 +81,7 @@ impl fmt::Display for InstanceId {
 }
 
 /// Public facts about one deployed certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CertificateInfo {
     pub name: String,
     /// SHA-256 of the certificate (DER), lowercase hex.
@@ -85,7 +90,7 @@ pub struct CertificateInfo {
 }
 
 /// One role of a service definition.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoleSpec {
     pub name: Name,
     pub instances: u32,
@@ -106,7 +111,7 @@ impl RoleSpec {
 }
 
 /// A validated service definition.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeploymentSpec {
     pub name: Name,
     pub roles: Vec<RoleSpec>,

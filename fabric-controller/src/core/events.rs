@@ -9,7 +9,7 @@ use super::node::NodeId;
 use std::collections::VecDeque;
 
 /// What kind of thing happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     ControllerStarted,
     NodeRegistered,
@@ -68,7 +68,7 @@ impl EventKind {
 }
 
 /// One entry of the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterEvent {
     pub sequence: u64,
     pub at: Moment,
@@ -91,6 +91,21 @@ impl EventLog {
             events: VecDeque::new(),
             next_sequence: 1,
             retention: retention.max(1),
+        }
+    }
+
+    /// A log that continues an earlier one: keeps its newest events and goes
+    /// on numbering after them.
+    pub fn restore(retention: usize, mut events: Vec<ClusterEvent>, next_sequence: u64) -> Self {
+        let retention = retention.max(1);
+        if events.len() > retention {
+            events.drain(..events.len() - retention);
+        }
+        let floor = events.last().map_or(1, |e| e.sequence + 1);
+        Self {
+            events: events.into(),
+            next_sequence: next_sequence.max(floor),
+            retention,
         }
     }
 

@@ -5,7 +5,7 @@ use super::node::NodeId;
 use std::fmt;
 
 /// Where a role instance is in its life, as far as the controller knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InstanceState {
     /// Not placed on any server (no capacity); the detail says why.
     Pending,
@@ -39,7 +39,7 @@ impl fmt::Display for InstanceState {
 }
 
 /// One role instance and the VM currently running it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoleInstance {
     pub id: InstanceId,
     pub node: Option<NodeId>,
@@ -57,7 +57,7 @@ pub struct RoleInstance {
 }
 
 /// An instance being healed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Healing {
     pub since: super::clock::Moment,
     pub from: Option<NodeId>,

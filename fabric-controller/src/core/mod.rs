@@ -20,6 +20,7 @@
 //! - [`healing`]: moving role instances off failed servers.
 //! - [`operator`]: repair, resume, and the graceful-degradation switches.
 //! - [`cluster`]: the cluster's mode, switches and incidents.
+//! - [`snapshot`]: the state to persist, and restoring it with fresh graces.
 
 pub mod clock;
 pub mod cluster;
@@ -35,6 +36,7 @@ pub mod node;
 pub mod operator;
 pub mod placement;
 pub mod services;
+pub mod snapshot;
 
 pub use clock::{Clock, ManualClock, Moment, SystemClock};
 pub use cluster::{ClusterMode, ClusterState, Switch, Switches};

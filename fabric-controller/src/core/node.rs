@@ -5,7 +5,10 @@ use std::fmt;
 use std::time::Duration;
 
 /// A node (server) id, as named in its host agent's certificate.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct NodeId(String);
 
 impl NodeId {
@@ -24,7 +27,7 @@ impl fmt::Display for NodeId {
 }
 
 /// Health of a node, in the postmortem's terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum NodeState {
     /// Heartbeating; may run VMs.
     Ready,
@@ -51,7 +54,7 @@ impl fmt::Display for NodeState {
 }
 
 /// What a host agent declares about its server when it registers.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeInfo {
     pub fault_domain: u32,
     pub update_domain: u32,
@@ -62,7 +65,7 @@ pub struct NodeInfo {
 }
 
 /// Everything the core tracks about one node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeRecord {
     pub id: NodeId,
     pub info: NodeInfo,
@@ -88,7 +91,7 @@ pub struct NodeRecord {
 }
 
 /// See [`NodeRecord::hold`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FaultHold {
     pub signature: super::cluster::FaultSignature,
     pub until: Duration,

@@ -1,0 +1,52 @@
+//! Durable controller state.
+//!
+//! The controller writes its state before it acts on a decision: a deploy is
+//! on disk before the CLI hears "deployed", a placement before any host agent
+//! is told to start the VM. [`Store`] is the seam for other backends (a
+//! replicated one such as etcd); [`file::FileStore`] keeps one checksummed
+//! file in the controller's state directory.
+//!
+//! Secrets (deployed certificates' private keys) are encrypted at rest with a
+//! key kept beside the state file (mode 0600), see [`sealed_keys`].
+
+pub mod file;
+pub mod sealed_keys;
+
+use crate::core::snapshot::CoreSnapshot;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What is persisted: the core's snapshot and the encrypted secrets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PersistedState {
+    pub core: CoreSnapshot,
+    pub secrets: Vec<sealed_keys::EncryptedCertificate>,
+}
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is corrupt or truncated ({reason}); the controller will not start on \
+         half-read state. Restore it from a backup, or move it aside to start with an \
+         empty cluster (every deployment would have to be deployed again)"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: cannot encode state: {reason}")]
+    Encode { path: PathBuf, reason: String },
+    #[error("secret key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+}
+
+/// A place to keep the controller's state.
+pub trait Store: Send {
+    /// The last saved state, or `None` for a new cluster.
+    fn load(&self) -> Result<Option<PersistedState>, StoreError>;
+    /// Replaces the saved state; durable when it returns.
+    fn save(&mut self, state: &PersistedState) -> Result<(), StoreError>;
+}
