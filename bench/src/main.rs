@@ -361,7 +361,7 @@ fn vm_startup(cycles: usize, heartbeat: &str, measure_memory: bool) {
     const LIMIT: Duration = Duration::from_secs(120);
     println!(
         "VM start-up: `fabricctl up --hosts {HOSTS} --capacity 8` (node heartbeat {heartbeat}, \
-         guest heartbeat 3s: host-agent's default, which `fabricctl up` cannot change), \
+         guest heartbeat 3s: the default of `fabricctl up --guest-heartbeat-interval`), \
          a deployment of {INSTANCES} instances, {cycles} deploy/delete cycles"
     );
     let defs = tempfile::tempdir().expect("tempdir");

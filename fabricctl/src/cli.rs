@@ -66,6 +66,44 @@ pub enum Command {
     /// Act on the whole cluster: leave Human Investigate mode, flip switches.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Inject faults into a local cluster started by `fabricctl up`.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+/// The faults `fabricctl chaos` injects, by name. Each prints what it did,
+/// with pids. Only for a local cluster (`fabricctl up` in --state-dir).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ChaosCommand {
+    /// SIGKILL a node's host agent and all its VMs (guest agents); `fabricctl
+    /// up` does not restart it until `chaos power-on`.
+    PowerOff(ChaosNodeArgs),
+    /// Let `fabricctl up` start a powered-off node's host agent again.
+    PowerOn(ChaosNodeArgs),
+    /// SIGKILL a node's host agent only (its VMs keep running); `fabricctl
+    /// up` restarts it after its restart delay.
+    KillAgent(ChaosNodeArgs),
+    /// SIGKILL the guest agent (VM) of one role instance, e.g. web.frontend.0.
+    KillGuest(ChaosInstanceArgs),
+    /// SIGSTOP a node's host agent and its VMs (a hung server).
+    Pause(ChaosNodeArgs),
+    /// SIGCONT a paused node's host agent and its VMs.
+    Resume(ChaosNodeArgs),
+    /// SIGKILL the fabric controller; `fabricctl up` restarts it after its
+    /// restart delay.
+    KillFc,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChaosNodeArgs {
+    /// The node id ("host-2").
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChaosInstanceArgs {
+    /// The role instance id ("web.frontend.0", as in `fabricctl status`).
+    pub instance: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +208,10 @@ pub struct UpArgs {
     /// Silence after which a connected guest agent is presumed dead.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub guest_heartbeat_timeout: Duration,
+    /// How often guest agents heartbeat to their host agent (host-agent
+    /// --guest-heartbeat-interval); shorter than --guest-heartbeat-timeout.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub guest_heartbeat_interval: Duration,
     /// Consecutive clean-VM failures after which a host agent reports its
     /// server faulty.
     #[arg(long, default_value_t = 3)]
@@ -289,6 +331,7 @@ mod tests {
         assert_eq!(up.restart_delay, Duration::from_secs(2));
         assert_eq!(up.guest_timeout, Duration::from_secs(25 * 60));
         assert_eq!(up.guest_heartbeat_timeout, Duration::from_secs(15));
+        assert_eq!(up.guest_heartbeat_interval, Duration::from_secs(3));
         assert_eq!(up.clean_vm_strikes, 3);
         assert!(!up.leap_day_bug && !up.silent_guest_failures);
         assert_eq!((up.guest_now, up.deploy), (None, None));
@@ -372,6 +415,44 @@ mod tests {
         let cli = Cli::try_parse_from(["fabricctl", "delete", "web"]).unwrap();
         assert!(matches!(cli.command, Command::Delete(DeleteArgs { name }) if name == "web"));
         assert!(Cli::try_parse_from(["fabricctl", "scale", "web", "frontend", "-1"]).is_err());
+    }
+
+    #[test]
+    fn chaos_commands() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["fabricctl", "chaos"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Chaos(c)) => Ok(c),
+                Ok(other) => panic!("not chaos: {other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        for (verb, node) in [
+            ("power-off", "host-1"),
+            ("power-on", "host-2"),
+            ("kill-agent", "host-3"),
+            ("pause", "host-4"),
+            ("resume", "host-5"),
+        ] {
+            let c = parse(&[verb, node]).unwrap();
+            let got = match c {
+                ChaosCommand::PowerOff(a)
+                | ChaosCommand::PowerOn(a)
+                | ChaosCommand::KillAgent(a)
+                | ChaosCommand::Pause(a)
+                | ChaosCommand::Resume(a) => a.node,
+                other => panic!("{verb}: {other:?}"),
+            };
+            assert_eq!(got, node);
+            assert!(parse(&[verb]).is_err(), "{verb} without a node");
+        }
+        assert!(
+            matches!(parse(&["kill-guest", "web.api.0"]).unwrap(), ChaosCommand::KillGuest(a) if a.instance == "web.api.0")
+        );
+        assert!(matches!(parse(&["kill-fc"]).unwrap(), ChaosCommand::KillFc));
+        assert!(parse(&["kill-fc", "extra"]).is_err());
+        assert!(parse(&["unplug", "host-1"]).is_err());
     }
 
     #[test]

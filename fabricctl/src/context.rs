@@ -31,6 +31,10 @@ pub struct Context {
     /// When `up` stopped the cluster (RFC 3339), if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<String>,
+    /// The launcher's `--restart-delay` in milliseconds (absent in contexts
+    /// written by older launchers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay_ms: Option<u64>,
     /// Every supervised process, controller first.
     pub processes: Vec<ProcessEntry>,
 }
@@ -124,6 +128,7 @@ mod tests {
             key: "/s/pki/admin.key".into(),
             launcher_pid: Some(42),
             stopped_at: None,
+            restart_delay_ms: Some(2000),
             processes: vec![
                 ProcessEntry {
                     name: "fabric-controller".into(),

@@ -90,6 +90,16 @@ pub enum CtlError {
 
     #[error("no node {node} in this cluster (see `fabricctl status` for node ids)")]
     NoSuchNode { node: String },
+
+    #[error("not a local cluster: no context.json in {} (`fabricctl chaos` acts on a cluster started by `fabricctl up`; pass its --state-dir)", .state_dir.display())]
+    NotLocal { state_dir: PathBuf },
+
+    #[error("the launcher of cluster {cluster:?} in {} is not running (start it with `fabricctl up`)", .state_dir.display())]
+    LauncherNotRunning { cluster: String, state_dir: PathBuf },
+
+    /// A chaos verb that does not apply to the target's current state.
+    #[error("{0}")]
+    Chaos(String),
 }
 
 fn pid_suffix(pid: Option<u32>) -> String {

@@ -15,12 +15,15 @@
 //!   [`instances`] shows role instances for them and for `status`.
 //! - [`node`], [`cluster`]: the operator's side of Human Investigate
 //!   (repair a node, resume the cluster) and the degradation switches.
+//! - [`chaos`]: faults by name on a local cluster (power-off, kill-agent,
+//!   kill-guest, pause, kill-fc).
 //! - [`watch`]: a WatchEvents subscription that survives controller restarts.
 //! - [`up`]: the local cluster launcher and supervisor.
 //! - [`bins`], [`output`], [`timefmt`]: finding daemon binaries, writing to
 //!   stdout safely, formatting times.
 
 pub mod bins;
+pub mod chaos;
 pub mod cli;
 pub mod cluster;
 pub mod context;
@@ -80,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(NodeCommand::Repair(args)) => node::run(&cli.global, args).await,
         Command::Cluster(ClusterCommand::Resume) => cluster::resume(&cli.global).await,
         Command::Cluster(ClusterCommand::Set(args)) => cluster::set(&cli.global, args).await,
+        Command::Chaos(command) => chaos::run(&cli.global, command).await,
     }
 }
 

@@ -230,6 +230,7 @@ mod tests {
             key: "/key".into(),
             launcher_pid: None,
             stopped_at: None,
+            restart_delay_ms: None,
             processes: vec![],
         };
         ctx.save(dir.path()).unwrap();

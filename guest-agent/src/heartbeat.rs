@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fabric_proto::v1::{GuestHeartbeatRequest, RoleState};
+use fabric_proto::v1::{GuestHeartbeatRequest, GuestHello, RoleState};
 use tokio::time::MissedTickBehavior;
+use tonic::{Code, Status};
 use tracing::{debug, info, warn};
 
 use crate::agent_state::AgentState;
@@ -40,18 +41,89 @@ pub fn heartbeat_request(state: &AgentState, sequence: u64) -> GuestHeartbeatReq
     }
 }
 
-/// Sends a heartbeat every `interval`, starting now, for ever.
-pub async fn run(link: HostLink, state: Arc<AgentState>, interval: Duration) {
+/// The Hello that resumes our session with a host agent that restarted: the session token in
+/// `token`, the same transfer certificate, where our GuestAgentService listens. `None` before
+/// the first Hello succeeded. Holds the session token: never log it.
+pub fn resume_hello(state: &AgentState, guest_agent_endpoint: &str) -> Option<GuestHello> {
+    Some(GuestHello {
+        vm_id: state.vm_id().to_owned(),
+        incarnation: state.incarnation(),
+        token: state.session_token()?.to_owned(),
+        transfer_certificate_der: state.transfer().cert_der().to_vec(),
+        guest_agent_endpoint: guest_agent_endpoint.to_owned(),
+        agent_version: crate::run::AGENT_VERSION.to_owned(),
+    })
+}
+
+/// First pause after a heartbeat the host agent did not receive (unreachable or hung); it
+/// doubles on each further failure, up to the heartbeat interval.
+pub const FIRST_RETRY: Duration = Duration::from_millis(100);
+
+/// What to do after one heartbeat's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for the next tick of the interval.
+    Tick,
+    /// Retry after this pause (backoff while the host agent is away).
+    Retry(Duration),
+    /// Say Hello again with the session token, then beat at once.
+    Resume,
+}
+
+/// The backoff and resume rule, as a pure function of a heartbeat's result. `pause` is the
+/// current backoff (reset by the caller on success).
+pub fn next_step(result: &Result<(), Status>, pause: &mut Duration, interval: Duration) -> Next {
+    match result {
+        Ok(()) => {
+            *pause = FIRST_RETRY.min(interval);
+            Next::Tick
+        }
+        // The host agent answers but does not hold our session: it restarted and re-adopted us.
+        Err(status) if status.code() == Code::Unauthenticated => Next::Resume,
+        // Unreachable, or hung: back off, but never beat less often than the interval, so a host
+        // agent coming back within its heartbeat timeout hears from us in time.
+        Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+            let wait = *pause;
+            *pause = (*pause * 2).min(interval);
+            Next::Retry(wait)
+        }
+        Err(_) => Next::Tick,
+    }
+}
+
+/// Sends a heartbeat every `interval`, starting now, for ever. The role keeps serving whatever
+/// happens here. While the host agent is unreachable, beats are retried with backoff (bounded by
+/// the interval; nothing is queued, each beat supersedes the last); when it answers
+/// UNAUTHENTICATED (it restarted and holds only a digest of our session), we say Hello again with
+/// our session token and transfer certificate and carry on with the same session.
+pub async fn run(
+    link: HostLink,
+    state: Arc<AgentState>,
+    interval: Duration,
+    guest_agent_endpoint: String,
+) {
     let mut ticker = tokio::time::interval(interval);
     // After a stall, beat once and carry on at the normal pace rather than in a burst.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_reported = RoleState::Unspecified;
     let mut failing = false;
+    let mut pause = FIRST_RETRY.min(interval);
+    let mut next = Next::Tick;
     for sequence in 1u64.. {
-        ticker.tick().await;
+        match next {
+            Next::Tick => {
+                ticker.tick().await;
+            }
+            Next::Retry(wait) => {
+                tokio::time::sleep(wait).await;
+                ticker.reset();
+            }
+            Next::Resume => ticker.reset(),
+        }
         let beat = heartbeat_request(&state, sequence);
         let role_state = beat.role_state();
-        match link.heartbeat(beat, interval).await {
+        let result = link.heartbeat(beat, interval).await;
+        match &result {
             Ok(()) => {
                 if failing || role_state != last_reported {
                     info!(
@@ -66,14 +138,61 @@ pub async fn run(link: HostLink, state: Arc<AgentState>, interval: Duration) {
                 last_reported = role_state;
             }
             Err(status) => {
-                warn!(
-                    sequence,
-                    code = ?status.code(),
-                    error = status.message(),
-                    "heartbeat failed"
-                );
+                if !failing {
+                    warn!(
+                        sequence,
+                        code = ?status.code(),
+                        error = status.message(),
+                        "heartbeat failed"
+                    );
+                } else {
+                    debug!(sequence, code = ?status.code(), "heartbeat failed again");
+                }
                 failing = true;
             }
+        }
+        next = next_step(&result, &mut pause, interval);
+        if next == Next::Resume {
+            next = resume(&link, &state, &guest_agent_endpoint, interval).await;
+        }
+    }
+}
+
+/// Says Hello again with the session token; on success the next beat goes at once.
+async fn resume(
+    link: &HostLink,
+    state: &AgentState,
+    guest_agent_endpoint: &str,
+    interval: Duration,
+) -> Next {
+    let Some(hello) = resume_hello(state, guest_agent_endpoint) else {
+        return Next::Tick;
+    };
+    info!("host agent does not hold our session (it restarted); saying Hello again");
+    match link
+        .hello_once(hello, interval.max(Duration::from_secs(1)))
+        .await
+    {
+        Ok(welcome) => {
+            if !welcome.secrets.is_empty() {
+                warn!(
+                    count = welcome.secrets.len(),
+                    "ignoring secrets in a resumed session's welcome"
+                );
+            }
+            info!(
+                secrets_version = %welcome.secrets_version,
+                "session resumed; the role kept serving"
+            );
+            Next::Resume
+        }
+        Err(status) => {
+            warn!(
+                code = ?status.code(),
+                error = status.message(),
+                "could not resume the session; retrying at the next heartbeat"
+            );
+            Next::Tick
         }
     }
 }
@@ -100,5 +219,34 @@ mod tests {
             nanos: 0,
         };
         assert_eq!(interval_from_welcome(Some(two)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn backs_off_while_unreachable_and_resumes_when_unknown() {
+        let interval = Duration::from_millis(500);
+        let mut pause = FIRST_RETRY;
+        let down = Err(Status::unavailable("connection refused"));
+        let waits: Vec<Next> = (0..5)
+            .map(|_| next_step(&down, &mut pause, interval))
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            waits,
+            vec![
+                Next::Retry(ms(100)),
+                Next::Retry(ms(200)),
+                Next::Retry(ms(400)),
+                Next::Retry(ms(500)),
+                Next::Retry(ms(500)),
+            ]
+        );
+        let hung = Err(Status::deadline_exceeded("heartbeat timed out"));
+        assert_eq!(next_step(&hung, &mut pause, interval), Next::Retry(ms(500)));
+        let restarted = Err(Status::unauthenticated("say Hello again"));
+        assert_eq!(next_step(&restarted, &mut pause, interval), Next::Resume);
+        assert_eq!(next_step(&Ok(()), &mut pause, interval), Next::Tick);
+        assert_eq!(pause, FIRST_RETRY);
+        let refused = Err(Status::permission_denied("bad token"));
+        assert_eq!(next_step(&refused, &mut pause, interval), Next::Tick);
     }
 }

@@ -106,6 +106,19 @@ impl HostLink {
         unreachable!("the attempt counter does not run out")
     }
 
+    /// One Hello attempt, giving up after `timeout` (used to resume a session with a host agent
+    /// that restarted: the heartbeat loop retries it, so no retry here).
+    pub async fn hello_once(
+        &self,
+        hello: GuestHello,
+        timeout: Duration,
+    ) -> Result<GuestWelcome, Status> {
+        match tokio::time::timeout(timeout, self.client.clone().hello(hello)).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded("Hello timed out")),
+        }
+    }
+
     /// Sends one heartbeat, giving up after `timeout` so a hung host agent cannot stall the loop.
     pub async fn heartbeat(
         &self,

@@ -4,6 +4,10 @@
 //!    while the host agent is unreachable); 4. open and write the role's secrets; 5. start the
 //!    role's HTTPS endpoint; 6. heartbeat until told to stop; 7. serve status and rotations.
 //!
+//! After init, nothing the host agent does stops the role: while it is unreachable heartbeats
+//! back off, and a restarted host agent that re-adopted us gets a Hello with our session token
+//! (see [`heartbeat::run`]); the role serves throughout.
+//!
 //! Any init failure ends the agent with an error (exit code 1). Unless `silent_failures` is set,
 //! it is first reported to the host agent (fail fast), so the host agent can act at once instead
 //! of waiting out its 25-minute connect timeout as it had to in 2012.
@@ -301,6 +305,7 @@ async fn run_agent(config: RunConfig) -> Result<Infallible, RunError> {
         link.clone(),
         state.clone(),
         interval,
+        server.local_addr().to_string(),
     )));
 
     // 4. Open every secret (all or nothing) and write it for the role.

@@ -3,6 +3,16 @@
 //! Callers are VMs, which are not trusted: each call must carry the VM's
 //! one-time start token (Hello) or the session token Hello returned. A
 //! refusal is logged without the token and affects no other VM.
+//!
+//! Re-adoption: a restarted host agent knows its running VMs from their
+//! on-disk records, which hold only the SHA-256 of each session token. Their
+//! guest agents' heartbeats (right token, session not yet resumed) are
+//! answered UNAUTHENTICATED; the guest agent then says Hello again with its
+//! session token in `token` and the same transfer certificate. The host
+//! agent checks the token against the digest and the certificate against
+//! the recorded fingerprint, keeps the incarnation, and answers a
+//! GuestWelcome with the same session token and no secrets (the guest has
+//! them already): nothing is fetched from the controller or sealed again.
 
 use crate::secrets::{self, SecretsError};
 use crate::vm::VmManager;
@@ -19,8 +29,47 @@ pub struct GuestApi {
 }
 
 fn refuse(call: &str, vm_id: &str, incarnation: u64, refusal: Refusal) -> Status {
+    if refusal == Refusal::SessionNotResumed {
+        tracing::info!(vm = %vm_id, incarnation, "asking the guest agent to resume its session: {refusal}");
+        return Status::unauthenticated(refusal.to_string());
+    }
     tracing::warn!(vm = %vm_id, incarnation, "refusing {call}: {refusal}");
     Status::permission_denied(refusal.to_string())
+}
+
+impl GuestApi {
+    /// Hello with the session token of a re-adopted VM (see the module doc).
+    fn resume(&self, hello: &pb::GuestHello) -> Result<Response<pb::GuestWelcome>, Status> {
+        let (vm_id, incarnation) = (hello.vm_id.as_str(), hello.incarnation);
+        if hello.guest_agent_endpoint.parse::<SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "guest_agent_endpoint {:?} is not IP:PORT",
+                hello.guest_agent_endpoint
+            )));
+        }
+        let (identity, secrets_version) = self
+            .vms
+            .resume_session(hello)
+            .map_err(|r| refuse("Hello (resume)", vm_id, incarnation, r))?;
+        tracing::info!(
+            vm = %vm_id,
+            incarnation,
+            transfer_cert = %token::fingerprint(&hello.transfer_certificate_der),
+            guest_agent = %hello.guest_agent_endpoint,
+            "guest agent resumed its session; VM re-adopted"
+        );
+        let interval = self.vms.settings().heartbeat_interval;
+        Ok(Response::new(pb::GuestWelcome {
+            session_token: hello.token.clone(),
+            deployment: identity.deployment,
+            role: identity.role,
+            instance: identity.instance,
+            node_id: self.vms.node_id().to_owned(),
+            secrets: Vec::new(),
+            heartbeat_interval: prost_types::Duration::try_from(interval).ok(),
+            secrets_version,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -31,6 +80,9 @@ impl GuestService for GuestApi {
     ) -> Result<Response<pb::GuestWelcome>, Status> {
         let hello = request.into_inner();
         let (vm_id, incarnation) = (hello.vm_id.as_str(), hello.incarnation);
+        if self.vms.is_session_token(vm_id, incarnation, &hello.token) {
+            return self.resume(&hello);
+        }
         self.vms
             .claim_start_token(vm_id, incarnation, &hello.token)
             .map_err(|r| refuse("Hello", vm_id, incarnation, r))?;

@@ -2,15 +2,18 @@
 //! reflection), the GuestService listener for its VMs, the VM supervisor and
 //! the link to the controller, until shutdown.
 //!
-//! VMs are separate machines: shutting the host agent down leaves its guest
-//! agents running. The next start kills and wipes them (no re-adoption yet).
+//! VMs are separate machines: shutting the host agent down (or killing it)
+//! leaves its guest agents running. The next start on the same state
+//! directory re-adopts those that said Hello (see [`VmManager::readopt`]),
+//! and listens for guests on the same address as before
+//! (`<state>/guest-listen.addr`), so their heartbeats find it again.
 
 use crate::config::HostConfig;
 use crate::controller_link::{self, Link};
 use crate::guest_service::GuestApi;
 use crate::host_service::HostApi;
 use crate::state::HostState;
-use crate::vm::process::{self, ProcessLauncher};
+use crate::vm::process::ProcessLauncher;
 use crate::vm::{Policy, VmManager, VmSettings, supervisor};
 use fabric_pki::Role;
 use fabric_proto::v1::{
@@ -18,6 +21,7 @@ use fabric_proto::v1::{
 };
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -50,15 +54,9 @@ pub async fn run(
     let state_dir = config.state_dir_for(&state.node_id);
     std::fs::create_dir_all(state_dir.join("vms"))
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", state_dir.display()))?;
-    let leftovers = process::cleanup_leftovers(&state_dir);
-    if !leftovers.is_empty() {
-        tracing::info!(?leftovers, "cleaned up VMs of an earlier host agent");
-    }
 
     let guests = &config.guests;
-    let guest_listener = TcpListener::bind(guests.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for guests on {}: {e}", guests.listen))?;
+    let guest_listener = bind_guest_listener(&state_dir, guests.listen).await?;
     let guest_addr = guest_listener.local_addr()?;
     let guest_tls = crate::guest_tls::server_config(&tls, &config.tls.key)?;
 
@@ -90,6 +88,14 @@ pub async fn run(
         controller.clone(),
         state.clone(),
     );
+    let (adopted, cleaned) = vms.readopt();
+    if !adopted.is_empty() || !cleaned.is_empty() {
+        tracing::info!(
+            ?adopted,
+            ?cleaned,
+            "VMs of an earlier host agent: re-adopted the running ones, wiped the rest"
+        );
+    }
     let supervisor = tokio::spawn(supervisor::run(vms.clone()));
     let guest_server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -140,6 +146,53 @@ pub async fn run(
     supervisor.abort();
     guest_server.abort();
     Ok(result?)
+}
+
+/// `<state>/guest-listen.addr`: where the guest listener was bound.
+pub fn guest_listen_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("guest-listen.addr")
+}
+
+/// The GuestService listener. Guest agents know its address from their
+/// command line, so after a restart the host agent binds the address it had
+/// before if the configuration leaves the port open (port 0); if that fails
+/// (another process took the port), a new port is used and logged: VMs
+/// started before then cannot reach us and are reinitialized at their
+/// heartbeat timeout.
+async fn bind_guest_listener(
+    state_dir: &Path,
+    configured: SocketAddr,
+) -> anyhow::Result<TcpListener> {
+    let file = guest_listen_file(state_dir);
+    let previous = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| t.trim().parse::<SocketAddr>().ok())
+        .filter(|prev| configured.port() == 0 && prev.ip() == configured.ip() && prev.port() != 0);
+    let listener = match previous {
+        Some(prev) => match TcpListener::bind(prev).await {
+            Ok(listener) => {
+                tracing::info!(%prev, "listening for guests on the address of the previous host agent");
+                listener
+            }
+            Err(e) => {
+                tracing::warn!(%prev, "cannot listen for guests on the previous address ({e}); using a new port: guests of the earlier host agent will not reach us");
+                TcpListener::bind(configured)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen for guests on {configured}: {e}"))?
+            }
+        },
+        None => TcpListener::bind(configured)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for guests on {configured}: {e}"))?,
+    };
+    let bound = listener.local_addr()?;
+    let tmp = file.with_extension("addr.tmp");
+    if let Err(e) =
+        std::fs::write(&tmp, bound.to_string()).and_then(|()| std::fs::rename(&tmp, &file))
+    {
+        tracing::warn!(path = %file.display(), "cannot record the guest listen address: {e}");
+    }
+    Ok(listener)
 }
 
 /// An address guests can dial: a wildcard bind is reached over loopback.

@@ -4,11 +4,14 @@
 //! - [`bins`]: finding the workspace's binaries (FABRIC_BIN_DIR or next to
 //!   the running executable).
 //! - [`cluster`]: a real `fabricctl up` cluster in a temp dir, killed on drop.
+//! - [`https`]: `GET /` at a role's endpoint trusting exactly one
+//!   certificate, to prove which certificate the endpoint serves.
 //! - [`procs`]: liveness, command lines and memory of processes via /proc.
 //! - [`services`]: service definitions and the instances of a deployment.
 
 pub mod bins;
 pub mod cluster;
+pub mod https;
 pub mod procs;
 pub mod services;
 

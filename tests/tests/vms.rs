@@ -16,26 +16,18 @@
 //! Needs the binaries: `cargo build --workspace --bins` before `cargo test`.
 
 use fabric_tests::cluster::LocalCluster;
+use fabric_tests::https::{assert_identity, cert_der, fetch, runtime};
 use fabric_tests::services::{self, all_running, instances};
 use fabricctl::status::{InstanceJson, StatusJson};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use nix::sys::signal::Signal;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 const WEB: &str = "web";
 /// examples/web/service.toml: frontend x2, api x1.
@@ -48,8 +40,6 @@ const GUEST_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 /// For a whole deployment to come up (or a rotation to land) on a busy
 /// 2-core machine running debug binaries.
 const COME_UP: Duration = Duration::from_secs(60);
-/// Bound on one TLS connection + `GET /`.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The clusters of this file run one at a time: several at once on 2 cores
 /// would make their short guest timeouts fire for the wrong reason.
@@ -65,194 +55,6 @@ fn ms(d: Duration) -> String {
 
 fn path_arg(p: &Path) -> String {
     p.to_str().expect("UTF-8 path").to_owned()
-}
-
-fn cert_der(path: &Path) -> Vec<u8> {
-    CertificateDer::from_pem_file(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_vec()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// What one `GET /` over a fresh TLS connection saw.
-struct Served {
-    /// The end-entity certificate the endpoint presented, DER.
-    leaf_der: Vec<u8>,
-    body: serde_json::Value,
-}
-
-/// Trusts exactly one certificate: the server's end-entity certificate must
-/// be `pinned` byte for byte (no chain), and the handshake must be signed by
-/// its key.
-///
-/// Not a `RootCertStore` with the self-signed certificate: webpki refuses
-/// the example certificates as end entities (`CaUsedAsEndEntity`, they carry
-/// CA:TRUE), so a pin is the way to trust that one certificate and nothing
-/// else.
-#[derive(Debug)]
-struct PinnedCert {
-    pinned: Vec<u8>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.pinned.as_slice() && intermediates.is_empty() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Connects to `endpoint` ("ip:port") trusting only the certificate
-/// `trusted_der` ([`PinnedCert`]), and GETs `/` over HTTP/1.1. Any failure
-/// is an `Err`: a certificate other than `trusted_der` fails the handshake.
-async fn get_root(endpoint: &str, trusted_der: &[u8]) -> Result<Served, String> {
-    let addr: SocketAddr = endpoint
-        .parse()
-        .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedCert {
-        pinned: trusted_der.to_vec(),
-        provider: provider.clone(),
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::from(addr.ip()), tcp)
-        .await
-        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
-    let leaf_der = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .ok_or("no server certificate")?
-        .to_vec();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let request = hyper::Request::get("/")
-        .header(hyper::header::HOST, "localhost")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("GET /: {e}"))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!("GET / answered {status}"));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("body is not JSON ({e}): {body:?}"))
-    }
-    .await;
-    driver.abort();
-    Ok(Served {
-        leaf_der,
-        body: result?,
-    })
-}
-
-fn fetch(
-    rt: &tokio::runtime::Runtime,
-    endpoint: &str,
-    trusted_der: &[u8],
-) -> Result<Served, String> {
-    rt.block_on(async {
-        tokio::time::timeout(FETCH_TIMEOUT, get_root(endpoint, trusted_der))
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no answer from {endpoint} within {FETCH_TIMEOUT:?}"
-                ))
-            })
-    })
-}
-
-/// The body of `GET /` names exactly this instance.
-fn assert_identity(served: &Served, i: &InstanceJson) {
-    let expected = serde_json::json!({
-        "deployment": WEB,
-        "role": i.role,
-        "instance": i.index,
-        "node": i.node,
-        "incarnation": i.incarnation,
-        "vm_id": i.id,
-    });
-    for (key, value) in expected.as_object().unwrap() {
-        assert_eq!(
-            &served.body[key], value,
-            "{key} of {} at {}: {}",
-            i.id, i.endpoint, served.body
-        );
-    }
 }
 
 fn instance<'a>(status: &'a StatusJson, id: &str) -> &'a InstanceJson {
@@ -335,7 +137,7 @@ fn web_serves_its_certificate_rotates_in_place_and_a_killed_guest_comes_back() {
             "{} serves another certificate",
             i.id
         );
-        assert_identity(&served, i);
+        assert_identity(&served, WEB, i);
         assert!(
             fabric_tests::procs::alive(i.pid),
             "{} pid {} not alive",
@@ -377,7 +179,7 @@ fn web_serves_its_certificate_rotates_in_place_and_a_killed_guest_comes_back() {
         );
         assert!(served.leaf_der == rotated_der, "{}: {last}", i.id);
         // Same process, same incarnation: no restart.
-        assert_identity(&served, i);
+        assert_identity(&served, WEB, i);
         assert!(
             fabric_tests::procs::alive(i.pid),
             "{} pid {} gone",
@@ -507,7 +309,7 @@ fn web_serves_its_certificate_rotates_in_place_and_a_killed_guest_comes_back() {
     );
     let served = fetch(&rt, &new.endpoint, &rotated_der).unwrap_or_else(|e| panic!("{e}"));
     assert!(served.leaf_der == rotated_der);
-    assert_identity(&served, new);
+    assert_identity(&served, WEB, new);
     // The others were not touched.
     for i in before.iter().filter(|i| i.id != victim.id) {
         let now = instance(&back, &i.id);

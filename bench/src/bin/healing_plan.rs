@@ -84,9 +84,11 @@ fn main() {
         core.report_fault(at(2), id, "host agent: hardware failure", "bench", &[])
             .expect("report");
     }
-    assert!(failed
-        .iter()
-        .all(|id| core.node(id).unwrap().state == NodeState::HumanInvestigate));
+    assert!(
+        failed
+            .iter()
+            .all(|id| core.node(id).unwrap().state == NodeState::HumanInvestigate)
+    );
 
     let started = Instant::now();
     let events = core.tick(at(3));
@@ -102,7 +104,9 @@ fn main() {
 
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     println!("Healing plan in the pure core (release build, one core, no I/O)");
-    println!("  cluster: {HOSTS} hosts x {SLOTS} slots, {placed} instances in {DEPLOYMENTS} deployments");
+    println!(
+        "  cluster: {HOSTS} hosts x {SLOTS} slots, {placed} instances in {DEPLOYMENTS} deployments"
+    );
     println!(
         "  baseline, initial placement: {placed} placements in {:.3} s = {:.0} placements/s",
         deploy_time.as_secs_f64(),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// The heartbeat period host agents ask of guest agents (host-agent's
-/// `--guest-heartbeat-interval` default); a heartbeat timeout must exceed it.
+/// The heartbeat period host agents ask of guest agents by default
+/// (host-agent's `--guest-heartbeat-interval` default, and `up`'s).
 pub const GUEST_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 
 /// Checks the guest flags of `args`.
@@ -20,13 +20,22 @@ pub fn validate(args: &UpArgs) -> Result<(), CtlError> {
     if args.guest_timeout.is_zero() {
         return bad("--guest-timeout", "must be greater than zero".into());
     }
-    if args.guest_heartbeat_timeout <= GUEST_HEARTBEAT_INTERVAL {
+    if args.guest_heartbeat_interval.is_zero() {
+        return bad(
+            "--guest-heartbeat-interval",
+            "must be greater than zero".into(),
+        );
+    }
+    // The host agent's own rule (it would exit at start, in a restart loop):
+    // a guest heartbeating no faster than the timeout would be declared dead
+    // between two punctual heartbeats.
+    if args.guest_heartbeat_timeout <= args.guest_heartbeat_interval {
         return bad(
             "--guest-heartbeat-timeout",
             format!(
-                "{} must be longer than the guests' heartbeat interval ({})",
+                "{} must be longer than the guests' heartbeat interval ({}, --guest-heartbeat-interval)",
                 humantime::format_duration(args.guest_heartbeat_timeout),
-                humantime::format_duration(GUEST_HEARTBEAT_INTERVAL)
+                humantime::format_duration(args.guest_heartbeat_interval)
             ),
         );
     }
@@ -55,6 +64,8 @@ pub fn host_agent_args(args: &UpArgs) -> Vec<String> {
         humantime::format_duration(args.guest_timeout).to_string(),
         "--guest-heartbeat-timeout".into(),
         humantime::format_duration(args.guest_heartbeat_timeout).to_string(),
+        "--guest-heartbeat-interval".into(),
+        humantime::format_duration(args.guest_heartbeat_interval).to_string(),
         "--clean-vm-strikes".into(),
         args.clean_vm_strikes.to_string(),
     ];
@@ -102,6 +113,8 @@ mod tests {
                 "25m",
                 "--guest-heartbeat-timeout",
                 "15s",
+                "--guest-heartbeat-interval",
+                "3s",
                 "--clean-vm-strikes",
                 "3"
             ]
@@ -115,6 +128,8 @@ mod tests {
             "20s",
             "--guest-heartbeat-timeout",
             "5s",
+            "--guest-heartbeat-interval",
+            "500ms",
             "--clean-vm-strikes",
             "2",
             "--leap-day-bug",
@@ -126,7 +141,7 @@ mod tests {
         assert_eq!(
             host_agent_args(&a).join(" "),
             "--guest-listen 127.0.0.1:0 --guest-connect-timeout 20s --guest-heartbeat-timeout 5s \
-             --clean-vm-strikes 2 --guest-now 2012-02-28T23:59:00Z --leap-day-bug --silent-guest-failures"
+             --guest-heartbeat-interval 500ms --clean-vm-strikes 2 --guest-now 2012-02-28T23:59:00Z --leap-day-bug --silent-guest-failures"
         );
     }
 
@@ -142,8 +157,24 @@ mod tests {
         );
         assert_eq!(
             error(&["--guest-heartbeat-timeout", "2s"]),
-            "invalid --guest-heartbeat-timeout: 2s must be longer than the guests' heartbeat interval (3s)"
+            "invalid --guest-heartbeat-timeout: 2s must be longer than the guests' heartbeat interval (3s, --guest-heartbeat-interval)"
         );
+        assert_eq!(
+            error(&["--guest-heartbeat-interval", "15s"]),
+            "invalid --guest-heartbeat-timeout: 15s must be longer than the guests' heartbeat interval (15s, --guest-heartbeat-interval)"
+        );
+        assert_eq!(
+            error(&["--guest-heartbeat-interval", "0s"]),
+            "invalid --guest-heartbeat-interval: must be greater than zero"
+        );
+        // A short interval allows a short timeout.
+        validate(&up(&[
+            "--guest-heartbeat-interval",
+            "500ms",
+            "--guest-heartbeat-timeout",
+            "2s",
+        ]))
+        .unwrap();
         let e = error(&["--guest-now", "2012-02-29"]);
         assert!(
             e.starts_with(

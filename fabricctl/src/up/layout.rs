@@ -4,6 +4,8 @@
 //! <state>/context.json        how other commands find the cluster
 //! <state>/pki/                cluster CA, controller, admin and host certs
 //! <state>/run/                addr files written by the daemons, launcher lock
+//! <state>/run/powered-off/<node>   `fabricctl chaos power-off` marks: the
+//!                             supervisor does not restart that host agent
 //! <state>/logs/<name>.log     stdout+stderr of each process, appended
 //! <state>/controller/         the controller's --state-dir
 //! <state>/hosts/host-N/       each host agent's --state-dir
@@ -46,6 +48,30 @@ impl StateLayout {
     pub fn log(&self, name: &str) -> PathBuf {
         self.logs().join(format!("{name}.log"))
     }
+    /// Where `fabricctl chaos power-off` leaves its marks.
+    pub fn powered_off_dir(&self) -> PathBuf {
+        self.run().join("powered-off")
+    }
+    /// The mark of a powered-off process (`host-2`): while it exists the
+    /// supervisor does not restart that process.
+    pub fn powered_off_mark(&self, name: &str) -> PathBuf {
+        self.powered_off_dir().join(name)
+    }
+    /// Removes every power-off mark (a new `up`, or one stopping, starts
+    /// with every server powered on); returns the names that were marked.
+    pub fn clear_powered_off(&self) -> Vec<String> {
+        let dir = self.powered_off_dir();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let _ = std::fs::remove_dir_all(&dir);
+        names
+    }
     pub fn addr_file(&self, name: &str) -> PathBuf {
         self.run().join(format!("{name}.addr"))
     }
@@ -75,5 +101,9 @@ mod tests {
         assert_eq!(l.log("host-1"), l.root.join("logs/host-1.log"));
         assert_eq!(l.addr_file("fc"), l.root.join("run/fc.addr"));
         assert_eq!(host_name(3), "host-3");
+        assert_eq!(
+            l.powered_off_mark("host-2"),
+            l.root.join("run/powered-off/host-2")
+        );
     }
 }

@@ -58,6 +58,14 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     let layout = StateLayout::create(&global.state_dir)?;
     let _lock = lock::acquire(&layout)?;
     refuse_live_launcher(&layout)?;
+    // Every server starts powered on, whatever a previous run left marked.
+    let stale_marks = layout.clear_powered_off();
+    if !stale_marks.is_empty() {
+        say(&format!(
+            "cleared power-off marks of an earlier run: {}",
+            stale_marks.join(", ")
+        ));
+    }
     let bin_dir = bins::bin_dir()?;
     let fc_bin = bins::find(&bin_dir, bins::CONTROLLER)?;
     let ha_bin = bins::find(&bin_dir, bins::HOST_AGENT)?;
@@ -109,6 +117,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         key: target.tls.key.clone(),
         launcher_pid: Some(std::process::id()),
         stopped_at: None,
+        restart_delay_ms: Some(u64::try_from(args.restart_delay.as_millis()).unwrap_or(u64::MAX)),
         processes: vec![ProcessEntry {
             name: CONTROLLER_NAME.into(),
             pid: None,
@@ -150,6 +159,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     say(&format!("{sig} received: stopping the cluster"));
     sup.shutdown(&mut sigchld).await;
     sup.finish();
+    layout.clear_powered_off();
     say("cluster stopped");
     Ok(())
 }
@@ -172,7 +182,8 @@ fn refuse_live_launcher(layout: &StateLayout) -> anyhow::Result<()> {
     }
 }
 
-fn is_fabricctl(pid: u32) -> bool {
+/// Whether `pid` runs fabricctl (its /proc comm).
+pub(crate) fn is_fabricctl(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .is_ok_and(|comm| comm.trim() == "fabricctl")
 }
@@ -194,6 +205,14 @@ fn path_arg(p: &Path) -> String {
 
 fn duration_arg(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// The host agents' reconnect backoff cap: at most half the node timeout
+/// (and the host agent's 5 s default), so that after a controller restart
+/// every host agent tries again well within the fresh grace the controller
+/// gives it, however long the controller was away (docs/durability.md).
+fn host_max_backoff(node_timeout: Duration) -> Duration {
+    (node_timeout / 2).clamp(Duration::from_millis(200), Duration::from_secs(5))
 }
 
 fn controller_spec(
@@ -282,6 +301,8 @@ fn host_spec(
             args.capacity.to_string(),
             "--heartbeat-interval".into(),
             duration_arg(args.heartbeat_interval),
+            "--max-backoff".into(),
+            duration_arg(host_max_backoff(args.node_timeout)),
             "--state-dir".into(),
             path_arg(&layout.host_state(&name)),
         ]

@@ -3,7 +3,18 @@
 //! The supervisor knows each process by its [`ChildSpec`]. When one exits it
 //! says so in one line and, unless the cluster is stopping, starts it again
 //! after the restart delay with the same arguments, keeping context.json's
-//! pids current. Shutdown sends SIGTERM to every child and reparented orphan,
+//! pids current.
+//!
+//! A process powered off by `fabricctl chaos power-off` is not restarted:
+//! the chaos command first creates `<state>/run/powered-off/<name>` (see
+//! [`crate::chaos`]), then kills. The supervisor checks for that mark when
+//! the process exits and again when its restart falls due; while the mark
+//! exists the process stays down. Once `chaos power-on` removes the mark,
+//! the supervisor starts the process at its next look (every
+//! [`TICK`]). Marks are files rather than messages so they survive the
+//! chaos command and need no channel to a launcher that may be busy.
+//!
+//! Shutdown sends SIGTERM to every child and reparented orphan,
 //! waits for them, and SIGKILLs whatever is left after the grace period.
 
 use crate::context::Context;
@@ -23,6 +34,9 @@ use tokio::time::Instant;
 pub const GRACE: Duration = Duration::from_secs(5);
 /// Time to wait for SIGKILLed processes to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(3);
+/// How often the supervisor looks for exits it missed and for power-off
+/// marks that were removed.
+pub const TICK: Duration = Duration::from_millis(250);
 
 /// Prints one launcher line, timestamped like the event lines.
 pub fn say(message: &str) {
@@ -35,6 +49,8 @@ struct Proc {
     starts: u32,
     restart_at: Option<Instant>,
     last_exit: Option<String>,
+    /// Down because of a power-off mark; started again once it is gone.
+    powered_off: bool,
 }
 
 pub struct Supervisor {
@@ -67,6 +83,7 @@ impl Supervisor {
             starts: 0,
             restart_at: None,
             last_exit: None,
+            powered_off: false,
         });
         self.procs.len() - 1
     }
@@ -141,11 +158,17 @@ impl Supervisor {
         };
         let restart = self.restarting && !self.stopping;
         let delay = self.restart_delay;
+        let marked = self.is_powered_off(&self.procs[idx].spec.name);
         let proc = &mut self.procs[idx];
         proc.pid = None;
         proc.last_exit = Some(why.clone());
         let name = proc.spec.name.clone();
-        if restart {
+        if restart && marked {
+            proc.powered_off = true;
+            say(&format!(
+                "{name} (pid {pid}) exited: {why}; powered off, not restarting until `fabricctl chaos power-on {name}`"
+            ));
+        } else if restart {
             proc.restart_at = Some(Instant::now() + delay);
             say(&format!(
                 "{name} (pid {pid}) exited: {why}; restarting in {}",
@@ -157,6 +180,38 @@ impl Supervisor {
         self.update_context(|ctx| ctx.set_pid(&name, None));
     }
 
+    /// Whether `fabricctl chaos power-off` marked process `name`.
+    fn is_powered_off(&self, name: &str) -> bool {
+        self.state_dir
+            .join("run")
+            .join("powered-off")
+            .join(name)
+            .exists()
+    }
+
+    /// Starts the powered-off processes whose mark is gone.
+    fn power_on_due(&mut self) {
+        for idx in 0..self.procs.len() {
+            let p = &self.procs[idx];
+            if !p.powered_off || p.pid.is_some() || self.is_powered_off(&p.spec.name) {
+                continue;
+            }
+            self.procs[idx].powered_off = false;
+            let name = self.procs[idx].spec.name.clone();
+            match self.start(idx) {
+                Ok(pid) => say(&format!("{name} powered on: started (pid {pid})")),
+                Err(e) => {
+                    say(&format!(
+                        "cannot start powered-on {name}: {}; retrying in {}",
+                        crate::error::one_line(&e),
+                        humantime::format_duration(self.restart_delay)
+                    ));
+                    self.procs[idx].restart_at = Some(Instant::now() + self.restart_delay);
+                }
+            }
+        }
+    }
+
     fn next_restart(&self) -> Option<Instant> {
         self.procs.iter().filter_map(|p| p.restart_at).min()
     }
@@ -166,6 +221,14 @@ impl Supervisor {
         for idx in 0..self.procs.len() {
             if self.procs[idx].restart_at.is_some_and(|t| t <= now) {
                 let name = self.procs[idx].spec.name.clone();
+                if self.is_powered_off(&name) {
+                    self.procs[idx].restart_at = None;
+                    self.procs[idx].powered_off = true;
+                    say(&format!(
+                        "{name} is powered off; not restarting until `fabricctl chaos power-on {name}`"
+                    ));
+                    continue;
+                }
                 match self.start(idx) {
                     Ok(pid) => say(&format!("{name} restarted (pid {pid})")),
                     Err(e) => {
@@ -188,11 +251,14 @@ impl Supervisor {
         sigchld: &mut SignalStream,
     ) -> &'static str {
         self.restarting = true;
-        // SIGCHLD is the trigger; the tick only guards against a lost one.
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // SIGCHLD is the trigger; the tick guards against a lost one and
+        // notices removed power-off marks.
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.reap();
             self.restart_due();
+            self.power_on_due();
             let next = self.next_restart();
             tokio::select! {
                 sig = stop.recv() => return sig,
@@ -209,6 +275,7 @@ impl Supervisor {
         self.stopping = true;
         for p in &mut self.procs {
             p.restart_at = None;
+            p.powered_off = false;
         }
         let mut signalled: HashSet<Pid> = HashSet::new();
         let grace_end = Instant::now() + GRACE;

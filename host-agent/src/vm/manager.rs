@@ -5,6 +5,7 @@
 //! whatever they learn is written back only if the VM is still at the same
 //! incarnation, so a late result never lands on a newer guest agent.
 
+use super::persist;
 use super::process::{self, GuestProcess, LaunchSpec, Launcher, VmPaths};
 use super::record::{Action, HelloInfo, Phase, Policy, VmRecord};
 use super::refusal::Refusal;
@@ -80,6 +81,66 @@ impl VmManager {
         // A panic while holding the lock leaves records consistent enough
         // (every transition is a few assignments); keep serving.
         self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `record` to `<state>/vms/<vm_id>.json` (public facts only).
+    fn persist(&self, record: &VmRecord) {
+        persist::save(&self.settings.state_dir, &record.stored());
+    }
+
+    /// At start: re-adopts the VMs whose guest agents outlived the previous
+    /// host agent (their record says they said Hello, and /proc shows the
+    /// recorded pid still running `guest-agent run --vm-id <vm_id>
+    /// --incarnation <n>`), and wipes the rest: a guest agent still waiting
+    /// for its Hello is killed (its start token was never written down), a
+    /// dead one's VM directory removed. Every recorded incarnation is
+    /// remembered, so a VM started again never reuses one. Returns the ids
+    /// re-adopted and those cleaned up.
+    pub fn readopt(&self) -> (Vec<String>, Vec<String>) {
+        let state_dir = &self.settings.state_dir;
+        let now = Instant::now();
+        let mut adopted = Vec::new();
+        {
+            let mut table = self.table();
+            for stored in persist::load_all(state_dir) {
+                let vm_id = stored.vm_id.clone();
+                let last = table.last_incarnation.entry(vm_id.clone()).or_insert(0);
+                *last = (*last).max(stored.incarnation);
+                let alive = stored.pid.filter(|&pid| {
+                    process::is_guest_agent_of(pid, &vm_id, Some(stored.incarnation))
+                });
+                let record = alive.and_then(|_| VmRecord::readopt(&stored, now, self.policy()));
+                match (alive, record) {
+                    (Some(pid), Some(record)) => {
+                        tracing::info!(
+                            vm = %vm_id,
+                            incarnation = record.incarnation,
+                            pid,
+                            state = record.phase.as_str(),
+                            endpoint = %record.endpoint,
+                            "re-adopting VM left running by an earlier host agent"
+                        );
+                        table.processes.insert(
+                            vm_id.clone(),
+                            GuestProcess::adopted(pid, &vm_id, record.incarnation),
+                        );
+                        table.records.insert(vm_id.clone(), record);
+                        adopted.push(vm_id);
+                    }
+                    (Some(pid), None) => {
+                        tracing::info!(vm = %vm_id, incarnation = stored.incarnation, pid, phase = %stored.phase,
+                            "killing guest agent left by an earlier host agent: it cannot be re-adopted before its Hello");
+                        process::kill_group(pid);
+                    }
+                    (None, _) => {
+                        tracing::info!(vm = %vm_id, incarnation = stored.incarnation, "guest agent of an earlier host agent is gone; wiping its VM");
+                    }
+                }
+            }
+        }
+        let cleaned = process::cleanup_leftovers(state_dir, &adopted);
+        self.wake.notify_one();
+        (adopted, cleaned)
     }
 
     fn policy(&self) -> &Policy {
@@ -199,6 +260,7 @@ impl VmManager {
                 process.kill();
             }
             process::wipe(&self.paths(&vm_id, incarnation));
+            persist::remove(&self.settings.state_dir, &vm_id);
         }
         for job in rotations {
             tokio::spawn(rotation::rotate(self.clone(), job));
@@ -243,6 +305,10 @@ impl VmManager {
             process.kill();
         }
         process::wipe(&self.paths(vm_id, incarnation));
+        // The wipe removed the record file; the record says Reinitializing.
+        if let Some(record) = self.table().records.get(vm_id) {
+            self.persist(record);
+        }
     }
 
     /// Starts the next incarnation's guest agent with a new token.
@@ -274,9 +340,7 @@ impl VmManager {
             (Ok(guest), Some(record)) => {
                 tracing::info!(vm = %vm_id, incarnation = spec.incarnation, pid = ?guest.pid, "guest agent started");
                 record.spawned(guest.pid);
-                if let Some(pid) = guest.pid {
-                    process::write_pid_file(&spec.paths, pid);
-                }
+                persist::save(&self.settings.state_dir, &record.stored());
                 table.processes.insert(vm_id.to_owned(), guest);
                 Vec::new()
             }
@@ -391,6 +455,7 @@ impl VmManager {
     ) -> Result<VmIdentity, Refusal> {
         let identity = self.with_record(vm_id, |r| {
             r.hello_accepted(Instant::now(), incarnation, hello, &self.settings.policy)?;
+            self.persist(r);
             Ok(VmIdentity {
                 deployment: r.deployment.clone(),
                 role: r.role.clone(),
@@ -401,11 +466,40 @@ impl VmManager {
         Ok(identity)
     }
 
+    /// Whether a Hello's token is the session token of `vm_id` at
+    /// `incarnation` (a guest agent resuming its session), not a start token.
+    pub fn is_session_token(&self, vm_id: &str, incarnation: u64, presented: &str) -> bool {
+        self.table()
+            .records
+            .get(vm_id)
+            .is_some_and(|r| r.is_session_token(incarnation, presented))
+    }
+
+    /// Hello with the session token: the session resumes (nothing sealed,
+    /// same incarnation). Returns who the VM is and its secrets version.
+    pub fn resume_session(&self, hello: &pb::GuestHello) -> Result<(VmIdentity, String), Refusal> {
+        let vm_id = hello.vm_id.as_str();
+        let result = self.with_record(vm_id, |r| {
+            r.resume_session(Instant::now(), hello, &self.settings.policy)?;
+            self.persist(r);
+            Ok((
+                VmIdentity {
+                    deployment: r.deployment.clone(),
+                    role: r.role.clone(),
+                    instance: r.instance,
+                },
+                r.secrets_version.clone(),
+            ))
+        })?;
+        self.wake.notify_one();
+        Ok(result)
+    }
+
     pub fn guest_heartbeat(&self, beat: &pb::GuestHeartbeatRequest) -> Result<(), Refusal> {
         let role_state = RoleState::try_from(beat.role_state).unwrap_or(RoleState::Unspecified);
         self.with_record(&beat.vm_id, |r| {
             r.check_session(beat.incarnation, &beat.session_token)?;
-            let was = r.phase;
+            let was = (r.phase, r.endpoint.clone());
             r.heartbeat(
                 Instant::now(),
                 beat.sequence,
@@ -413,8 +507,11 @@ impl VmManager {
                 &beat.role_endpoint,
                 &self.settings.policy,
             );
-            if was != Phase::Running && r.phase == Phase::Running {
+            if was.0 != Phase::Running && r.phase == Phase::Running {
                 tracing::info!(vm = %r.vm_id, incarnation = r.incarnation, endpoint = %r.endpoint, "role running");
+            }
+            if was != (r.phase, r.endpoint.clone()) {
+                self.persist(r);
             }
             Ok(())
         })?;
@@ -449,6 +546,7 @@ impl VmManager {
                 r.rotating = false;
                 if let Some(version) = version {
                     r.secrets_version = version;
+                    self.persist(r);
                 }
             }
             Ok(())

@@ -6,10 +6,12 @@
 //!   reconciling with the controller's desired set.
 //! - [`supervisor`]: the task that fires deadlines.
 //! - [`process`]: spawning, killing and reaping guest agents; VM files.
+//! - [`persist`]: each VM's on-disk record, for re-adoption after a restart.
 //! - [`rotation`]: pushing rotated certificates to guest agents.
 //! - [`token`]: start and session tokens.
 
 pub mod manager;
+pub mod persist;
 pub mod process;
 pub mod record;
 pub mod refusal;

@@ -6,11 +6,17 @@
 //! agent's group does not reach it: VMs are separate machines and outlive
 //! their host agent. Every child is waited on by a reaper task, so none
 //! lingers as a zombie.
+//!
+//! A guest agent re-adopted by a restarted host agent is no longer its child
+//! (it was reparented to the launcher's subreaper or to init, which reap it):
+//! it is watched through /proc by pid, and killed by process group only
+//! while /proc still shows it as that VM's guest agent (pids are reused).
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::io;
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +30,9 @@ use tokio::time::Instant;
 pub struct VmPaths {
     /// `<state>/vms/<vm_id>/`: the VM's disk, wiped on stop and reinitialize.
     pub vm_dir: PathBuf,
-    /// `<state>/vms/<vm_id>.pid`: lets a later host agent clean up.
-    pub pid_file: PathBuf,
+    /// `<state>/vms/<vm_id>.json`: the VM's record (see [`super::persist`]),
+    /// which lets a later host agent re-adopt or clean up.
+    pub record_file: PathBuf,
     /// `<state>/vm-logs/<vm_id>.<incarnation>.log`: survives wipes.
     pub log_file: PathBuf,
 }
@@ -35,7 +42,7 @@ impl VmPaths {
         let vms = state_dir.join("vms");
         Self {
             vm_dir: vms.join(vm_id),
-            pid_file: vms.join(format!("{vm_id}.pid")),
+            record_file: vms.join(format!("{vm_id}.json")),
             log_file: state_dir
                 .join("vm-logs")
                 .join(format!("{vm_id}.{incarnation}.log")),
@@ -78,6 +85,9 @@ pub struct GuestProcess {
     /// from then on its pid may belong to someone else and must not be
     /// signalled.
     exited: Arc<AtomicBool>,
+    /// Set for a re-adopted guest agent (not our child): the VM id and
+    /// incarnation /proc must still show before it may be signalled.
+    adopted: Option<(String, u64)>,
 }
 
 impl GuestProcess {
@@ -86,6 +96,34 @@ impl GuestProcess {
         Self {
             pid: None,
             exited: Arc::new(AtomicBool::new(true)),
+            adopted: None,
+        }
+    }
+
+    /// A guest agent left running by an earlier host agent: watched through
+    /// /proc every second (its exit is only logged, as for a child). Needs
+    /// a tokio runtime.
+    pub fn adopted(pid: u32, vm_id: &str, incarnation: u64) -> Self {
+        let exited = Arc::new(AtomicBool::new(false));
+        let watched = exited.clone();
+        let vm = vm_id.to_owned();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if watched.load(Ordering::Acquire) {
+                    return;
+                }
+                if !is_guest_agent_of(pid, &vm, Some(incarnation)) {
+                    watched.store(true, Ordering::Release);
+                    tracing::info!(vm = %vm, incarnation, pid, "re-adopted guest agent exited");
+                    return;
+                }
+            }
+        });
+        Self {
+            pid: Some(pid),
+            exited,
+            adopted: Some((vm_id.to_owned(), incarnation)),
         }
     }
 
@@ -94,6 +132,14 @@ impl GuestProcess {
         let Some(pid) = self.pid else { return };
         if self.exited.load(Ordering::Acquire) {
             return;
+        }
+        if let Some((vm_id, incarnation)) = &self.adopted {
+            if !is_guest_agent_of(pid, vm_id, Some(*incarnation)) {
+                self.exited.store(true, Ordering::Release);
+                return;
+            }
+            // Not our child: nobody here reaps it; stop watching.
+            self.exited.store(true, Ordering::Release);
         }
         match killpg(Pid::from_raw(pid as i32), Signal::SIGKILL) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
@@ -214,14 +260,11 @@ impl Launcher for ProcessLauncher {
                 Err(e) => tracing::warn!(vm = %vm_id, incarnation, "waiting for guest agent: {e}"),
             }
         });
-        Ok(GuestProcess { pid, exited })
-    }
-}
-
-/// Records `pid` for a later host agent's cleanup.
-pub fn write_pid_file(paths: &VmPaths, pid: u32) {
-    if let Err(e) = std::fs::write(&paths.pid_file, format!("{pid}\n")) {
-        tracing::warn!(path = %paths.pid_file.display(), "cannot write pid file: {e}");
+        Ok(GuestProcess {
+            pid,
+            exited,
+            adopted: None,
+        })
     }
 }
 
@@ -234,7 +277,7 @@ pub fn create_vm_dir(paths: &VmPaths) -> Result<(), ProcessError> {
     })
 }
 
-/// Removes the VM directory and pid file. A just-killed process may still
+/// Removes the VM directory and its record. A just-killed process may still
 /// be creating files for an instant, so one failed attempt is retried.
 pub fn wipe(paths: &VmPaths) {
     for attempt in 0..2 {
@@ -247,14 +290,14 @@ pub fn wipe(paths: &VmPaths) {
             Err(_) => {}
         }
     }
-    let _ = std::fs::remove_file(&paths.pid_file);
+    let _ = std::fs::remove_file(&paths.record_file);
 }
 
-/// At start: kills guest agents left by an earlier boot of this host agent
-/// (their pid files name them; the pid is only trusted if its command line
-/// still names guest-agent and the VM) and wipes every VM directory, since
-/// VMs are not re-adopted. Returns the VM ids cleaned up.
-pub fn cleanup_leftovers(state_dir: &Path) -> Vec<String> {
+/// At start, after re-adoption: kills guest agents named by pid files of
+/// host agents from before VM records (`<vm_id>.pid`), and wipes every VM
+/// directory and record not in `keep` (the re-adopted VMs). Returns the VM
+/// ids cleaned up.
+pub fn cleanup_leftovers(state_dir: &Path, keep: &[String]) -> Vec<String> {
     let vms = state_dir.join("vms");
     let Ok(entries) = std::fs::read_dir(&vms) else {
         return Vec::new();
@@ -269,14 +312,20 @@ pub fn cleanup_leftovers(state_dir: &Path) -> Vec<String> {
             if let Some(pid) = std::fs::read_to_string(&path)
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok())
-                && is_guest_agent_of(pid, vm_id)
+                && is_guest_agent_of(pid, vm_id, None)
             {
                 tracing::info!(vm = %vm_id, pid, "killing guest agent left by an earlier host agent");
-                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                kill_group(pid);
             }
             let _ = std::fs::remove_file(&path);
             cleaned.push(vm_id.to_owned());
+        } else if let Some(vm_id) = name.strip_suffix(".json") {
+            if !keep.iter().any(|k| k == vm_id) {
+                let _ = std::fs::remove_file(&path);
+                cleaned.push(vm_id.to_owned());
+            }
         } else if path.is_dir()
+            && !keep.contains(&name)
             && let Err(e) = std::fs::remove_dir_all(&path)
         {
             tracing::warn!(dir = %path.display(), "cannot wipe leftover VM directory: {e}");
@@ -287,21 +336,41 @@ pub fn cleanup_leftovers(state_dir: &Path) -> Vec<String> {
     cleaned
 }
 
-/// Whether process `pid` is a guest agent running `vm_id`, judged by its
-/// command line (pids are reused, so a stale pid file may name anyone).
-fn is_guest_agent_of(pid: u32, vm_id: &str) -> bool {
-    if pid == 0 {
+/// SIGKILL to process group `pid` (a guest agent leads its own group).
+pub fn kill_group(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    match killpg(Pid::from_raw(raw), Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pid, "cannot kill guest agent process group: {e}"),
+    }
+}
+
+/// Whether process `pid` is a live guest agent running `vm_id` (and, if
+/// given, `incarnation`), judged by its command line, `guest-agent run ...
+/// --vm-id <vm_id> --incarnation <n>` (pids are reused, so a stale record
+/// may name anyone; a zombie's command line is empty).
+pub fn is_guest_agent_of(pid: u32, vm_id: &str, incarnation: Option<u64>) -> bool {
+    if pid == 0 || i32::try_from(pid).is_err() {
         return false;
     }
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let names_agent = args
-        .iter()
-        .any(|a| String::from_utf8_lossy(a).contains("guest-agent"));
-    let names_vm = args.contains(&vm_id.as_bytes());
-    names_agent && names_vm
+    let names_agent = args.first().is_some_and(|a| {
+        Path::new(std::ffi::OsStr::from_bytes(a))
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("guest-agent"))
+    });
+    let flag = |name: &str| {
+        args.windows(2)
+            .find(|w| w[0] == name.as_bytes())
+            .map(|w| w[1])
+    };
+    let names_vm = flag("--vm-id") == Some(vm_id.as_bytes());
+    let names_incarnation =
+        incarnation.is_none_or(|n| flag("--incarnation") == Some(n.to_string().as_bytes()));
+    names_agent && names_vm && names_incarnation
 }
 
 #[cfg(test)]
@@ -321,7 +390,7 @@ mod tests {
     fn paths_follow_the_contract() {
         let p = VmPaths::new(Path::new("/s"), "web.frontend.0", 3);
         assert_eq!(p.vm_dir, Path::new("/s/vms/web.frontend.0"));
-        assert_eq!(p.pid_file, Path::new("/s/vms/web.frontend.0.pid"));
+        assert_eq!(p.record_file, Path::new("/s/vms/web.frontend.0.json"));
         assert_eq!(p.log_file, Path::new("/s/vm-logs/web.frontend.0.3.log"));
     }
 
@@ -332,12 +401,18 @@ mod tests {
         create_vm_dir(&paths).unwrap();
         std::fs::write(paths.vm_dir.join("secret.pem"), "x").unwrap();
         // Our own pid: alive, but not a guest agent, so it must survive.
-        write_pid_file(&paths, std::process::id());
+        let pid_file = dir.path().join("vms/web.frontend.0.pid");
+        std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+        std::fs::write(&paths.record_file, "{}").unwrap();
         std::fs::create_dir_all(dir.path().join("vms/orphan")).unwrap();
-        let cleaned = cleanup_leftovers(dir.path());
+        let kept = VmPaths::new(dir.path(), "web.api.0", 1);
+        create_vm_dir(&kept).unwrap();
+        std::fs::write(&kept.record_file, "{}").unwrap();
+        let cleaned = cleanup_leftovers(dir.path(), &["web.api.0".to_owned()]);
         assert_eq!(cleaned, vec!["web.frontend.0".to_owned()]);
-        assert!(!paths.vm_dir.exists() && !paths.pid_file.exists());
+        assert!(!paths.vm_dir.exists() && !pid_file.exists() && !paths.record_file.exists());
         assert!(!dir.path().join("vms/orphan").exists());
+        assert!(kept.vm_dir.exists() && kept.record_file.exists());
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //!    +-------------- Spawn (incarnation+1) -- Reinitializing
 //! ```
 
+use super::persist::StoredVm;
 use super::refusal::Refusal;
 use super::token::{self, TokenDigest};
 use fabric_proto::v1::{self as pb, RoleState, VmState};
@@ -44,6 +45,28 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The name in the VM's on-disk record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Starting => "starting",
+            Phase::Provisioned => "provisioned",
+            Phase::Running => "running",
+            Phase::Reinitializing => "reinitializing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Phase::Pending,
+            "starting" => Phase::Starting,
+            "provisioned" => Phase::Provisioned,
+            "running" => Phase::Running,
+            "reinitializing" => Phase::Reinitializing,
+            _ => return None,
+        })
+    }
+
     pub fn to_proto(self) -> VmState {
         match self {
             Phase::Pending | Phase::Starting => VmState::VmStarting,
@@ -123,8 +146,11 @@ pub struct VmRecord {
     pub rotating: bool,
     start_token: Option<TokenDigest>,
     token_use: TokenUse,
-    /// Needed in clear to call the guest agent; never logged.
+    /// Needed in clear to call the guest agent; never logged nor written.
+    /// `None` in a re-adopted VM until its guest agent says Hello again.
     session_token: Option<String>,
+    /// SHA-256 of the session token: what a restarted host agent knows of it.
+    session_digest: Option<TokenDigest>,
     last_guest_sequence: u64,
     /// When the current phase times out (or, Pending/Reinitializing, when to
     /// spawn).
@@ -159,6 +185,7 @@ impl VmRecord {
             start_token: None,
             token_use: TokenUse::Unspent,
             session_token: None,
+            session_digest: None,
             last_guest_sequence: 0,
             deadline: Some(now),
         }
@@ -185,6 +212,7 @@ impl VmRecord {
         self.start_token = Some(token);
         self.token_use = TokenUse::Unspent;
         self.session_token = None;
+        self.session_digest = None;
         self.last_guest_sequence = 0;
         self.deadline = Some(now + policy.connect_timeout);
     }
@@ -238,7 +266,44 @@ impl VmRecord {
         self.guest_agent_endpoint = hello.guest_agent_endpoint;
         self.guest_agent_version = hello.agent_version;
         self.secrets_version = hello.secrets_version;
+        self.session_digest = Some(token::digest(&hello.session_token));
         self.session_token = Some(hello.session_token);
+        self.deadline = Some(now + policy.heartbeat_timeout);
+        Ok(())
+    }
+
+    /// Whether `presented` is this incarnation's session token (a Hello
+    /// carrying it resumes the session instead of starting one).
+    pub fn is_session_token(&self, incarnation: u64, presented: &str) -> bool {
+        self.check_incarnation(incarnation).is_ok()
+            && self
+                .session_digest
+                .as_ref()
+                .is_some_and(|d| token::matches(d, presented))
+    }
+
+    /// A guest agent re-adopted by a restarted host agent says Hello again
+    /// with its session token and the same transfer certificate: the session
+    /// resumes, nothing is re-sealed, the incarnation stays.
+    pub fn resume_session(
+        &mut self,
+        now: Instant,
+        hello: &pb::GuestHello,
+        policy: &Policy,
+    ) -> Result<(), Refusal> {
+        if !self.is_session_token(hello.incarnation, &hello.token) {
+            self.check_incarnation(hello.incarnation)?;
+            return Err(Refusal::BadToken);
+        }
+        if token::fingerprint(&hello.transfer_certificate_der) != self.transfer_cert_fingerprint {
+            return Err(Refusal::TransferCertChanged);
+        }
+        self.session_token = Some(hello.token.clone());
+        self.guest_agent_endpoint
+            .clone_from(&hello.guest_agent_endpoint);
+        if !hello.agent_version.is_empty() {
+            self.guest_agent_version.clone_from(&hello.agent_version);
+        }
         self.deadline = Some(now + policy.heartbeat_timeout);
         Ok(())
     }
@@ -246,10 +311,15 @@ impl VmRecord {
     /// Checks the session token of a guest agent that said Hello.
     pub fn check_session(&self, incarnation: u64, presented: &str) -> Result<(), Refusal> {
         self.check_incarnation(incarnation)?;
-        match &self.session_token {
-            Some(session) if token::matches(&token::digest(session), presented) => Ok(()),
-            Some(_) => Err(Refusal::BadToken),
-            None => Err(Refusal::NoSession),
+        match (&self.session_digest, &self.session_token) {
+            (Some(digest), Some(_)) if token::matches(digest, presented) => Ok(()),
+            // Re-adopted: the token is right but this host agent must hear
+            // Hello again (it needs the token in clear to call the guest).
+            (Some(digest), None) if token::matches(digest, presented) => {
+                Err(Refusal::SessionNotResumed)
+            }
+            (Some(_), _) => Err(Refusal::BadToken),
+            (None, _) => Err(Refusal::NoSession),
         }
     }
 
@@ -397,6 +467,7 @@ impl VmRecord {
         self.detail = reason;
         self.start_token = None;
         self.session_token = None;
+        self.session_digest = None;
         self.endpoint.clear();
         self.rotating = false;
         self.deadline = Some(now + respawn_delay(self.strikes));
@@ -415,6 +486,81 @@ impl VmRecord {
             && self.desired_secrets_version != self.secrets_version
             && self.session_token.is_some()
             && !self.guest_agent_endpoint.is_empty()
+    }
+
+    /// What is written to disk: public facts and digests only.
+    pub fn stored(&self) -> StoredVm {
+        StoredVm {
+            vm_id: self.vm_id.clone(),
+            deployment: self.deployment.clone(),
+            role: self.role.clone(),
+            instance: self.instance,
+            incarnation: self.incarnation,
+            phase: self.phase.as_str().to_owned(),
+            clean: self.clean,
+            strikes: self.strikes,
+            pid: self.pid,
+            endpoint: self.endpoint.clone(),
+            guest_agent_endpoint: self.guest_agent_endpoint.clone(),
+            guest_agent_version: self.guest_agent_version.clone(),
+            transfer_cert_fingerprint: self.transfer_cert_fingerprint.clone(),
+            transfer_cert_der_hex: token::hex(&self.transfer_cert_der),
+            secrets_version: self.secrets_version.clone(),
+            session_token_sha256: self
+                .session_digest
+                .as_ref()
+                .map(token::digest_hex)
+                .unwrap_or_default(),
+            detail: self.detail.clone(),
+        }
+    }
+
+    /// A VM whose guest agent outlived the previous host agent: it keeps its
+    /// incarnation and phase; its guest must heartbeat within the heartbeat
+    /// timeout (and say Hello again with its session token). `None` if the
+    /// record is not of a VM that said Hello (only those can be re-adopted:
+    /// start tokens are never written down).
+    pub fn readopt(stored: &StoredVm, now: Instant, policy: &Policy) -> Option<Self> {
+        let phase = Phase::parse(&stored.phase)?;
+        if !matches!(phase, Phase::Provisioned | Phase::Running) {
+            return None;
+        }
+        let session_digest = Some(token::parse_digest(&stored.session_token_sha256)?);
+        let transfer_cert_der = token::unhex(&stored.transfer_cert_der_hex)?;
+        if transfer_cert_der.is_empty()
+            || token::fingerprint(&transfer_cert_der) != stored.transfer_cert_fingerprint
+        {
+            return None;
+        }
+        Some(Self {
+            vm_id: stored.vm_id.clone(),
+            deployment: stored.deployment.clone(),
+            role: stored.role.clone(),
+            instance: stored.instance,
+            incarnation: stored.incarnation,
+            min_incarnation: stored.incarnation,
+            phase,
+            clean: stored.clean,
+            strikes: stored.strikes,
+            fault_reported: false,
+            detail: stored.detail.clone(),
+            pid: stored.pid,
+            endpoint: stored.endpoint.clone(),
+            guest_agent_endpoint: stored.guest_agent_endpoint.clone(),
+            guest_agent_version: stored.guest_agent_version.clone(),
+            transfer_cert_fingerprint: stored.transfer_cert_fingerprint.clone(),
+            transfer_cert_der,
+            secrets_version: stored.secrets_version.clone(),
+            // Learnt from the controller's next heartbeat answer.
+            desired_secrets_version: String::new(),
+            rotating: false,
+            start_token: None,
+            token_use: TokenUse::Spent,
+            session_token: None,
+            session_digest,
+            last_guest_sequence: 0,
+            deadline: Some(now + policy.heartbeat_timeout),
+        })
     }
 
     pub fn to_report(&self) -> pb::VmReport {
@@ -637,6 +783,94 @@ mod tests {
         assert_eq!(vm.strikes, 0);
         spawn(&mut vm, now);
         assert_eq!(vm.incarnation, 5);
+    }
+
+    fn resume(token: &str, der: &[u8], version: &str) -> pb::GuestHello {
+        pb::GuestHello {
+            vm_id: "web.frontend.0".into(),
+            incarnation: 1,
+            token: token.into(),
+            transfer_certificate_der: der.to_vec(),
+            guest_agent_endpoint: "127.0.0.1:2".into(),
+            agent_version: version.into(),
+        }
+    }
+
+    #[test]
+    fn a_readopted_vm_resumes_its_session_without_new_secrets() {
+        let now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        let token = spawn(&mut vm, now);
+        vm.spawned(Some(4242));
+        hello(&mut vm, now, &token);
+        vm.heartbeat(now, 1, RoleState::RoleRunning, "127.0.0.1:443", &POLICY);
+        let stored = vm.stored();
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(
+            !text.contains("\"session\""),
+            "no session token on disk: {text}"
+        );
+        assert!(!text.contains(&token), "no start token on disk");
+        assert_eq!(
+            stored.session_token_sha256,
+            token::digest_hex(&token::digest("session"))
+        );
+
+        let later = now + Duration::from_secs(60);
+        let mut back = VmRecord::readopt(&stored, later, &POLICY).unwrap();
+        assert_eq!(
+            (back.incarnation, back.phase, back.pid),
+            (1, Phase::Running, Some(4242))
+        );
+        assert_eq!(back.endpoint, "127.0.0.1:443");
+        assert_eq!(back.deadline, Some(later + POLICY.heartbeat_timeout));
+        assert!(back.session_token().is_none() && !back.needs_rotation());
+        // Heartbeats with the right token are asked to resume; others refused.
+        assert_eq!(
+            back.check_session(1, "session"),
+            Err(Refusal::SessionNotResumed)
+        );
+        assert_eq!(back.check_session(1, "other"), Err(Refusal::BadToken));
+        assert!(back.is_session_token(1, "session"));
+        assert!(!back.is_session_token(2, "session"));
+        assert_eq!(
+            back.resume_session(later, &resume("session", &[9, 9], ""), &POLICY),
+            Err(Refusal::TransferCertChanged)
+        );
+        assert_eq!(
+            back.resume_session(later, &resume("other", &[1, 2, 3], ""), &POLICY),
+            Err(Refusal::BadToken)
+        );
+        back.resume_session(later, &resume("session", &[1, 2, 3], "0.2.0"), &POLICY)
+            .unwrap();
+        assert_eq!(back.guest_agent_version, "0.2.0");
+        assert_eq!(back.check_session(1, "session"), Ok(()));
+        assert_eq!(back.session_token(), Some("session"));
+        assert_eq!(back.guest_agent_endpoint, "127.0.0.1:2");
+        assert_eq!(back.incarnation, 1);
+        // A dead guest is still noticed: silence past the timeout reinitializes.
+        let actions = back.on_deadline(later + POLICY.heartbeat_timeout, &POLICY);
+        assert!(
+            matches!(&actions[..], [Action::Reinitialize { .. }]),
+            "{actions:?}"
+        );
+        assert_eq!(back.incarnation + 1, back.next_incarnation());
+    }
+
+    #[test]
+    fn only_vms_that_said_hello_are_readopted() {
+        let now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        spawn(&mut vm, now);
+        vm.spawned(Some(4242));
+        assert!(VmRecord::readopt(&vm.stored(), now, &POLICY).is_none());
+        let mut tampered = vm.stored();
+        tampered.phase = "running".into();
+        tampered.session_token_sha256 = token::digest_hex(&token::digest("x"));
+        assert!(
+            VmRecord::readopt(&tampered, now, &POLICY).is_none(),
+            "no transfer cert"
+        );
     }
 
     #[test]

@@ -14,4 +14,12 @@ pub enum Refusal {
     TokenUsed,
     #[error("guest agent has not said Hello")]
     NoSession,
+    /// A re-adopted VM's guest agent must say Hello again with its session
+    /// token (the host agent restarted): answered UNAUTHENTICATED.
+    #[error(
+        "this host agent restarted and does not hold the session; say Hello again with the session token"
+    )]
+    SessionNotResumed,
+    #[error("the transfer certificate differs from the one this session was established with")]
+    TransferCertChanged,
 }

@@ -44,7 +44,29 @@ pub fn fingerprint(der: &[u8]) -> String {
     hex(sha256(&SHA256, der).as_ref())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// A digest as lowercase hex (for the VM's on-disk record).
+pub fn digest_hex(digest: &TokenDigest) -> String {
+    hex(digest)
+}
+
+/// The digest written by [`digest_hex`]; `None` unless 64 hex digits.
+pub fn parse_digest(text: &str) -> Option<TokenDigest> {
+    let bytes = unhex(text)?;
+    bytes.try_into().ok()
+}
+
+/// Lowercase or uppercase hex to bytes; `None` if malformed.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()
@@ -68,5 +90,8 @@ mod tests {
         assert!(matches(&digest(&a), &a));
         assert!(!matches(&digest(&a), &b));
         assert!(!matches(&digest(&a), ""));
+        assert_eq!(parse_digest(&digest_hex(&digest(&a))), Some(digest(&a)));
+        assert_eq!(parse_digest("abc"), None);
+        assert_eq!(unhex("0aFf"), Some(vec![0x0a, 0xff]));
     }
 }
