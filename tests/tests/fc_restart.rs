@@ -490,6 +490,7 @@ fn one_random_run(run: u64, defs: &Path) {
     };
     // No needless restarts: an instance first seen Running on a node that
     // never failed still has that node and incarnation.
+    let mut unchanged = 0;
     for i in settled.deployments.iter().flat_map(|d| &d.instances) {
         let Some((node, inc)) = seen.get(&i.id) else {
             continue;
@@ -497,6 +498,7 @@ fn one_random_run(run: u64, defs: &Path) {
         if Some(node.as_str()) == victim.as_deref() {
             continue;
         }
+        unchanged += 1;
         assert_eq!(
             (&i.node, i.incarnation),
             (node, *inc),
@@ -506,7 +508,8 @@ fn one_random_run(run: u64, defs: &Path) {
         );
     }
     println!(
-        "run {run}: settled, {} instances checked against the host agents\noperations:\n{}",
+        "run {run}: settled, {} instances checked against the host agents, \
+         {unchanged} kept their first node and incarnation\noperations:\n{}",
         settled
             .deployments
             .iter()

@@ -10,7 +10,10 @@
 //! `fabricctl status -o json` every 50 ms:
 //!
 //! - (a) `status` answers again, from a controller with a new pid;
-//! - (b) every node heartbeated less than 1 s ago (to the new controller)
+//! - (b) every node heartbeated less than 1 s ago and its heartbeat sequence
+//!   number is above the one `status` showed just before the kill (so a
+//!   heartbeat reached the new controller: a restarted controller resets
+//!   every node's last-heard time, so "less than 1 s" alone holds at once),
 //!   and every instance is still Running with the guest agent pid it had
 //!   before the first kill (no VM restarted).
 //!
@@ -97,6 +100,12 @@ fn main() {
     let mut answered = Vec::new();
     let mut whole = Vec::new();
     for k in 1..=KILLS {
+        let before = cluster.status().unwrap_or_else(|e| panic!("{e}"));
+        let sequences: BTreeMap<String, u64> = before
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.last_sequence))
+            .collect();
         let out = cluster.run(&["chaos", "kill-fc"]);
         let killed = Instant::now();
         assert!(
@@ -112,7 +121,7 @@ fn main() {
                 Ok(s) if s.controller_pid != fc_pid => {
                     let at = killed.elapsed();
                     to_answer.get_or_insert(at);
-                    match unwhole(&s, &pids) {
+                    match unwhole(&s, &pids, &sequences) {
                         None => {
                             to_whole = Some(at);
                             fc_pid = s.controller_pid;
@@ -159,8 +168,13 @@ fn main() {
 }
 
 /// Why `status` is not whole yet: a node that has not heartbeated within
-/// 1 s, or an instance not Running with its original pid.
-fn unwhole(status: &StatusJson, pids: &BTreeMap<String, u32>) -> Option<String> {
+/// 1 s or not since `sequences` (before the kill), or an instance not
+/// Running with its original pid.
+fn unwhole(
+    status: &StatusJson,
+    pids: &BTreeMap<String, u32>,
+    sequences: &BTreeMap<String, u64>,
+) -> Option<String> {
     if status.nodes.len() != HOSTS {
         return Some(format!("{} nodes", status.nodes.len()));
     }
@@ -172,6 +186,16 @@ fn unwhole(status: &StatusJson, pids: &BTreeMap<String, u32>) -> Option<String> 
         return Some(format!(
             "{} last heartbeat {:?}s ago",
             n.id, n.seconds_since_heartbeat
+        ));
+    }
+    if let Some(n) = status
+        .nodes
+        .iter()
+        .find(|n| n.last_sequence <= sequences.get(&n.id).copied().unwrap_or(0))
+    {
+        return Some(format!(
+            "{} has sent no heartbeat since the kill (sequence {})",
+            n.id, n.last_sequence
         ));
     }
     let list = services::instances(status, NAME);
