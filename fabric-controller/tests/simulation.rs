@@ -258,13 +258,10 @@ fn healing_invariants_hold_over_many_seeds() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let mut heals = 0;
     for seed in 0..seeds {
         run(seed)
             .unwrap_or_else(|e| panic!("seed {seed} (replay with FABRIC_SIM_SEED={seed}): {e}"));
-        heals += 1;
     }
-    assert_eq!(heals, seeds);
 }
 
 /// The healing actually happens in these runs (the invariants are not met

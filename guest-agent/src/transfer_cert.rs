@@ -126,8 +126,7 @@ impl TransferCert {
 
     /// SHA-256 of the certificate DER, lowercase hex: how operators and the host agent name it.
     pub fn fingerprint_sha256(&self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &self.cert_der);
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::fingerprint::sha256_hex(&self.cert_der)
     }
 }
 

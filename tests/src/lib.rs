@@ -11,6 +11,7 @@
 
 pub mod bins;
 pub mod cluster;
+pub mod ground_truth;
 pub mod https;
 pub mod procs;
 pub mod services;

@@ -14,11 +14,10 @@
 //! Needs the binaries: `cargo build --workspace --bins` before `cargo test`.
 //! `FABRIC_FC_KILL_RUNS` sets the number of random runs (default 3).
 
-use fabric_pki::PkiLayout;
 use fabric_pki::tls::TlsFiles;
-use fabric_proto::v1::host_service_client::HostServiceClient;
-use fabric_proto::v1::{GetHostStatusRequest, VmState};
+use fabric_proto::v1::VmState;
 use fabric_tests::cluster::LocalCluster;
+use fabric_tests::ground_truth::{admin_files, host_vms};
 use fabric_tests::services::{self, all_running, instances};
 use fabricctl::status::StatusJson;
 use std::collections::BTreeMap;
@@ -234,32 +233,6 @@ const BUDGET: u32 = 10;
 
 /// The acknowledged instance counts: deployment -> role -> instances.
 type Expected = BTreeMap<String, BTreeMap<String, u32>>;
-
-fn admin_files(state_dir: &Path) -> TlsFiles {
-    let layout = PkiLayout::new(state_dir.join("pki"));
-    TlsFiles::new(layout.ca_cert(), &layout.admin())
-}
-
-/// (VM id, state, incarnation) of every VM host agent `endpoint` reports.
-async fn host_vms(endpoint: &str, files: &TlsFiles) -> Result<Vec<(String, VmState, u64)>, String> {
-    let url = format!("https://{endpoint}");
-    let channel = fabric_tests::connect(&url, files)
-        .await
-        .map_err(|e| format!("connect {url}: {e}"))?;
-    let status = HostServiceClient::new(channel)
-        .get_host_status(GetHostStatusRequest {})
-        .await
-        .map_err(|e| format!("GetHostStatus {url}: {e}"))?
-        .into_inner();
-    Ok(status
-        .vms
-        .into_iter()
-        .map(|vm| {
-            let state = vm.state();
-            (vm.vm_id, state, vm.incarnation)
-        })
-        .collect())
-}
 
 /// Compares `status` with what was acknowledged and with the host agents'
 /// own view; `Err` says the first difference.

@@ -12,11 +12,9 @@
 //!
 //! Needs the binaries: `cargo build --workspace --bins` before `cargo test`.
 
-use fabric_pki::PkiLayout;
-use fabric_pki::tls::TlsFiles;
-use fabric_proto::v1::host_service_client::HostServiceClient;
-use fabric_proto::v1::{GetHostStatusRequest, VmState};
+use fabric_proto::v1::VmState;
 use fabric_tests::cluster::{LocalCluster, node, poll_until};
+use fabric_tests::ground_truth::{admin_files, host_vms};
 use fabric_tests::https::{assert_identity, cert_der, fetch, runtime};
 use fabric_tests::procs;
 use fabric_tests::services::{self, all_running, instances};
@@ -24,7 +22,6 @@ use fabricctl::events::EventJson;
 use fabricctl::status::{InstanceJson, StatusJson};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -518,7 +515,7 @@ fn paused_host_is_fenced_on_return() {
                         return None;
                     }
                 };
-                for (vm_id, state) in vms {
+                for (vm_id, state, _) in vms {
                     if n.id == paused {
                         any_on_paused.push((vm_id.clone(), state));
                     }
@@ -619,29 +616,3 @@ fn repair_returns_a_server_to_service() {
 }
 
 // --- Host agents asked directly -------------------------------------------
-
-fn admin_files(state_dir: &Path) -> TlsFiles {
-    let layout = PkiLayout::new(state_dir.join("pki"));
-    TlsFiles::new(layout.ca_cert(), &layout.admin())
-}
-
-/// (VM id, state) of every VM host agent `endpoint` reports.
-async fn host_vms(endpoint: &str, files: &TlsFiles) -> Result<Vec<(String, VmState)>, String> {
-    let url = format!("https://{endpoint}");
-    let channel = fabric_tests::connect(&url, files)
-        .await
-        .map_err(|e| format!("connect {url}: {e}"))?;
-    let status = HostServiceClient::new(channel)
-        .get_host_status(GetHostStatusRequest {})
-        .await
-        .map_err(|e| format!("GetHostStatus {url}: {e}"))?
-        .into_inner();
-    Ok(status
-        .vms
-        .into_iter()
-        .map(|vm| {
-            let state = vm.state();
-            (vm.vm_id, state)
-        })
-        .collect())
-}

@@ -26,9 +26,15 @@ impl OperatorService for OperatorApi {
         let now = self.controller.clock().now();
         let core = self.controller.read();
         let config = core.config();
+        // One pass over the instances for every node's used slots, not one
+        // pass per node: status is polled, and clusters are large.
+        let used = core.slots_in_use();
         let nodes = core
             .nodes()
-            .map(|n| convert::node_status(n, now.since(n.last_heard), core.used_slots(&n.id)))
+            .map(|n| {
+                let slots = used.get(&n.id).copied().unwrap_or(0);
+                convert::node_status(n, now.since(n.last_heard), slots)
+            })
             .collect();
         let deployments = core
             .deployments()

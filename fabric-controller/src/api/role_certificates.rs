@@ -45,13 +45,9 @@ pub fn inspect(
     let fingerprint = ring::digest::digest(&ring::digest::SHA256, &pem.contents);
     Ok(CertificateInfo {
         name: name.to_owned(),
-        fingerprint: hex(fingerprint.as_ref()),
+        fingerprint: hex::encode(fingerprint),
         not_after,
     })
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

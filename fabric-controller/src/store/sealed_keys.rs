@@ -31,20 +31,6 @@ pub struct AtRestKey {
     path: PathBuf,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl AtRestKey {
     /// Reads `<state_dir>/secrets.key`, creating it (0600) if missing.
     pub fn open_or_create(state_dir: &Path) -> Result<Self, StoreError> {
@@ -56,7 +42,7 @@ impl AtRestKey {
             reason,
         };
         let bytes = match std::fs::read_to_string(&path) {
-            Ok(text) => unhex(text.trim()).ok_or_else(|| err("not hex".into()))?,
+            Ok(text) => hex::decode(text.trim()).map_err(|_| err("not hex".into()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 SystemRandom::new()
@@ -68,7 +54,7 @@ impl AtRestKey {
                     .mode(0o600)
                     .open(&path)
                     .map_err(|e| err(e.to_string()))?;
-                file.write_all(hex(&key).as_bytes())
+                file.write_all(hex::encode(key).as_bytes())
                     .and_then(|_| file.sync_all())
                     .map_err(|e| err(e.to_string()))?;
                 key.to_vec()
@@ -118,7 +104,7 @@ impl AtRestKey {
             role: role.to_owned(),
             name: cert.name.clone(),
             cert_pem: cert.cert_pem.clone(),
-            key_sealed: hex(&sealed),
+            key_sealed: hex::encode(&sealed),
         })
     }
 
@@ -130,7 +116,7 @@ impl AtRestKey {
                 e.deployment, e.role, e.name
             ),
         };
-        let sealed = unhex(&e.key_sealed).ok_or_else(|| err("not hex"))?;
+        let sealed = hex::decode(&e.key_sealed).map_err(|_| err("not hex"))?;
         if sealed.len() < 12 + 16 {
             return Err(err("too short"));
         }
