@@ -20,6 +20,8 @@ use std::time::Duration;
     about = "Fabric's fabric controller"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file; flags override its values.
     #[arg(long, env = "FABRIC_CONFIG")]
     pub config: Option<PathBuf>,
@@ -75,6 +77,19 @@ pub struct Args {
     /// Directory for the controller's state.
     #[arg(long, env = "FABRIC_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 if the controller configured by these flags (or environment)
+    /// answers health SERVING on its listen address; for container
+    /// healthchecks, which have no shell or curl.
+    Probe {
+        /// How long to wait for the answer.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+        timeout: Duration,
+    },
 }
 
 /// The TOML file; every field optional.

@@ -568,6 +568,7 @@ mod tests {
             launcher_pid: None,
             stopped_at: Some("2024-01-01T00:00:00Z".into()),
             restart_delay_ms: None,
+            managed_by: None,
             processes: vec![],
         };
         ctx.save(dir.path()).unwrap();

@@ -69,6 +69,70 @@ pub enum Command {
     /// Inject faults into a local cluster started by `fabricctl up`.
     #[command(subcommand)]
     Chaos(ChaosCommand),
+    /// Create a cluster's certificates without starting it (for
+    /// docker-compose or another launcher).
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Run one program, restarting it when it exits and reaping the
+    /// processes it leaves behind: a host container's init, so a killed host
+    /// agent is restarted while its VMs keep running.
+    Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create (or complete) a cluster's CA and certificates in a directory,
+    /// and optionally an operator context for `fabricctl --state-dir`.
+    Init(PkiInitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PkiInitArgs {
+    /// Directory for the cluster's PKI (ca.pem, controller.pem, admin.pem,
+    /// hosts/<node>.pem; keys 0600).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Cluster name (written into every certificate).
+    #[arg(long)]
+    pub cluster: String,
+    /// Extra DNS name of the controller (besides localhost), e.g. its
+    /// compose service name; repeatable.
+    #[arg(long = "controller-name", value_name = "NAME")]
+    pub controller_names: Vec<String>,
+    /// Host agents to issue certificates for, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NODE,...")]
+    pub hosts: Vec<String>,
+    /// Also write an operator context here: context.json and the CA and
+    /// admin files (never a host key).
+    #[arg(long, value_name = "DIR")]
+    pub context_dir: Option<PathBuf>,
+    /// The controller URL an operator uses, written into the context.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Name the controller's certificate is verified against from there.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// What runs the cluster, recorded in the context.
+    #[arg(long, default_value = "docker-compose")]
+    pub managed_by: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SuperviseArgs {
+    /// Name used in the supervisor's lines (default: the program's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Delay before restarting the program after it exits.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub restart_delay: Duration,
+    /// Where the program's output goes (appended).
+    #[arg(long, default_value = "/dev/stdout")]
+    pub log: PathBuf,
+    /// The program to run.
+    pub program: PathBuf,
+    /// Its arguments (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
 }
 
 /// The faults `fabricctl chaos` injects, by name. Each prints what it did,
@@ -453,6 +517,50 @@ mod tests {
         assert!(matches!(parse(&["kill-fc"]).unwrap(), ChaosCommand::KillFc));
         assert!(parse(&["kill-fc", "extra"]).is_err());
         assert!(parse(&["unplug", "host-1"]).is_err());
+    }
+
+    #[test]
+    fn supervise_and_pki_commands() {
+        let cli = Cli::try_parse_from([
+            "fabricctl",
+            "supervise",
+            "--restart-delay",
+            "500ms",
+            "/bin/host-agent",
+            "--",
+            "--node",
+            "host-a1",
+        ])
+        .unwrap();
+        let Command::Supervise(s) = cli.command else {
+            panic!("not supervise")
+        };
+        assert_eq!(s.restart_delay, Duration::from_millis(500));
+        assert_eq!(s.program, PathBuf::from("/bin/host-agent"));
+        assert_eq!(s.args, ["--node", "host-a1"]);
+        assert_eq!(s.log, PathBuf::from("/dev/stdout"));
+        assert!(Cli::try_parse_from(["fabricctl", "supervise"]).is_err());
+        let cli = Cli::try_parse_from([
+            "fabricctl",
+            "pki",
+            "init",
+            "--dir",
+            "/pki",
+            "--cluster",
+            "a",
+            "--hosts",
+            "h1,h2",
+        ])
+        .unwrap();
+        let Command::Pki(PkiCommand::Init(p)) = cli.command else {
+            panic!("not pki init")
+        };
+        assert_eq!(p.hosts, ["h1", "h2"]);
+        assert_eq!(
+            (p.server_name.as_str(), p.managed_by.as_str()),
+            ("localhost", "docker-compose")
+        );
+        assert!(Cli::try_parse_from(["fabricctl", "pki", "init", "--dir", "/pki"]).is_err());
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct Context {
     /// written by older launchers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_delay_ms: Option<u64>,
+    /// What runs the cluster when no `fabricctl up` does, e.g.
+    /// "docker-compose": commands then need no launcher to be alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
     /// Every supervised process, controller first.
     pub processes: Vec<ProcessEntry>,
 }
@@ -54,6 +58,9 @@ impl Context {
     }
 
     /// Reads the context of `state_dir`; `Ok(None)` if there is none.
+    /// Relative TLS paths are taken relative to `state_dir`, so a context
+    /// written inside a container (see `fabricctl pki init`) works from
+    /// wherever its directory is mounted.
     pub fn load(state_dir: &Path) -> Result<Option<Self>, CtlError> {
         let path = Self::path(state_dir);
         let text = match std::fs::read_to_string(&path) {
@@ -66,12 +73,16 @@ impl Context {
                 });
             }
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| CtlError::BadContext {
-                path,
-                detail: e.to_string(),
-            })
+        let mut context: Self = serde_json::from_str(&text).map_err(|e| CtlError::BadContext {
+            path,
+            detail: e.to_string(),
+        })?;
+        for file in [&mut context.ca, &mut context.cert, &mut context.key] {
+            if file.is_relative() {
+                *file = state_dir.join(&*file);
+            }
+        }
+        Ok(Some(context))
     }
 
     /// Writes the context atomically.
@@ -129,6 +140,7 @@ mod tests {
             launcher_pid: Some(42),
             stopped_at: None,
             restart_delay_ms: Some(2000),
+            managed_by: None,
             processes: vec![
                 ProcessEntry {
                     name: "fabric-controller".into(),

@@ -19,6 +19,9 @@
 //!   kill-guest, pause, kill-fc).
 //! - [`watch`]: a WatchEvents subscription that survives controller restarts.
 //! - [`up`]: the local cluster launcher and supervisor.
+//! - [`supervise`]: one program under that supervisor (a host container's init).
+//! - [`pki_init`]: a cluster's certificates and an operator context, for
+//!   docker-compose.
 //! - [`bins`], [`output`], [`timefmt`]: finding daemon binaries, writing to
 //!   stdout safely, formatting times.
 
@@ -35,14 +38,16 @@ pub mod events;
 pub mod instances;
 pub mod node;
 pub mod output;
+pub mod pki_init;
 pub mod scale;
 pub mod status;
+pub mod supervise;
 pub mod target;
 pub mod timefmt;
 pub mod up;
 pub mod watch;
 
-use cli::{Cli, ClusterCommand, Command, NodeCommand};
+use cli::{Cli, ClusterCommand, Command, NodeCommand, PkiCommand};
 use std::process::ExitCode;
 
 /// Runs one command line to completion and returns the process exit code.
@@ -84,6 +89,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Resume) => cluster::resume(&cli.global).await,
         Command::Cluster(ClusterCommand::Set(args)) => cluster::set(&cli.global, args).await,
         Command::Chaos(command) => chaos::run(&cli.global, command).await,
+        Command::Pki(PkiCommand::Init(args)) => pki_init::run(args),
+        Command::Supervise(args) => supervise::run(args).await,
     }
 }
 

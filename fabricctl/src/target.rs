@@ -44,7 +44,7 @@ impl Target {
                     state_dir: global.state_dir.clone(),
                 });
             }
-            (None, Some(ctx)) if ctx.launcher_pid.is_none() => {
+            (None, Some(ctx)) if ctx.launcher_pid.is_none() && ctx.managed_by.is_none() => {
                 return Err(CtlError::ClusterStopped {
                     cluster: ctx.cluster.clone(),
                     state_dir: global.state_dir.clone(),
@@ -231,11 +231,37 @@ mod tests {
             launcher_pid: None,
             stopped_at: None,
             restart_delay_ms: None,
+            managed_by: None,
             processes: vec![],
         };
         ctx.save(dir.path()).unwrap();
         let d = dir.path().to_str().unwrap();
         let e = Target::controller(&global(&["--state-dir", d])).unwrap_err();
         assert!(e.to_string().contains("is stopped"), "{e}");
+    }
+
+    #[test]
+    fn compose_context_needs_no_launcher_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context {
+            cluster: "a".into(),
+            endpoint: "https://127.0.0.1:7401".into(),
+            server_name: "localhost".into(),
+            ca: "pki/ca.pem".into(),
+            cert: "pki/admin.pem".into(),
+            key: "/abs/admin.key".into(),
+            launcher_pid: None,
+            stopped_at: None,
+            restart_delay_ms: None,
+            managed_by: Some("docker-compose".into()),
+            processes: vec![],
+        };
+        ctx.save(dir.path()).unwrap();
+        let d = dir.path().to_str().unwrap();
+        let t = Target::controller(&global(&["--state-dir", d])).unwrap();
+        assert_eq!(t.endpoint, "https://127.0.0.1:7401");
+        assert_eq!(t.tls.ca, dir.path().join("pki/ca.pem"));
+        assert_eq!(t.tls.cert, dir.path().join("pki/admin.pem"));
+        assert_eq!(t.tls.key, std::path::PathBuf::from("/abs/admin.key"));
     }
 }

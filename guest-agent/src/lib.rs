@@ -22,6 +22,7 @@ pub mod guest_service;
 pub mod heartbeat;
 pub mod host_link;
 pub mod role;
+pub mod role_binding;
 pub mod run;
 pub mod secret_files;
 pub mod secrets;

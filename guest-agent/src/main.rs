@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use guest_agent::calendar::CalendarClock;
+use guest_agent::role_binding::RoleBinding;
 use guest_agent::run::RunConfig;
 use guest_agent::{TransferCert, write_transfer_cert};
 use time::OffsetDateTime;
@@ -65,9 +66,24 @@ struct RunArgs {
     /// The node id, shown in the role's JSON.
     #[arg(long)]
     node: String,
-    /// The IP the role's HTTPS endpoint and the agent's gRPC server bind (port 0).
+    /// The IP the agent's gRPC server binds (port 0), and the role's endpoint unless
+    /// --role-listen-ip says otherwise.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     listen_ip: IpAddr,
+    /// The IP the role's HTTPS endpoint binds (default: --listen-ip).
+    #[arg(long)]
+    role_listen_ip: Option<IpAddr>,
+    /// Lowest port the role may bind; with --role-port-max, the role takes the first free port
+    /// of the range (e.g. the ports a container publishes) instead of any free port.
+    #[arg(long, requires = "role_port_max")]
+    role_port_min: Option<u16>,
+    /// Highest port the role may bind (see --role-port-min).
+    #[arg(long, requires = "role_port_min")]
+    role_port_max: Option<u16>,
+    /// The IP to report as the role endpoint's, when clients reach it by another address than
+    /// the bound one (e.g. 127.0.0.1 where a container's ports are published).
+    #[arg(long)]
+    role_advertise_ip: Option<IpAddr>,
     /// Start the calendar clock at this instant (RFC 3339); it then advances in real time.
     #[arg(long, value_parser = parse_rfc3339)]
     now: Option<OffsetDateTime>,
@@ -129,6 +145,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    let role = role_binding(&args)?;
     let start_token = std::env::var(TOKEN_ENV)
         .ok()
         .filter(|t| !t.is_empty())
@@ -151,6 +168,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             vm_dir: args.vm_dir,
             node: args.node,
             listen_ip: args.listen_ip,
+            role,
             clock,
             leap_day_bug: args.leap_day_bug,
             silent_failures: args.silent_failures,
@@ -159,6 +177,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         guest_agent::run::run(config, shutdown_signal()).await
     })?;
     Ok(())
+}
+
+/// The role's binding from the flags; a reversed port range is refused here, before any work.
+fn role_binding(args: &RunArgs) -> anyhow::Result<RoleBinding> {
+    let ports = match (args.role_port_min, args.role_port_max) {
+        (Some(min), Some(max)) if min > max => {
+            anyhow::bail!("--role-port-min {min} is above --role-port-max {max}")
+        }
+        (Some(min), Some(max)) => Some((min, max)),
+        _ => None,
+    };
+    Ok(RoleBinding {
+        ip: args.role_listen_ip.unwrap_or(args.listen_ip),
+        ports,
+        advertise_ip: args.role_advertise_ip,
+    })
 }
 
 /// Completes on SIGTERM (how the host agent stops us) or SIGINT (an operator's Ctrl-C).

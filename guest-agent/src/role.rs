@@ -6,7 +6,7 @@
 //! `GET /` answers who this instance is, which is how operators and tests see that a VM runs.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::cert_resolver::SwappableCert;
+use crate::role_binding::RoleBinding;
 
 /// A client that connects but never finishes its handshake must not hold a task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,16 +54,22 @@ pub struct RoleEndpoint {
 }
 
 impl RoleEndpoint {
-    /// Binds `ip:0` and serves `info` over TLS with the certificate `certs` resolves to.
-    pub async fn start(ip: IpAddr, info: RoleInfo, certs: Arc<SwappableCert>) -> io::Result<Self> {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
-        let addr = listener.local_addr()?;
+    /// Binds as `binding` says and serves `info` over TLS with the certificate `certs` resolves
+    /// to.
+    pub async fn start(
+        binding: RoleBinding,
+        info: RoleInfo,
+        certs: Arc<SwappableCert>,
+    ) -> io::Result<Self> {
+        let listener = binding.bind().await?;
+        let addr = binding.advertised(listener.local_addr()?);
         let acceptor = TlsAcceptor::from(Arc::new(tls_config(certs)?));
         let accept_loop = tokio::spawn(accept_loop(listener, acceptor, router(info)));
         Ok(Self { addr, accept_loop })
     }
 
-    /// The address the endpoint listens on.
+    /// The address clients reach the endpoint at (the bound one unless the binding advertises
+    /// another IP).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

@@ -33,6 +33,7 @@ use crate::guest_service::GuestServer;
 use crate::heartbeat;
 use crate::host_link::{HostLink, HostLinkConfig, HostLinkError};
 use crate::role::{RoleEndpoint, RoleInfo};
+use crate::role_binding::RoleBinding;
 use crate::secret_files::write_secret_files;
 use crate::secrets::open_all;
 
@@ -56,8 +57,10 @@ pub struct RunConfig {
     pub vm_dir: PathBuf,
     /// The node id, for the role's JSON.
     pub node: String,
-    /// The IP the role's HTTPS endpoint and our gRPC server bind (port 0).
+    /// The IP our gRPC server binds (port 0), for the host agent's calls.
     pub listen_ip: IpAddr,
+    /// Where the role's HTTPS endpoint binds and the address it reports.
+    pub role: RoleBinding,
     /// The calendar clock (injectable to replay a date).
     pub clock: CalendarClock,
     /// Compute the transfer certificate's valid-to the 2012 way.
@@ -80,6 +83,7 @@ impl fmt::Debug for RunConfig {
             .field("vm_dir", &self.vm_dir)
             .field("node", &self.node)
             .field("listen_ip", &self.listen_ip)
+            .field("role", &self.role)
             .field("clock", &self.clock)
             .field("leap_day_bug", &self.leap_day_bug)
             .field("silent_failures", &self.silent_failures)
@@ -347,7 +351,7 @@ async fn run_agent(config: RunConfig) -> Result<Infallible, RunError> {
         incarnation: config.incarnation,
         vm_id: config.vm_id.clone(),
     };
-    let role = match RoleEndpoint::start(config.listen_ip, info, served.clone()).await {
+    let role = match RoleEndpoint::start(config.role, info, served.clone()).await {
         Ok(role) => role,
         Err(e) => {
             return Err(failures

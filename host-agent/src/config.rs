@@ -16,6 +16,8 @@ use time::format_description::well_known::Rfc3339;
     about = "Fabric's host agent (one per server)"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// The fabric controller's URL, e.g. https://127.0.0.1:7400.
     #[arg(long, env = "FABRIC_CONTROLLER")]
     pub controller: String,
@@ -91,6 +93,23 @@ pub struct Args {
     /// IP the guest agents bind (their role endpoint and their own gRPC).
     #[arg(long, default_value = "127.0.0.1")]
     pub vm_listen_ip: IpAddr,
+    /// IP the roles' HTTPS endpoints bind (default: --vm-listen-ip); 0.0.0.0
+    /// in a container whose ports are published.
+    #[arg(long, env = "FABRIC_ROLE_LISTEN_IP")]
+    pub role_listen_ip: Option<IpAddr>,
+    /// Lowest port a role endpoint may bind; with --role-port-max each role
+    /// takes the first free port of the range (the ports a container
+    /// publishes) instead of any free port.
+    #[arg(long, env = "FABRIC_ROLE_PORT_MIN", requires = "role_port_max")]
+    pub role_port_min: Option<u16>,
+    /// Highest port a role endpoint may bind (see --role-port-min).
+    #[arg(long, env = "FABRIC_ROLE_PORT_MAX", requires = "role_port_min")]
+    pub role_port_max: Option<u16>,
+    /// IP reported as the role endpoints' address when clients reach them
+    /// by another one than the bound (127.0.0.1 where a container publishes
+    /// the same port numbers on the Docker machine's loopback).
+    #[arg(long, env = "FABRIC_ROLE_ADVERTISE_IP")]
+    pub role_advertise_ip: Option<IpAddr>,
     /// Start the guests' calendar clock at this RFC 3339 instant (it then
     /// advances in real time); passed to each guest agent as --now.
     #[arg(long)]
@@ -103,6 +122,19 @@ pub struct Args {
     /// instead of reporting it.
     #[arg(long)]
     pub silent_guest_failures: bool,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 if the host agent configured by these flags (or environment)
+    /// answers health SERVING on its listen address; for container
+    /// healthchecks, which have no shell or curl.
+    Probe {
+        /// How long to wait for the answer.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+        timeout: Duration,
+    },
 }
 
 /// Validated host agent configuration.
@@ -133,10 +165,23 @@ pub struct GuestConfig {
     pub clean_vm_strikes: u32,
     pub agent_bin: PathBuf,
     pub vm_listen_ip: IpAddr,
+    /// Where role endpoints bind and what they report.
+    pub role: RoleEndpoints,
     /// The guests' clock at host agent start (see `--guest-now`).
     pub now: Option<OffsetDateTime>,
     pub leap_day_bug: bool,
     pub silent_failures: bool,
+}
+
+/// Where the guest agents' role endpoints bind, passed to each guest agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleEndpoints {
+    /// `None`: the VM listen IP.
+    pub listen_ip: Option<IpAddr>,
+    /// Inclusive port range; `None`: any free port.
+    pub ports: Option<(u16, u16)>,
+    /// `None`: report the bound address.
+    pub advertise_ip: Option<IpAddr>,
 }
 
 impl Default for GuestConfig {
@@ -151,6 +196,7 @@ impl Default for GuestConfig {
             clean_vm_strikes: 3,
             agent_bin: default_guest_agent_bin().unwrap_or_else(|_| "guest-agent".into()),
             vm_listen_ip: IpAddr::from([127, 0, 0, 1]),
+            role: RoleEndpoints::default(),
             now: None,
             leap_day_bug: false,
             silent_failures: false,
@@ -243,6 +289,18 @@ impl Args {
                 )
             })?),
         };
+        let ports = match (self.role_port_min, self.role_port_max) {
+            (Some(min), Some(max)) if min > max => {
+                anyhow::bail!("--role-port-min {min} is above --role-port-max {max}")
+            }
+            (Some(min), Some(max)) => Some((min, max)),
+            _ => None,
+        };
+        let role = RoleEndpoints {
+            listen_ip: self.role_listen_ip,
+            ports,
+            advertise_ip: self.role_advertise_ip,
+        };
         let agent_bin = match &self.guest_agent_bin {
             Some(path) => path.clone(),
             None => default_guest_agent_bin()?,
@@ -255,6 +313,7 @@ impl Args {
             clean_vm_strikes: self.clean_vm_strikes,
             agent_bin,
             vm_listen_ip: self.vm_listen_ip,
+            role,
             now,
             leap_day_bug: self.leap_day_bug,
             silent_failures: self.silent_guest_failures,
@@ -338,6 +397,31 @@ mod tests {
         assert!(err.to_string().contains("shorter than"), "{err}");
         let err = parse(&["--guest-now", "yesterday"]).unwrap_err();
         assert!(err.to_string().contains("RFC 3339"), "{err}");
+        let err = parse(&["--role-port-min", "9010", "--role-port-max", "9000"]).unwrap_err();
+        assert!(err.to_string().contains("above --role-port-max"), "{err}");
+        assert!(
+            parse(&["--role-port-min", "9000"]).is_err(),
+            "a range needs both ends"
+        );
+        let ok = parse(&[
+            "--role-port-min",
+            "9000",
+            "--role-port-max",
+            "9009",
+            "--role-listen-ip",
+            "0.0.0.0",
+            "--role-advertise-ip",
+            "127.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.guests.role,
+            RoleEndpoints {
+                listen_ip: Some(IpAddr::from([0, 0, 0, 0])),
+                ports: Some((9000, 9009)),
+                advertise_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            }
+        );
         let ok = parse(&["--guest-now", "2012-02-28T23:59:00Z", "--leap-day-bug"]).unwrap();
         assert!(ok.guests.now.is_some() && ok.guests.leap_day_bug);
     }

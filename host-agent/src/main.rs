@@ -1,7 +1,9 @@
-//! `host-agent`: parses flags, binds, and runs until SIGINT/SIGTERM.
+//! `host-agent`: parses flags, binds, and runs until SIGINT/SIGTERM;
+//! `host-agent probe` checks a running one's health instead.
 
 use clap::Parser;
-use host_agent::{config::Args, server};
+use host_agent::config::{Args, Command};
+use host_agent::server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,7 +12,15 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Args::parse().resolve()?;
+    let mut args = Args::parse();
+    let command = args.command.take();
+    let config = args.resolve()?;
+    if let Some(Command::Probe { timeout }) = command {
+        let url = fabric_pki::probe::local_url(config.listen);
+        fabric_pki::probe::check_serving(&url, "localhost", &config.tls, timeout).await?;
+        println!("host agent at {url}: SERVING");
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -70,6 +70,7 @@ pub async fn run(
         ca: config.tls.ca.clone(),
         node: state.node_id.clone(),
         listen_ip: guests.vm_listen_ip,
+        role: guests.role,
         guest_now: guests.now.map(|now| (now, tokio::time::Instant::now())),
         leap_day_bug: guests.leap_day_bug,
         silent_failures: guests.silent_failures,

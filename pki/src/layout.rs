@@ -117,6 +117,18 @@ pub(crate) fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
+/// Reads a certificate and, if `key` is given, its key, as written by
+/// [`write_pair`] (an absent key reads as empty).
+pub fn read_pair(cert: &Path, key: Option<&Path>) -> Result<IssuedCert, PkiError> {
+    Ok(IssuedCert {
+        cert_pem: read(cert)?,
+        key_pem: match key {
+            Some(k) => read(k)?,
+            None => String::new(),
+        },
+    })
+}
+
 /// Writes a certificate (0644) and its key (0600, created with that mode so
 /// the key is never readable by others, not even briefly).
 pub fn write_pair(paths: &CertPaths, issued: &IssuedCert) -> Result<(), PkiError> {

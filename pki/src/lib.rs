@@ -10,10 +10,12 @@
 //! - [`authority`]: generating the CA and issuing certificates (rcgen).
 //! - [`layout`]: where the PEM files live in a state directory.
 //! - [`tls`]: tonic client/server TLS configs and reading a caller's identity.
+//! - [`probe`]: a health check over mutual TLS, for container healthchecks.
 
 pub mod authority;
 pub mod identity;
 pub mod layout;
+pub mod probe;
 pub mod tls;
 
 pub use authority::{ClusterCa, IssuedCert};

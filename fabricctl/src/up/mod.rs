@@ -118,6 +118,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         launcher_pid: Some(std::process::id()),
         stopped_at: None,
         restart_delay_ms: Some(u64::try_from(args.restart_delay.as_millis()).unwrap_or(u64::MAX)),
+        managed_by: None,
         processes: vec![ProcessEntry {
             name: CONTROLLER_NAME.into(),
             pid: None,

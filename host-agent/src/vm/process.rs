@@ -12,6 +12,7 @@
 //! it is watched through /proc by pid, and killed by process group only
 //! while /proc still shows it as that VM's guest agent (pids are reused).
 
+use crate::config::RoleEndpoints;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::io;
@@ -167,6 +168,8 @@ pub struct ProcessLauncher {
     pub ca: PathBuf,
     pub node: String,
     pub listen_ip: IpAddr,
+    /// Where role endpoints bind and what they report.
+    pub role: RoleEndpoints,
     /// The guests' clock: this instant at `Instant`, advancing with it.
     pub guest_now: Option<(OffsetDateTime, Instant)>,
     pub leap_day_bug: bool,
@@ -194,6 +197,20 @@ impl ProcessLauncher {
             "--listen-ip".into(),
             self.listen_ip.to_string(),
         ];
+        if let Some(ip) = self.role.listen_ip {
+            args.extend(["--role-listen-ip".into(), ip.to_string()]);
+        }
+        if let Some((min, max)) = self.role.ports {
+            args.extend([
+                "--role-port-min".into(),
+                min.to_string(),
+                "--role-port-max".into(),
+                max.to_string(),
+            ]);
+        }
+        if let Some(ip) = self.role.advertise_ip {
+            args.extend(["--role-advertise-ip".into(), ip.to_string()]);
+        }
         if let Some((start, at)) = self.guest_now {
             // The clock advances in real time, so a guest spawned a minute
             // after the host agent starts a minute later (e.g. crossing into
@@ -435,6 +452,7 @@ mod tests {
             ca: dir.path().join("ca.pem"),
             node: "host-1".into(),
             listen_ip: "127.0.0.1".parse().unwrap(),
+            role: RoleEndpoints::default(),
             guest_now: Some((
                 OffsetDateTime::parse("2012-02-28T23:59:00Z", &Rfc3339).unwrap(),
                 Instant::now(),
