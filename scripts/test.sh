@@ -2,8 +2,13 @@
 # Runs Fabric's whole test suite on a fresh machine.
 #
 # Installs what the tests need besides Rust (Python grpcio for the interop
-# test), builds every binary once (real-process tests spawn them), then runs
-# all tests. Real-process tests find the binaries in target/debug.
+# test), builds every binary once (real-process tests spawn them), builds
+# the fabric:dev container image when a Docker engine is reachable (the
+# compose chaos suite runs the docker-compose stack from it), then runs all
+# tests. Real-process tests find the binaries in target/debug.
+#
+# Without Docker the chaos suite is skipped with a notice, or fails when
+# CI=true.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +17,9 @@ if [ -f tests/interop/requirements.txt ]; then
 fi
 
 cargo build --workspace --bins --locked
+if docker info >/dev/null 2>&1; then
+  ./scripts/build-images.sh
+else
+  echo "test.sh: no Docker engine reachable: not building fabric:dev (the compose chaos suite will say more)" >&2
+fi
 cargo test --workspace --locked

@@ -4,6 +4,7 @@
 //! - [`bins`]: finding the workspace's binaries (FABRIC_BIN_DIR or next to
 //!   the running executable).
 //! - [`cluster`]: a real `fabricctl up` cluster in a temp dir, killed on drop.
+//! - [`compose`]: the docker-compose stack and the faults Docker injects.
 //! - [`https`]: `GET /` at a role's endpoint trusting exactly one
 //!   certificate, to prove which certificate the endpoint serves.
 //! - [`procs`]: liveness, command lines and memory of processes via /proc.
@@ -11,6 +12,7 @@
 
 pub mod bins;
 pub mod cluster;
+pub mod compose;
 pub mod ground_truth;
 pub mod https;
 pub mod procs;

@@ -64,7 +64,7 @@ pub fn spawn(spec: &ChildSpec, attempt: u32) -> anyhow::Result<Pid> {
         .with_context(|| format!("cannot open log {}", spec.log.display()))?;
     let _ = writeln!(
         log,
-        "--- fabricctl up: starting {} (start #{attempt}) at {}: {}",
+        "--- fabricctl: starting {} (start #{attempt}) at {}: {}",
         spec.name,
         humantime::format_rfc3339_millis(std::time::SystemTime::now()),
         spec.command_line()
@@ -107,7 +107,7 @@ pub fn last_log_line(path: &std::path::Path) -> Option<String> {
     text.lines()
         .rev()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("--- fabricctl up:"))
+        .find(|l| !l.is_empty() && !l.starts_with("--- fabricctl:"))
         .map(str::to_owned)
 }
 
