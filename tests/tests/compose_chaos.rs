@@ -663,45 +663,48 @@ impl Suite {
     /// instances are healed elsewhere; on unpause its stale VMs are fenced
     /// (stopped) and nothing runs twice.
     fn pause_host(&mut self) -> Result<(), String> {
-        let victim = self.busiest(0, &[])?;
-        let before = placement(&self.a().status()?);
-        let t0 = Instant::now();
-        self.stack.pause(victim)?;
-        let detect = self.wait_node(0, victim, "Unresponsive", t0);
-        let healed = self.wait_healed(0, &[victim], t0);
-        self.stack.unpause(victim)?;
-        let (detect, (heal, healed)) = (detect?, healed?);
-        // Fencing: the unpaused host must stop the VMs that now run elsewhere.
-        let mut violations = self.settle(0, &[]);
-        self.repair(0, victim)?;
-        violations.extend(self.settle(0, &[]));
-        self.record(
-            format!("docker pause {victim} past node_timeout, unpause"),
-            0,
-            Some(detect),
-            Some(heal),
-            moved(&before, &placement(&healed)),
-            violations,
-        );
-        Ok(())
+        self.isolate_host(
+            |victim| format!("docker pause {victim} past node_timeout, unpause"),
+            |stack, victim| stack.pause(victim),
+            |stack, victim| stack.unpause(victim),
+        )
     }
 
-    /// A server cut off the controller's network, then reconnected.
+    /// A server cut off the controller's network, then reconnected: the
+    /// same outcome as a hung server.
     fn partition_host(&mut self) -> Result<(), String> {
-        let victim = self.busiest(0, &[])?;
         let network = self.a().network;
+        self.isolate_host(
+            |victim| format!("network disconnect {victim}, reconnect"),
+            |stack, victim| stack.disconnect(victim, network),
+            |stack, victim| stack.connect(victim, network),
+        )
+    }
+
+    /// Cuts the busiest server of cluster a off (`cut`) until it is in HI and
+    /// its instances run elsewhere, then lets it back (`restore`): the
+    /// returning host agent must fence (stop) its stale VMs, and the server
+    /// is repaired.
+    fn isolate_host(
+        &mut self,
+        fault: impl Fn(&str) -> String,
+        cut: impl Fn(&Compose, &str) -> Result<(), String>,
+        restore: impl Fn(&Compose, &str) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let victim = self.busiest(0, &[])?;
         let before = placement(&self.a().status()?);
         let t0 = Instant::now();
-        self.stack.disconnect(victim, network)?;
+        cut(&self.stack, victim)?;
         let detect = self.wait_node(0, victim, "Unresponsive", t0);
         let healed = self.wait_healed(0, &[victim], t0);
-        self.stack.connect(victim, network)?;
+        // Restored even if the waits failed, so later faults start clean.
+        restore(&self.stack, victim)?;
         let (detect, (heal, healed)) = (detect?, healed?);
         let mut violations = self.settle(0, &[]);
         self.repair(0, victim)?;
         violations.extend(self.settle(0, &[]));
         self.record(
-            format!("network disconnect {victim}, reconnect"),
+            fault(victim),
             0,
             Some(detect),
             Some(heal),
