@@ -437,8 +437,10 @@ fn paused_host_is_fenced_on_return() {
         assert!(procs::alive(pid), "paused guest agent {pid} gone early");
     }
 
-    // The server comes back.
-    for pid in std::iter::once(host_pid).chain(guest_pids.iter().copied()) {
+    // The server comes back: its guest agents first, because the host
+    // agent, once running, may fence (SIGKILL) a guest before a later
+    // SIGCONT reaches it, which made this test flaky.
+    for pid in guest_pids.iter().copied().chain(std::iter::once(host_pid)) {
         assert!(procs::signal(pid, Signal::SIGCONT), "SIGCONT to {pid}");
     }
     let resumed = Instant::now();
