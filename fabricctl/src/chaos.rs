@@ -100,6 +100,14 @@ impl Local {
             .and_then(|p| p.log.parent()?.parent())
             .map_or(root, Path::to_owned);
         let layout = StateLayout { root };
+        if let Some(managed_by) = ctx.managed_by.clone() {
+            return Err(CtlError::ManagedElsewhere {
+                cluster: ctx.cluster,
+                state_dir: layout.root,
+                managed_by,
+            }
+            .into());
+        }
         if ctx
             .live_launcher()
             .filter(|&pid| crate::up::is_fabricctl(pid))
@@ -582,5 +590,19 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'));
+        let compose = Context {
+            managed_by: Some("docker-compose".into()),
+            stopped_at: None,
+            ..ctx
+        };
+        compose.save(dir.path()).unwrap();
+        let e = run(&global(dir.path()), &cmd)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is run by docker-compose, not `fabricctl up`"),
+            "{e}"
+        );
     }
 }

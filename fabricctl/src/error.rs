@@ -97,6 +97,13 @@ pub enum CtlError {
     #[error("the launcher of cluster {cluster:?} in {} is not running (start it with `fabricctl up`)", .state_dir.display())]
     LauncherNotRunning { cluster: String, state_dir: PathBuf },
 
+    #[error("cluster {cluster:?} in {} is run by {managed_by}, not `fabricctl up`: inject faults with its own tools (README, \"Break it\")", .state_dir.display())]
+    ManagedElsewhere {
+        cluster: String,
+        state_dir: PathBuf,
+        managed_by: String,
+    },
+
     /// A chaos verb that does not apply to the target's current state.
     #[error("{0}")]
     Chaos(String),

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
         }
         Ok(()) => {
             println!(
-                "compose chaos suite: {} faults, 0 violations",
+                "compose chaos suite: {} checks, 0 violations",
                 suite.rows.len()
             );
             println!("1 passed, 0 failed");
