@@ -77,6 +77,20 @@ pub struct Args {
     /// Directory for the controller's state.
     #[arg(long, env = "FABRIC_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Address of the read-only HTTP server: the dashboard (/) and
+    /// Prometheus metrics (/metrics) [default: none, not served].
+    #[arg(long, env = "FABRIC_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// After binding the HTTP server, write its address to this file.
+    #[arg(long)]
+    pub http_addr_file: Option<PathBuf>,
+    /// Warn this long before a deployed or cluster certificate expires
+    /// [default: 180 days].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub certificate_warning: Option<Duration>,
+    /// Raise an incident this long before it expires [default: 90 days].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub certificate_incident: Option<Duration>,
 }
 
 /// What to do instead of serving.
@@ -117,6 +131,11 @@ pub struct FileConfig {
     pub classification_hold: Option<Duration>,
     pub software_fault_min_nodes: Option<u32>,
     pub state_dir: Option<PathBuf>,
+    pub http_listen: Option<SocketAddr>,
+    #[serde(default, with = "humantime_serde")]
+    pub certificate_warning: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub certificate_incident: Option<Duration>,
 }
 
 /// Everything the controller needs to run, validated.
@@ -128,6 +147,9 @@ pub struct ControllerConfig {
     pub tls: TlsFiles,
     pub core: CoreConfig,
     pub state_dir: Option<PathBuf>,
+    /// The dashboard and metrics server; `None`: not served.
+    pub http_listen: Option<SocketAddr>,
+    pub http_addr_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -183,6 +205,14 @@ impl Args {
                 .software_fault_min_nodes
                 .or(file.software_fault_min_nodes)
                 .unwrap_or(defaults.software_fault_min_nodes),
+            certificate_warning: self
+                .certificate_warning
+                .or(file.certificate_warning)
+                .unwrap_or(defaults.certificate_warning),
+            certificate_incident: self
+                .certificate_incident
+                .or(file.certificate_incident)
+                .unwrap_or(defaults.certificate_incident),
         };
         core.validate()?;
         let cluster = self
@@ -212,6 +242,8 @@ impl Args {
             tls: TlsFiles { ca, cert, key },
             core,
             state_dir: self.state_dir.or(file.state_dir),
+            http_listen: self.http_listen.or(file.http_listen),
+            http_addr_file: self.http_addr_file,
         })
     }
 }

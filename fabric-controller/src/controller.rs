@@ -13,6 +13,7 @@ use crate::core::{
     Clock, ClusterEvent, CoreError, FabricCore, HeartbeatOutcome, InstanceId, NodeId, NodeInfo,
     RegisterOutcome, RoleInstance, VmAssignment, VmObservation,
 };
+use crate::metrics::ControllerMetrics;
 use crate::secrets::{RoleCertificate, SecretStore};
 use crate::store::sealed_keys::AtRestKey;
 use crate::store::{PersistedState, Store, StoreError};
@@ -35,6 +36,8 @@ pub struct Controller {
     /// Where state is saved; `None` keeps it in memory only (tests).
     /// Lock order: `core`, then `secrets`, then `persistence`.
     persistence: Option<Mutex<Persistence>>,
+    /// Counters fed here, gauges read from the core at scrape time.
+    metrics: ControllerMetrics,
 }
 
 /// A store and the key that encrypts secrets in it.
@@ -70,6 +73,7 @@ impl Controller {
             expiry_changed: Notify::new(),
             closing: watch::channel(false).0,
             persistence: persistence.map(Mutex::new),
+            metrics: ControllerMetrics::new(),
         })
     }
 
@@ -104,6 +108,10 @@ impl Controller {
         &self.cluster
     }
 
+    pub fn metrics(&self) -> &ControllerMetrics {
+        &self.metrics
+    }
+
     pub fn clock(&self) -> &dyn Clock {
         &*self.clock
     }
@@ -135,6 +143,7 @@ impl Controller {
 
     fn publish(&self, events: Vec<ClusterEvent>) {
         for e in events {
+            self.metrics.observe(&e);
             let node = e.node.as_ref().map(NodeId::as_str).unwrap_or("-");
             tracing::info!(
                 seq = e.sequence,
@@ -171,6 +180,7 @@ impl Controller {
         vms: Vec<VmObservation>,
     ) -> (HeartbeatOutcome, Vec<VmAssignment>) {
         let now = self.clock.now();
+        self.metrics.heartbeat();
         let mut core = self.read();
         let (outcome, mut events) = core.heartbeat(now, id, boot_id, sequence);
         // Reports ride on accepted heartbeats only: a stale one may describe
@@ -265,7 +275,9 @@ impl Controller {
         incarnation: u64,
     ) -> Result<(Vec<RoleCertificate>, String), CoreError> {
         let core = self.read();
-        let (deployment, role) = core.authorize_secrets(node, vm, incarnation)?;
+        let authorized = core.authorize_secrets(node, vm, incarnation);
+        self.metrics.secrets(authorized.is_ok());
+        let (deployment, role) = authorized?;
         let version = core
             .deployments()
             .find(|d| d.name == deployment)

@@ -9,11 +9,15 @@
 //! - [`config`]: flags and config file, resolved once.
 //! - [`sim`]: the real core in a seeded, virtual-time model of a cluster.
 //! - [`store`]: durable state, written before the controller acts.
+//! - [`metrics`]: Prometheus counters, histograms and gauges.
+//! - [`dashboard`]: the read-only HTTP server: dashboard page, its JSON, /metrics.
 
 pub mod api;
 pub mod config;
 pub mod controller;
 pub mod core;
+pub mod dashboard;
+pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod sim;

@@ -34,6 +34,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("dashboard: {0}")]
+    Http(String),
 }
 
 /// Loads the saved state from the state directory, if any: the core with a
@@ -100,8 +102,22 @@ pub async fn run(
     if tls.identity.role != fabric_pki::Role::Controller || tls.identity.cluster != config.cluster {
         return Err(ServeError::WrongCertificate(tls.identity.to_string()));
     }
-    let (core, secrets, persistence) = restore(&config, clock.now())?;
+    let (mut core, secrets, persistence) = restore(&config, clock.now())?;
+    let own = own_certificates(&tls)?;
+    core.watch_cluster_certificates(
+        own.iter()
+            .map(|c| crate::core::expiry::ClusterCertificate {
+                name: c.name.clone(),
+                not_after: c.not_after,
+            })
+            .collect(),
+    );
     let controller = Controller::new(config.cluster.clone(), core, secrets, clock, persistence);
+    controller.metrics().set_own_certificates(own);
+    let _dashboard = match config.http_listen {
+        Some(addr) => Some(start_dashboard(&config, addr, controller.clone()).await?),
+        None => None,
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NodeServiceServer<NodeApi>>().await;
@@ -144,6 +160,51 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await;
     Ok(result?)
+}
+
+/// The cluster CA's and the controller's own certificate, for the expiry
+/// watch and the metrics.
+fn own_certificates(
+    tls: &fabric_pki::tls::LoadedTls,
+) -> Result<Vec<crate::metrics::OwnCertificate>, ServeError> {
+    Ok(vec![
+        crate::metrics::OwnCertificate {
+            name: "cluster CA".into(),
+            not_after: fabric_pki::tls::not_after(&tls.ca)?,
+        },
+        crate::metrics::OwnCertificate {
+            name: "controller certificate".into(),
+            not_after: fabric_pki::tls::not_after(&tls.cert)?,
+        },
+    ])
+}
+
+/// Binds the dashboard and metrics server and serves it until the
+/// controller closes (or the returned guard is dropped).
+async fn start_dashboard(
+    config: &ControllerConfig,
+    addr: std::net::SocketAddr,
+    controller: Arc<Controller>,
+) -> Result<AbortOnDrop, ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Http(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServeError::Http(e.to_string()))?;
+    if let Some(path) = &config.http_addr_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bound.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| ServeError::Http(format!("cannot write {}: {e}", path.display())))?;
+    }
+    tracing::info!(dashboard = %format!("http://{bound}/"), metrics = %format!("http://{bound}/metrics"), "dashboard serving");
+    let closed = controller.closed();
+    Ok(AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = crate::dashboard::serve(listener, controller, closed).await {
+            tracing::error!("dashboard server: {e}");
+        }
+    })))
 }
 
 /// Aborts a background task when dropped.

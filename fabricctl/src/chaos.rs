@@ -577,6 +577,7 @@ mod tests {
             stopped_at: Some("2024-01-01T00:00:00Z".into()),
             restart_delay_ms: None,
             managed_by: None,
+            dashboard: None,
             processes: vec![],
         };
         ctx.save(dir.path()).unwrap();
@@ -592,6 +593,7 @@ mod tests {
         assert!(!e.contains('\n'));
         let compose = Context {
             managed_by: Some("docker-compose".into()),
+            dashboard: None,
             stopped_at: None,
             ..ctx
         };

@@ -317,6 +317,10 @@ pub struct UpArgs {
     /// Servers that must report the same cause for it to be a software fault.
     #[arg(long, default_value_t = 2)]
     pub software_fault_min_nodes: u32,
+    /// Address of the controller's dashboard and /metrics (port 0: any free
+    /// port; the URL is printed and kept in the context).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub dashboard: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -39,6 +39,9 @@ pub struct Context {
     /// "docker-compose": commands then need no launcher to be alive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<String>,
+    /// The controller's dashboard URL (http://ip:port/), if it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<String>,
     /// Every supervised process, controller first.
     pub processes: Vec<ProcessEntry>,
 }
@@ -141,6 +144,7 @@ mod tests {
             stopped_at: None,
             restart_delay_ms: Some(2000),
             managed_by: None,
+            dashboard: None,
             processes: vec![
                 ProcessEntry {
                     name: "fabric-controller".into(),

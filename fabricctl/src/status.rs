@@ -60,6 +60,26 @@ pub struct StatusJson {
     /// Role instances waiting for a place.
     #[serde(default)]
     pub pending_instances: u32,
+    /// Certificates inside the expiry warning window, soonest first.
+    #[serde(default)]
+    pub expiring_certificates: Vec<ExpiringJson>,
+    /// The controller's dashboard, when `fabricctl` knows it (context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<String>,
+}
+
+/// A certificate close to expiry, in [`StatusJson`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiringJson {
+    /// Empty for the cluster's own certificates.
+    pub deployment: String,
+    pub role: String,
+    pub certificate: String,
+    /// RFC 3339.
+    pub not_after: Option<String>,
+    /// "warning", "incident" or "expired".
+    pub level: String,
+    pub advice: String,
 }
 
 /// The operators' switches in [`StatusJson`]; all on unless switched off.
@@ -313,6 +333,19 @@ impl StatusJson {
                 .collect(),
             healing_in_flight: status.healing_in_flight,
             pending_instances: status.pending_instances,
+            expiring_certificates: status
+                .expiring_certificates
+                .iter()
+                .map(|c| ExpiringJson {
+                    deployment: c.deployment.clone(),
+                    role: c.role.clone(),
+                    certificate: c.certificate.clone(),
+                    not_after: c.not_after.as_ref().map(|t| timefmt::rfc3339(Some(t))),
+                    level: c.level.clone(),
+                    advice: c.advice.clone(),
+                })
+                .collect(),
+            dashboard: None,
         }
     }
 
@@ -439,6 +472,26 @@ impl StatusJson {
                 out.push_str(&i.to_table());
             }
         }
+        if !self.expiring_certificates.is_empty() {
+            out.push_str("\ncertificates expiring\n");
+            for c in &self.expiring_certificates {
+                out.push_str(&format!(
+                    "  {} {}{} until {}: {}\n",
+                    c.level.to_uppercase(),
+                    c.certificate,
+                    if c.deployment.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({}/{})", c.deployment, c.role)
+                    },
+                    c.not_after.as_deref().unwrap_or("?"),
+                    c.advice
+                ));
+            }
+        }
+        if let Some(url) = &self.dashboard {
+            out.push_str(&format!("\ndashboard {url}\n"));
+        }
         for d in &self.deployments {
             out.push('\n');
             out.push_str(&d.to_table());
@@ -544,7 +597,11 @@ pub async fn fetch(target: &Target) -> anyhow::Result<ClusterStatus> {
 
 pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
     let target = Target::controller(global)?;
-    let status = StatusJson::from_proto(&fetch(&target).await?);
+    let mut status = StatusJson::from_proto(&fetch(&target).await?);
+    if global.endpoint.is_none() {
+        status.dashboard =
+            crate::context::Context::load(&global.state_dir)?.and_then(|c| c.dashboard);
+    }
     match args.output {
         Output::Json => output::line(&serde_json::to_string_pretty(&status)?),
         Output::Table => output::line(status.to_table().trim_end()),

@@ -232,6 +232,7 @@ mod tests {
             stopped_at: None,
             restart_delay_ms: None,
             managed_by: None,
+            dashboard: None,
             processes: vec![],
         };
         ctx.save(dir.path()).unwrap();
@@ -254,6 +255,7 @@ mod tests {
             stopped_at: None,
             restart_delay_ms: None,
             managed_by: Some("docker-compose".into()),
+            dashboard: None,
             processes: vec![],
         };
         ctx.save(dir.path()).unwrap();

@@ -86,6 +86,20 @@ impl LoadedTls {
     }
 }
 
+/// The not-after date of the first certificate in `pem`.
+pub fn not_after(pem: &str) -> Result<std::time::SystemTime, PkiError> {
+    let bad = |reason: String| PkiError::NoIdentity(format!("unreadable certificate: {reason}"));
+    let (_, p) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let cert = p.parse_x509().map_err(|e| bad(e.to_string()))?;
+    let secs = cert.validity().not_after.timestamp();
+    Ok(if secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+    })
+}
+
 fn read_pem_cert(path: &Path) -> Result<String, PkiError> {
     let pem = read(path)?;
     match x509_parser::pem::parse_x509_pem(pem.as_bytes()) {

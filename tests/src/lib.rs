@@ -110,6 +110,8 @@ impl RunningController {
             tls: pki.files(&pki.layout.controller()),
             core,
             state_dir,
+            http_listen: None,
+            http_addr_file: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

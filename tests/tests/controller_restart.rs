@@ -157,6 +157,8 @@ async fn a_corrupt_state_file_stops_the_controller_with_a_clear_error() {
         tls: pki.files(&pki.layout.controller()),
         core: CoreConfig::default(),
         state_dir: Some(state.path().into()),
+        http_listen: None,
+        http_addr_file: None,
     };
     let err = fabric_controller::server::run(
         config,

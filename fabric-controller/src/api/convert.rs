@@ -318,6 +318,23 @@ pub fn incident(i: &crate::core::cluster::Incident) -> pb::Incident {
     }
 }
 
+pub fn expiring_certificate(
+    c: &crate::core::expiry::ExpiringCertificate,
+) -> pb::ExpiringCertificate {
+    pb::ExpiringCertificate {
+        deployment: c
+            .deployment
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        role: c.role.as_ref().map(ToString::to_string).unwrap_or_default(),
+        certificate: c.certificate.clone(),
+        not_after: Some(timestamp(c.not_after)),
+        level: c.level.as_str().to_owned(),
+        advice: c.advice(),
+    }
+}
+
 pub fn switches(s: &crate::core::Switches) -> pb::Switches {
     pb::Switches {
         healing: s.healing,

@@ -52,6 +52,11 @@ impl OperatorService for OperatorApi {
             incidents: cluster.incidents.values().map(convert::incident).collect(),
             healing_in_flight: core.healing_in_flight() as u32,
             pending_instances: core.pending_instances() as u32,
+            expiring_certificates: core
+                .expiring_certificates(now.wall)
+                .iter()
+                .map(convert::expiring_certificate)
+                .collect(),
             nodes,
             heartbeat_interval: Some(convert::duration(config.heartbeat_interval)),
             node_timeout: Some(convert::duration(config.node_timeout)),

@@ -33,6 +33,11 @@ pub struct CoreConfig {
     /// How many servers must report the same guest-software reason (same
     /// agent version) for it to be classified as a software fault.
     pub software_fault_min_nodes: u32,
+    /// A certificate (deployed, or the cluster's own) this close to expiry
+    /// raises a warning event (the 2013 lesson: alert 180 days ahead).
+    pub certificate_warning: Duration,
+    /// This close, an incident event (2013: under 90 days is an incident).
+    pub certificate_incident: Duration,
 }
 
 /// The per-cluster HI threshold: a node count or a share of the nodes.
@@ -94,6 +99,8 @@ impl Default for CoreConfig {
             fault_classification: true,
             classification_hold: Duration::from_secs(60),
             software_fault_min_nodes: 2,
+            certificate_warning: Duration::from_secs(180 * 86_400),
+            certificate_incident: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -101,6 +108,8 @@ impl Default for CoreConfig {
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    #[error("certificate_incident must not be longer than certificate_warning")]
+    ExpiryWindows,
     #[error("heartbeat_interval must be greater than zero")]
     ZeroHeartbeat,
     #[error(
@@ -138,6 +147,9 @@ impl CoreConfig {
         }
         if self.software_fault_min_nodes < 2 {
             return Err(ConfigError::SoftwareFaultMinNodes);
+        }
+        if self.certificate_incident > self.certificate_warning {
+            return Err(ConfigError::ExpiryWindows);
         }
         Ok(())
     }

@@ -34,6 +34,9 @@ pub enum EventKind {
     InstanceHealing,
     InstanceHealed,
     InstancePending,
+    CertificateWarning,
+    CertificateIncident,
+    CertificateExpired,
 }
 
 impl EventKind {
@@ -63,6 +66,9 @@ impl EventKind {
             EventKind::InstanceHealing => "instance.healing",
             EventKind::InstanceHealed => "instance.healed",
             EventKind::InstancePending => "instance.pending",
+            EventKind::CertificateWarning => "certificate.warning",
+            EventKind::CertificateIncident => "certificate.incident",
+            EventKind::CertificateExpired => "certificate.expired",
         }
     }
 }
@@ -75,6 +81,11 @@ pub struct ClusterEvent {
     pub kind: EventKind,
     pub node: Option<NodeId>,
     pub reason: String,
+    /// The span of time this event measures, where it measures one: the
+    /// silence before a node went Unresponsive, the time a healed instance
+    /// took to run again. Metrics read it; older saved logs have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took: Option<std::time::Duration>,
 }
 
 /// A bounded, append-only log of cluster events.
@@ -117,12 +128,25 @@ impl EventLog {
         node: Option<&NodeId>,
         reason: impl Into<String>,
     ) -> ClusterEvent {
+        self.record_timed(at, kind, node, reason, None)
+    }
+
+    /// Like [`EventLog::record`] for an event that measures a span of time.
+    pub fn record_timed(
+        &mut self,
+        at: Moment,
+        kind: EventKind,
+        node: Option<&NodeId>,
+        reason: impl Into<String>,
+        took: Option<std::time::Duration>,
+    ) -> ClusterEvent {
         let event = ClusterEvent {
             sequence: self.next_sequence,
             at,
             kind,
             node: node.cloned(),
             reason: reason.into(),
+            took,
         };
         self.next_sequence += 1;
         if self.events.len() == self.retention {

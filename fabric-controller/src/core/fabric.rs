@@ -50,6 +50,10 @@ pub struct FabricCore {
     pub(super) deployments: BTreeMap<Name, DeploymentSpec>,
     pub(super) instances: BTreeMap<InstanceId, RoleInstance>,
     pub(super) cluster: ClusterState,
+    /// The cluster's own certificates, watched like deployed ones.
+    pub(super) cluster_certificates: Vec<super::expiry::ClusterCertificate>,
+    /// The highest expiry level already raised per certificate.
+    pub(super) expiry_raised: BTreeMap<String, super::expiry::ExpiryLevel>,
 }
 
 impl FabricCore {
@@ -71,6 +75,8 @@ impl FabricCore {
             deployments: BTreeMap::new(),
             instances: BTreeMap::new(),
             cluster: ClusterState::default(),
+            cluster_certificates: Vec::new(),
+            expiry_raised: BTreeMap::new(),
         }
     }
 
@@ -214,11 +220,12 @@ impl FabricCore {
                     secs(silence),
                     secs(timeout)
                 );
-                raised.push(self.events.record(
+                raised.push(self.events.record_timed(
                     now,
                     EventKind::NodeUnresponsive,
                     Some(&node.id),
                     node.state_reason.clone(),
+                    Some(silence),
                 ));
             }
         }

@@ -77,6 +77,7 @@ impl FabricCore {
             events.extend(self.enter_hi(now, &id, reason));
         }
         events.extend(self.heal(now));
+        events.extend(self.watch_expiry(now));
         events
     }
 

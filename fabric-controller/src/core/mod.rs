@@ -21,12 +21,14 @@
 //! - [`operator`]: repair, resume, and the graceful-degradation switches.
 //! - [`cluster`]: the cluster's mode, switches and incidents.
 //! - [`snapshot`]: the state to persist, and restoring it with fresh graces.
+//! - [`expiry`]: warning and incident events before certificates expire.
 
 pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod deployment;
 pub mod events;
+pub mod expiry;
 pub mod fabric;
 pub mod faults;
 pub mod healing;

@@ -387,7 +387,8 @@ impl FabricCore {
                     ),
                 ));
                 if let Some(healing) = instance.healing.take() {
-                    events.push(self.events.record(
+                    let took = now.since(healing.since.mono);
+                    events.push(self.events.record_timed(
                         now,
                         EventKind::InstanceHealed,
                         Some(node),
@@ -398,8 +399,9 @@ impl FabricCore {
                                 .from
                                 .map(|f| format!(" (moved off {f})"))
                                 .unwrap_or_default(),
-                            now.since(healing.since.mono).as_secs_f64()
+                            took.as_secs_f64()
                         ),
+                        Some(took),
                     ));
                 }
             }

@@ -94,6 +94,8 @@ impl FabricCore {
             events,
             instances,
             cluster: snapshot.cluster,
+            cluster_certificates: Vec::new(),
+            expiry_raised: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -93,8 +93,8 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let target = match started {
-        Some(Ok(target)) => target,
+    let (target, dashboard) = match started {
+        Some(Ok(started)) => started,
         other => {
             sup.shutdown(&mut sigchld).await;
             sup.finish();
@@ -119,6 +119,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         stopped_at: None,
         restart_delay_ms: Some(u64::try_from(args.restart_delay.as_millis()).unwrap_or(u64::MAX)),
         managed_by: None,
+        dashboard: Some(dashboard.clone()),
         processes: vec![ProcessEntry {
             name: CONTROLLER_NAME.into(),
             pid: None,
@@ -144,7 +145,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    print_banner(&layout, global, args, &target, sup.pid(fc));
+    print_banner(&layout, global, args, &target, &dashboard, sup.pid(fc));
     let readiness = tokio::spawn(ready_then_deploy(
         target.clone(),
         args.hosts,
@@ -246,6 +247,10 @@ fn controller_spec(
             duration_arg(args.node_timeout),
             "--state-dir".into(),
             path_arg(&layout.controller_state()),
+            "--http-listen".into(),
+            args.dashboard.to_string(),
+            "--http-addr-file".into(),
+            path_arg(&layout.addr_file("fc-http")),
         ]
         .into_iter()
         .chain(policy::controller_args(args))
@@ -326,7 +331,7 @@ async fn start_controller(
     fc: usize,
     layout: &StateLayout,
     mut admin: Target,
-) -> anyhow::Result<Target> {
+) -> anyhow::Result<(Target, String)> {
     let deadline = Instant::now() + ready::STARTUP_DEADLINE;
     sup.start(fc)?;
     let log = layout.log(CONTROLLER_NAME);
@@ -344,7 +349,13 @@ async fn start_controller(
         .await
         .map_err(|e| reorder(with_log(e)))?;
     sup.spec_mut(fc).set_flag("--listen", &addr.to_string());
-    Ok(admin)
+    // Written before the gRPC port serves, so present now; a restarted
+    // controller keeps the same dashboard URL.
+    let dashboard = ready::read_addr_file(&layout.addr_file("fc-http"))
+        .ok_or_else(|| anyhow::anyhow!("the fabric controller wrote no dashboard address"))?;
+    sup.spec_mut(fc)
+        .set_flag("--http-listen", &dashboard.to_string());
+    Ok((admin, format!("http://{dashboard}/")))
 }
 
 /// Puts the cause first: "X exited ...: see LOG" rather than "see LOG: X".
@@ -383,6 +394,7 @@ fn print_banner(
     global: &GlobalArgs,
     args: &UpArgs,
     target: &Target,
+    dashboard: &str,
     fc_pid: Option<nix::unistd::Pid>,
 ) {
     let state_flag = state_flag(global, layout);
@@ -394,6 +406,7 @@ fn print_banner(
             args.hosts
         ),
         format!("  endpoint   {}", target.endpoint),
+        format!("  dashboard  {dashboard}  (metrics: {dashboard}metrics)"),
         format!("  state dir  {}", layout.root.display()),
         format!("  logs       {}/<name>.log", layout.logs().display()),
         format!("  status     fabricctl{state_flag} status"),

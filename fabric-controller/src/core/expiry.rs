@@ -1,0 +1,284 @@
+//! Watching certificates expire: every deployed certificate and the
+//! cluster's own (its CA and the controller's).
+//!
+//! The 2013 outage came from certificates that expired in production while
+//! the alerts watched the secret store rather than what was served. Here the
+//! controller watches the certificates the roles actually serve (the ones in
+//! each deployment, which host agents hand to the guest agents) and its own:
+//! a warning event `certificate_warning` before expiry (180 days by
+//! default), an incident under `certificate_incident` (90 days), and an
+//! event when one has expired. Each is raised once per certificate and level
+//! in a controller's life (a restart raises the current level again, which
+//! an operator would want to see). Status lists every certificate inside the
+//! warning window with what to rotate.
+
+use super::deployment::Name;
+use super::events::{ClusterEvent, EventKind};
+use super::{FabricCore, Moment};
+use std::time::{Duration, SystemTime};
+
+/// How close a certificate is to its expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ExpiryLevel {
+    /// Inside the warning window.
+    Warning,
+    /// Inside the incident window.
+    Incident,
+    /// Past its not-after date: clients refuse it.
+    Expired,
+}
+
+impl ExpiryLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryLevel::Warning => "warning",
+            ExpiryLevel::Incident => "incident",
+            ExpiryLevel::Expired => "expired",
+        }
+    }
+}
+
+/// A certificate of the cluster itself, given by the shell at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterCertificate {
+    /// "cluster CA", "controller".
+    pub name: String,
+    pub not_after: SystemTime,
+}
+
+/// One certificate inside the warning window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiringCertificate {
+    /// `None` for a cluster certificate.
+    pub deployment: Option<Name>,
+    pub role: Option<Name>,
+    pub certificate: String,
+    pub fingerprint: String,
+    pub not_after: SystemTime,
+    pub level: ExpiryLevel,
+}
+
+impl ExpiringCertificate {
+    /// What an operator should do, naming the deployment and role.
+    pub fn advice(&self) -> String {
+        match (&self.deployment, &self.role) {
+            (Some(d), Some(r)) => format!(
+                "rotate certificate {:?} of deployment {d}, role {r}: redeploy its service definition with a new certificate",
+                self.certificate
+            ),
+            _ => format!(
+                "renew the {}: issue a new one from the cluster CA and restart with it",
+                self.certificate
+            ),
+        }
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.deployment.as_ref().map_or("", |d| d.as_str()),
+            self.role.as_ref().map_or("", |r| r.as_str()),
+            self.certificate,
+            self.fingerprint
+        )
+    }
+}
+
+impl FabricCore {
+    /// Tells the core which certificates the cluster itself runs on.
+    pub fn watch_cluster_certificates(&mut self, certificates: Vec<ClusterCertificate>) {
+        self.cluster_certificates = certificates;
+    }
+
+    /// Every certificate within the warning window at `now`, most urgent
+    /// (soonest expiry) first.
+    pub fn expiring_certificates(&self, now: SystemTime) -> Vec<ExpiringCertificate> {
+        let level = |not_after: SystemTime| -> Option<ExpiryLevel> {
+            let left = not_after.duration_since(now).unwrap_or(Duration::ZERO);
+            if not_after <= now {
+                Some(ExpiryLevel::Expired)
+            } else if left < self.config.certificate_incident {
+                Some(ExpiryLevel::Incident)
+            } else if left < self.config.certificate_warning {
+                Some(ExpiryLevel::Warning)
+            } else {
+                None
+            }
+        };
+        let deployed = self.deployments.values().flat_map(|d| {
+            d.roles.iter().flat_map(move |r| {
+                r.certificates.iter().filter_map(move |c| {
+                    Some(ExpiringCertificate {
+                        deployment: Some(d.name.clone()),
+                        role: Some(r.name.clone()),
+                        certificate: c.name.clone(),
+                        fingerprint: c.fingerprint.clone(),
+                        not_after: c.not_after,
+                        level: level(c.not_after)?,
+                    })
+                })
+            })
+        });
+        let own = self.cluster_certificates.iter().filter_map(|c| {
+            Some(ExpiringCertificate {
+                deployment: None,
+                role: None,
+                certificate: c.name.clone(),
+                fingerprint: String::new(),
+                not_after: c.not_after,
+                level: level(c.not_after)?,
+            })
+        });
+        let mut all: Vec<_> = deployed.chain(own).collect();
+        all.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.key().cmp(&b.key())));
+        all
+    }
+
+    /// Raises an event for each certificate that reached a new level.
+    pub(super) fn watch_expiry(&mut self, now: Moment) -> Vec<ClusterEvent> {
+        let mut events = Vec::new();
+        for c in self.expiring_certificates(now.wall) {
+            let key = c.key();
+            if self.expiry_raised.get(&key).is_some_and(|&l| l >= c.level) {
+                continue;
+            }
+            self.expiry_raised.insert(key, c.level);
+            let (kind, when) = match c.level {
+                ExpiryLevel::Warning => (
+                    EventKind::CertificateWarning,
+                    "expires within the warning window",
+                ),
+                ExpiryLevel::Incident => (
+                    EventKind::CertificateIncident,
+                    "expires within the incident window",
+                ),
+                ExpiryLevel::Expired => (EventKind::CertificateExpired, "has expired"),
+            };
+            let left = c
+                .not_after
+                .duration_since(now.wall)
+                .unwrap_or(Duration::ZERO);
+            events.push(self.events.record_timed(
+                now,
+                kind,
+                None,
+                format!(
+                    "{}{} {when} ({} left): {}",
+                    c.certificate,
+                    match (&c.deployment, &c.role) {
+                        (Some(d), Some(r)) => format!(" of {d}/{r}"),
+                        _ => String::new(),
+                    },
+                    humantime::format_duration(Duration::from_secs(left.as_secs())),
+                    c.advice()
+                ),
+                Some(left),
+            ));
+        }
+        // Forget certificates no longer deployed, so a redeploy of the same
+        // one is watched afresh.
+        let live: std::collections::BTreeSet<String> = self
+            .expiring_certificates(now.wall)
+            .iter()
+            .map(ExpiringCertificate::key)
+            .collect();
+        self.expiry_raised.retain(|k, _| live.contains(k));
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CertificateInfo, CoreConfig, DeploymentSpec, RoleSpec};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn moment(wall: SystemTime) -> Moment {
+        Moment {
+            mono: Duration::ZERO,
+            wall,
+        }
+    }
+
+    fn spec(not_after: SystemTime) -> DeploymentSpec {
+        DeploymentSpec {
+            name: Name::parse("deployment", "web").unwrap(),
+            roles: vec![RoleSpec {
+                name: Name::parse("role", "frontend").unwrap(),
+                instances: 1,
+                certificates: vec![CertificateInfo {
+                    name: "https".into(),
+                    fingerprint: "ab".repeat(32),
+                    not_after,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn each_level_is_raised_once_and_names_what_to_rotate() {
+        let start = SystemTime::UNIX_EPOCH + DAY * 20_000;
+        let mut core = FabricCore::new(CoreConfig::default(), moment(start));
+        core.deployments.insert(
+            Name::parse("deployment", "web").unwrap(),
+            spec(start + DAY * 200),
+        );
+        core.watch_cluster_certificates(vec![ClusterCertificate {
+            name: "cluster CA".into(),
+            not_after: start + DAY * 3650,
+        }]);
+        let kinds = |events: Vec<ClusterEvent>| events.iter().map(|e| e.kind).collect::<Vec<_>>();
+        // 200 days left: nothing yet.
+        assert!(core.watch_expiry(moment(start)).is_empty());
+        assert!(core.expiring_certificates(start).is_empty());
+        // 179 days: one warning, then silence.
+        let t = start + DAY * 21;
+        let e = core.watch_expiry(moment(t));
+        assert_eq!(kinds(e.clone()), [EventKind::CertificateWarning]);
+        assert!(e[0].reason.contains("web/frontend"), "{}", e[0].reason);
+        assert!(
+            e[0].reason.contains("rotate certificate \"https\""),
+            "{}",
+            e[0].reason
+        );
+        assert!(core.watch_expiry(moment(t)).is_empty());
+        // 89 days: the incident.
+        let t = start + DAY * 111;
+        assert_eq!(
+            kinds(core.watch_expiry(moment(t))),
+            [EventKind::CertificateIncident]
+        );
+        let listed = core.expiring_certificates(t);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].level, ExpiryLevel::Incident);
+        // Past the date.
+        let t = start + DAY * 201;
+        assert_eq!(
+            kinds(core.watch_expiry(moment(t))),
+            [EventKind::CertificateExpired]
+        );
+        // The cluster CA enters its window years later, on its own.
+        let t = start + DAY * 3600;
+        let e = core.watch_expiry(moment(t));
+        assert!(
+            e.iter().any(|e| e.reason.starts_with("cluster CA")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_rotated_certificate_leaves_the_list() {
+        let start = SystemTime::UNIX_EPOCH + DAY * 20_000;
+        let mut core = FabricCore::new(CoreConfig::default(), moment(start));
+        let name = Name::parse("deployment", "web").unwrap();
+        core.deployments
+            .insert(name.clone(), spec(start + DAY * 30));
+        assert_eq!(core.watch_expiry(moment(start)).len(), 1);
+        let mut rotated = spec(start + DAY * 400);
+        rotated.roles[0].certificates[0].fingerprint = "cd".repeat(32);
+        core.deployments.insert(name, rotated);
+        assert!(core.watch_expiry(moment(start)).is_empty());
+        assert!(core.expiring_certificates(start).is_empty());
+    }
+}

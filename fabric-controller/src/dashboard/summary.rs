@@ -1,0 +1,280 @@
+//! What the dashboard shows, computed from the core in one pass under its
+//! lock: a situation summary first (what a person must grasp in five
+//! seconds), then servers by fault and update domain, deployments, healing
+//! and the latest events.
+
+use crate::core::expiry::ExpiringCertificate;
+use crate::core::{ClusterEvent, FabricCore, InstanceState, Moment, NodeState};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// How many of the newest events the page shows.
+pub const EVENTS_SHOWN: usize = 40;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub cluster: String,
+    pub mode: &'static str,
+    pub mode_reason: String,
+    pub hi_count: usize,
+    pub hi_threshold: String,
+    pub hi_threshold_nodes: usize,
+    pub switches: Switches,
+    /// Node count per state, every state present.
+    pub nodes_by_state: BTreeMap<&'static str, usize>,
+    pub instances: InstanceCounts,
+    /// Things an operator must act on, most serious first.
+    pub incidents: Vec<IncidentView>,
+    pub certificates: Vec<CertificateView>,
+    pub nodes: Vec<NodeView>,
+    pub deployments: Vec<DeploymentView>,
+    pub events: Vec<EventView>,
+    pub generated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Switches {
+    pub healing: bool,
+    pub updates: bool,
+    pub management: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct InstanceCounts {
+    pub total: usize,
+    pub running: usize,
+    pub healing: usize,
+    pub pending: usize,
+    pub other: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IncidentView {
+    pub kind: &'static str,
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CertificateView {
+    pub deployment: String,
+    pub role: String,
+    pub certificate: String,
+    pub not_after: String,
+    pub level: &'static str,
+    pub advice: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub id: String,
+    pub state: &'static str,
+    pub reason: String,
+    pub fault_domain: u32,
+    pub update_domain: u32,
+    pub capacity: u32,
+    pub seconds_since_heartbeat: f64,
+    pub vms: Vec<VmView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VmView {
+    pub instance: String,
+    pub state: &'static str,
+    pub incarnation: u64,
+    pub healing: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeploymentView {
+    pub name: String,
+    pub instances: Vec<InstanceView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    pub id: String,
+    pub node: String,
+    pub state: &'static str,
+    pub incarnation: u64,
+    pub endpoint: String,
+    pub healing_from: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub sequence: u64,
+    pub time: String,
+    pub kind: &'static str,
+    pub node: String,
+    pub reason: String,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl Summary {
+    pub fn of(cluster: &str, core: &FabricCore, now: Moment) -> Self {
+        let state = core.cluster();
+        let mut nodes_by_state: BTreeMap<&'static str, usize> = [
+            NodeState::Ready,
+            NodeState::Unresponsive,
+            NodeState::HumanInvestigate,
+        ]
+        .iter()
+        .map(|s| (s.as_str(), 0))
+        .collect();
+        let mut vms: BTreeMap<String, Vec<VmView>> = BTreeMap::new();
+        let mut counts = InstanceCounts::default();
+        for i in core.instances() {
+            counts.total += 1;
+            match (i.state, i.healing.is_some()) {
+                (InstanceState::Pending, _) => counts.pending += 1,
+                (_, true) => counts.healing += 1,
+                (InstanceState::Running, false) => counts.running += 1,
+                _ => counts.other += 1,
+            }
+            if let Some(node) = &i.node {
+                vms.entry(node.to_string()).or_default().push(VmView {
+                    instance: i.id.to_string(),
+                    state: i.state.as_str(),
+                    incarnation: i.incarnation,
+                    healing: i.healing.is_some(),
+                });
+            }
+        }
+        let nodes = core
+            .nodes()
+            .map(|n| {
+                *nodes_by_state.entry(n.state.as_str()).or_default() += 1;
+                NodeView {
+                    id: n.id.to_string(),
+                    state: n.state.as_str(),
+                    reason: n.state_reason.clone(),
+                    fault_domain: n.info.fault_domain,
+                    update_domain: n.info.update_domain,
+                    capacity: n.info.capacity_vm_slots,
+                    seconds_since_heartbeat: now.since(n.last_heard).as_secs_f64(),
+                    vms: vms.remove(n.id.as_str()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let certificates: Vec<CertificateView> = core
+            .expiring_certificates(now.wall)
+            .into_iter()
+            .map(|c: ExpiringCertificate| CertificateView {
+                advice: c.advice(),
+                deployment: c.deployment.map(|d| d.to_string()).unwrap_or_default(),
+                role: c.role.map(|r| r.to_string()).unwrap_or_default(),
+                certificate: c.certificate,
+                not_after: rfc3339(c.not_after),
+                level: c.level.as_str(),
+            })
+            .collect();
+        let mut incidents = Vec::new();
+        if state.mode == crate::core::ClusterMode::HumanInvestigate {
+            incidents.push(IncidentView {
+                kind: "cluster in Human Investigate",
+                summary: format!(
+                    "{}: automatic healing and internal updates are stopped until `fabricctl cluster resume`",
+                    state.mode_reason
+                ),
+            });
+        }
+        for i in state.incidents.values() {
+            incidents.push(IncidentView {
+                kind: if i.classified.is_some() {
+                    "software fault (common cause)"
+                } else {
+                    "fault under classification"
+                },
+                summary: format!(
+                    "{} (agent {}) on {} server(s): {}",
+                    i.signature.reason,
+                    i.signature.agent_version,
+                    i.nodes.len(),
+                    i.nodes
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        for c in certificates.iter().filter(|c| c.level != "warning") {
+            incidents.push(IncidentView {
+                kind: if c.level == "expired" {
+                    "certificate expired"
+                } else {
+                    "certificate expiring"
+                },
+                summary: format!("{} until {}: {}", c.certificate, c.not_after, c.advice),
+            });
+        }
+        let deployments = core
+            .deployments()
+            .map(|d| DeploymentView {
+                name: d.name.to_string(),
+                instances: core
+                    .instances()
+                    .filter(|i| i.id.deployment == d.name)
+                    .map(|i| InstanceView {
+                        id: i.id.to_string(),
+                        node: i.node.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                        state: i.state.as_str(),
+                        incarnation: i.incarnation,
+                        endpoint: i.endpoint.clone(),
+                        healing_from: i
+                            .healing
+                            .as_ref()
+                            .and_then(|h| h.from.as_ref())
+                            .map(|n| n.to_string())
+                            .unwrap_or_default(),
+                        detail: i.detail.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let last = core.events().last_sequence();
+        let events = core
+            .events()
+            .after(last.saturating_sub(EVENTS_SHOWN as u64), None)
+            .iter()
+            .rev()
+            .map(event_view)
+            .collect();
+        Summary {
+            cluster: cluster.to_owned(),
+            mode: state.mode.as_str(),
+            mode_reason: state.mode_reason.clone(),
+            hi_count: core.hi_count(),
+            hi_threshold: core.config().hi_threshold.to_string(),
+            hi_threshold_nodes: core.hi_threshold_nodes(),
+            switches: Switches {
+                healing: state.switches.healing,
+                updates: state.switches.updates,
+                management: state.switches.management,
+            },
+            nodes_by_state,
+            instances: counts,
+            incidents,
+            certificates,
+            nodes,
+            deployments,
+            events,
+            generated_at: rfc3339(now.wall),
+        }
+    }
+}
+
+fn event_view(e: &ClusterEvent) -> EventView {
+    EventView {
+        sequence: e.sequence,
+        time: rfc3339(e.at.wall),
+        kind: e.kind.as_str(),
+        node: e.node.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+        reason: e.reason.clone(),
+    }
+}
