@@ -50,6 +50,10 @@ pub struct Args {
     /// After binding, write the bound address to this file.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Address of the plain-HTTP Prometheus endpoint (/metrics); none by
+    /// default.
+    #[arg(long, env = "FABRIC_HOST_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     #[arg(long, env = "FABRIC_FAULT_DOMAIN", default_value_t = 0)]
     pub fault_domain: u32,
     #[arg(long, env = "FABRIC_UPDATE_DOMAIN", default_value_t = 0)]
@@ -146,6 +150,7 @@ pub struct HostConfig {
     pub listen: SocketAddr,
     pub advertise: Option<String>,
     pub addr_file: Option<PathBuf>,
+    pub http_listen: Option<SocketAddr>,
     pub fault_domain: u32,
     pub update_domain: u32,
     pub capacity: u32,
@@ -249,6 +254,7 @@ impl Args {
             listen: self.listen,
             advertise: self.advertise,
             addr_file: self.addr_file,
+            http_listen: self.http_listen,
             fault_domain: self.fault_domain,
             update_domain: self.update_domain,
             capacity: self.capacity,

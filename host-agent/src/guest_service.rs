@@ -85,11 +85,15 @@ impl GuestService for GuestApi {
         }
         self.vms
             .claim_start_token(vm_id, incarnation, &hello.token)
-            .map_err(|r| refuse("Hello", vm_id, incarnation, r))?;
+            .map_err(|r| {
+                self.vms.metrics().secrets(false);
+                refuse("Hello", vm_id, incarnation, r)
+            })?;
 
         // The token is good, so from here a bad request is this VM's own
         // failure: it is reinitialized (a new token), not left to time out.
         let invalid = |what: String| {
+            self.vms.metrics().secrets(false);
             tracing::warn!(vm = %vm_id, incarnation, "refusing Hello: {what}; reinitializing the VM");
             self.vms.reject_hello(
                 vm_id,
@@ -140,6 +144,7 @@ impl GuestService for GuestApi {
                 },
             )
             .map_err(|r| refuse("Hello", vm_id, incarnation, r))?;
+        self.vms.metrics().secrets(true);
         tracing::info!(
             vm = %vm_id,
             incarnation,

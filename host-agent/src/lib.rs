@@ -3,7 +3,8 @@
 //! It registers with the fabric controller and heartbeats to it
 //! ([`controller_link`]), serves its own status ([`host_service`]), and runs
 //! the VMs the controller assigns it, one guest agent process each ([`vm`]),
-//! which talk to it through [`guest_service`].
+//! which talk to it through [`guest_service`]. [`http`] serves its
+//! Prometheus [`metrics`].
 
 pub mod backoff;
 pub mod config;
@@ -11,6 +12,8 @@ pub mod controller_link;
 pub mod guest_service;
 pub mod guest_tls;
 pub mod host_service;
+pub mod http;
+pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod state;

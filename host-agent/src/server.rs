@@ -98,6 +98,20 @@ pub async fn run(
         );
     }
     let supervisor = tokio::spawn(supervisor::run(vms.clone()));
+    let _metrics = match config.http_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for /metrics: {e}"))?;
+            tracing::info!(metrics = %format!("http://{}/metrics", listener.local_addr()?), "metrics serving");
+            Some(AbortOnDrop(tokio::spawn(crate::http::serve(
+                listener,
+                vms.clone(),
+                state.clone(),
+            ))))
+        }
+        None => None,
+    };
     let guest_server = tokio::spawn(
         tonic::transport::Server::builder()
             .tls_config(guest_tls)?
@@ -206,5 +220,15 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
         SocketAddr::new(ip, addr.port())
     } else {
         addr
+    }
+}
+
+/// Aborts a background task when dropped (the metrics server ends with the
+/// host agent).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -21,6 +21,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         advertise: None,
         addr_file: None,
+        http_listen: None,
         fault_domain: 2,
         update_domain: 3,
         capacity: 8,

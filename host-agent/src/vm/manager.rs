@@ -58,6 +58,7 @@ pub struct VmManager {
     launcher: Box<dyn Launcher>,
     controller: NodeServiceClient<Channel>,
     host: Arc<HostState>,
+    metrics: crate::metrics::HostMetrics,
 }
 
 impl VmManager {
@@ -74,7 +75,27 @@ impl VmManager {
             launcher,
             controller,
             host,
+            metrics: crate::metrics::HostMetrics::new(),
         })
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::HostMetrics {
+        &self.metrics
+    }
+
+    /// The state of every VM, for the metrics.
+    pub fn vm_states(&self) -> Vec<&'static str> {
+        self.reports()
+            .iter()
+            .map(|r| match r.state() {
+                pb::VmState::VmStarting => "Starting",
+                pb::VmState::VmProvisioned => "Provisioned",
+                pb::VmState::VmRunning => "Running",
+                pb::VmState::VmReinitializing => "Reinitializing",
+                pb::VmState::VmStopped => "Stopped",
+                pb::VmState::Unspecified => "Unspecified",
+            })
+            .collect()
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -340,6 +361,7 @@ impl VmManager {
             (Ok(guest), Some(record)) => {
                 tracing::info!(vm = %vm_id, incarnation = spec.incarnation, pid = ?guest.pid, "guest agent started");
                 record.spawned(guest.pid);
+                self.metrics.guest_spawned(vm_id, spec.incarnation);
                 persist::save(&self.settings.state_dir, &record.stored());
                 table.processes.insert(vm_id.to_owned(), guest);
                 Vec::new()
@@ -508,6 +530,7 @@ impl VmManager {
                 &self.settings.policy,
             );
             if was.0 != Phase::Running && r.phase == Phase::Running {
+                self.metrics.role_running(&r.vm_id, r.incarnation);
                 tracing::info!(vm = %r.vm_id, incarnation = r.incarnation, endpoint = %r.endpoint, "role running");
             }
             if was != (r.phase, r.endpoint.clone()) {

@@ -1,0 +1,48 @@
+//! The host agent's plain-HTTP `/metrics` endpoint for Prometheus.
+//!
+//! Read-only and free of secrets (counts and states only), so it needs no
+//! client certificate; bound to loopback unless `--http-listen` says
+//! otherwise.
+
+use crate::state::HostState;
+use crate::vm::manager::VmManager;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Clone)]
+struct Shared {
+    vms: Arc<VmManager>,
+    host: Arc<HostState>,
+}
+
+/// Serves `/metrics` on `listener` until the task is aborted.
+pub async fn serve(
+    listener: TcpListener,
+    vms: Arc<VmManager>,
+    host: Arc<HostState>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Shared { vms, host });
+    axum::serve(listener, app).await
+}
+
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    let text = s.vms.metrics().render(
+        &s.vms.vm_states(),
+        s.host.heartbeats_sent(),
+        s.host.heartbeats_failed(),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}

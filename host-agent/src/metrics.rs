@@ -1,0 +1,185 @@
+//! Prometheus metrics of a host agent, served at `/metrics` by
+//! [`crate::http`] (OpenMetrics text).
+//!
+//! - `fabric_host_guest_init_seconds`: from spawning a guest agent to its
+//!   role Running, per incarnation: how long a VM takes to come up, and
+//!   what the 2012 guest agents never reached;
+//! - `fabric_host_secret_deliveries_total{result}`: Hellos answered with
+//!   sealed secrets, and Hellos refused;
+//! - `fabric_host_vms{state}`: this server's VMs by state, read from the VM
+//!   table at scrape time;
+//! - `fabric_host_heartbeats_sent_total` / `_failed_total`: the link to the
+//!   controller.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+pub struct HostMetrics {
+    registry: Registry,
+    init_seconds: Histogram,
+    secret_deliveries: Family<ResultLabel, Counter>,
+    vms: Family<StateLabel, Gauge>,
+    heartbeats_sent: Counter,
+    heartbeats_failed: Counter,
+    /// Spawn time per (VM, incarnation) until its role runs.
+    spawned: Mutex<HashMap<(String, u64), Instant>>,
+}
+
+impl Default for HostMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fabric_host");
+        // 50 ms .. ~30 min: a healthy VM, up to the 25-minute connect timeout.
+        let init_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        registry.register(
+            "guest_init_seconds",
+            "From spawning a guest agent to its role Running",
+            init_seconds.clone(),
+        );
+        let secret_deliveries = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "secret_deliveries",
+            "Guest agent Hellos answered with sealed secrets (delivered) or refused",
+            secret_deliveries.clone(),
+        );
+        let vms = Family::<StateLabel, Gauge>::default();
+        registry.register("vms", "This server's VMs by state", vms.clone());
+        let heartbeats_sent = Counter::default();
+        registry.register(
+            "heartbeats_sent",
+            "Heartbeats the controller accepted",
+            heartbeats_sent.clone(),
+        );
+        let heartbeats_failed = Counter::default();
+        registry.register(
+            "heartbeats_failed",
+            "Heartbeats that failed (controller away or refusing)",
+            heartbeats_failed.clone(),
+        );
+        Self {
+            registry,
+            init_seconds,
+            secret_deliveries,
+            vms,
+            heartbeats_sent,
+            heartbeats_failed,
+            spawned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn spawned(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Instant>> {
+        self.spawned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A guest agent of `vm` incarnation `incarnation` was just spawned.
+    pub fn guest_spawned(&self, vm: &str, incarnation: u64) {
+        let mut spawned = self.spawned();
+        // Older incarnations of the VM will never run now.
+        spawned.retain(|(v, _), _| v != vm);
+        spawned.insert((vm.to_owned(), incarnation), Instant::now());
+    }
+
+    /// Its role reported Running.
+    pub fn role_running(&self, vm: &str, incarnation: u64) {
+        if let Some(at) = self.spawned().remove(&(vm.to_owned(), incarnation)) {
+            self.init_seconds.observe(at.elapsed().as_secs_f64());
+        }
+    }
+
+    pub fn secrets(&self, delivered: bool) {
+        let result = if delivered { "delivered" } else { "refused" };
+        self.secret_deliveries
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Encodes everything, with the VM gauge set from `states` and the
+    /// heartbeat counters brought up to `sent` / `failed`.
+    pub fn render(&self, states: &[&str], sent: u64, failed: u64) -> String {
+        self.vms.clear();
+        for state in [
+            "Starting",
+            "Provisioned",
+            "Running",
+            "Reinitializing",
+            "Stopped",
+        ] {
+            self.vms
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(0);
+        }
+        for state in states {
+            self.vms
+                .get_or_create(&StateLabel {
+                    state: (*state).to_owned(),
+                })
+                .inc();
+        }
+        // The host state counts heartbeats already; follow it.
+        let catch_up = |c: &Counter, to: u64| {
+            let now = c.get();
+            if to > now {
+                c.inc_by(to - now);
+            }
+        };
+        catch_up(&self.heartbeats_sent, sent);
+        catch_up(&self.heartbeats_failed, failed);
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_latency_is_observed_once_per_incarnation() {
+        let m = HostMetrics::new();
+        m.guest_spawned("web.api.0", 1);
+        m.guest_spawned("web.api.0", 2);
+        m.role_running("web.api.0", 1);
+        m.role_running("web.api.0", 2);
+        m.role_running("web.api.0", 2);
+        let text = m.render(&["Running"], 3, 1);
+        assert!(
+            text.contains("fabric_host_guest_init_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fabric_host_vms{state=\"Running\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fabric_host_heartbeats_sent_total 3\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The controller's `/metrics` scraped from a real local cluster and read
+//! with a Prometheus text parser (not string matching): the counters and
+//! gauges must move as a server fails and its instances are healed.
+
+use fabric_tests::cluster::LocalCluster;
+use fabric_tests::services::{self, all_running};
+use prometheus_parse::{Scrape, Value};
+use std::time::Duration;
+
+const COME_UP: Duration = Duration::from_secs(60);
+
+fn scrape(url: &str) -> Scrape {
+    let rt = fabric_tests::https::runtime();
+    let text = rt.block_on(async {
+        let stream =
+            tokio::net::TcpStream::connect(url.trim_start_matches("http://").trim_end_matches('/'))
+                .await
+                .expect("connect to the dashboard");
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("handshake");
+        let driver = tokio::spawn(conn);
+        let request = hyper::Request::get("/metrics")
+            .header("host", "localhost")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .expect("request");
+        let response = send.send_request(request).await.expect("GET /metrics");
+        assert!(response.status().is_success(), "{}", response.status());
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        use http_body_util::BodyExt;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        driver.abort();
+        String::from_utf8(body.to_vec()).expect("UTF-8")
+    });
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format")
+}
+
+/// The value of sample `name` whose labels include `labels`.
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let sample = s
+        .samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"));
+    match &sample.value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+        Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+        Value::Summary(_) => panic!("{name} is a summary"),
+    }
+}
+
+/// Observations of histogram `name` (its `_count` sample).
+fn count(s: &Scrape, name: &str) -> f64 {
+    value(s, &format!("{name}_count"), &[])
+}
+
+#[test]
+fn metrics_follow_a_failure_and_its_healing() {
+    let definition = services::example_file("service.toml");
+    let mut cluster = LocalCluster::start(&[
+        "--hosts",
+        "3",
+        "--heartbeat-interval",
+        "200ms",
+        "--node-timeout",
+        "1s",
+        "--unresponsive-grace",
+        "1s",
+        "--guest-heartbeat-interval",
+        "300ms",
+        "--guest-heartbeat-timeout",
+        "2s",
+        "--hi-threshold",
+        "2",
+        "--deploy",
+        definition.to_str().expect("UTF-8 path"),
+    ]);
+    let up = cluster.wait_for(COME_UP, "web Running", |s| all_running(s, "web", 3));
+    let context = fabricctl::context::Context::load(&cluster.state_dir)
+        .expect("context")
+        .expect("context.json");
+    let url = context
+        .dashboard
+        .expect("fabricctl up records the dashboard URL");
+
+    let before = scrape(&url);
+    assert_eq!(value(&before, "fabric_nodes", &[("state", "Ready")]), 3.0);
+    assert_eq!(
+        value(&before, "fabric_nodes", &[("state", "HumanInvestigate")]),
+        0.0
+    );
+    assert_eq!(
+        value(&before, "fabric_role_instances", &[("state", "Running")]),
+        3.0
+    );
+    assert_eq!(
+        value(&before, "fabric_cluster_mode", &[("mode", "Normal")]),
+        1.0
+    );
+    assert_eq!(value(&before, "fabric_hi_threshold_nodes", &[]), 2.0);
+    assert_eq!(
+        value(
+            &before,
+            "fabric_secret_deliveries_total",
+            &[("result", "delivered")]
+        ),
+        3.0
+    );
+    assert!(value(&before, "fabric_heartbeats_received_total", &[]) > 0.0);
+    let expiry = value(
+        &before,
+        "fabric_certificate_expiry_timestamp_seconds",
+        &[
+            ("deployment", "web"),
+            ("role", "frontend"),
+            ("certificate", "https"),
+        ],
+    );
+    assert!(expiry > 1.0e9, "deployed certificate expiry {expiry}");
+    assert!(
+        value(
+            &before,
+            "fabric_certificate_expiry_timestamp_seconds",
+            &[("certificate", "cluster CA")]
+        ) > 1.0e9
+    );
+    assert_eq!(count(&before, "fabric_detection_latency_seconds"), 0.0);
+
+    // Lose the busiest server for good.
+    let victim = up
+        .nodes
+        .iter()
+        .max_by_key(|n| {
+            services::instances(&up, "web")
+                .iter()
+                .filter(|i| i.node == n.id)
+                .count()
+        })
+        .expect("a node")
+        .id
+        .clone();
+    let out = cluster.run(&["chaos", "power-off", &victim]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.wait_for(COME_UP, "healed", |s| {
+        s.nodes
+            .iter()
+            .any(|n| n.id == victim && n.state == "HumanInvestigate")
+            && services::instances(s, "web")
+                .iter()
+                .all(|i| i.state == "Running" && i.node != victim)
+    });
+
+    let after = scrape(&url);
+    assert_eq!(value(&after, "fabric_nodes", &[("state", "Ready")]), 2.0);
+    assert_eq!(
+        value(&after, "fabric_nodes", &[("state", "HumanInvestigate")]),
+        1.0
+    );
+    assert_eq!(value(&after, "fabric_hi_nodes", &[]), 1.0);
+    assert_eq!(
+        value(&after, "fabric_role_instances", &[("state", "Running")]),
+        3.0
+    );
+    assert!(
+        value(&after, "fabric_heartbeats_received_total", &[])
+            > value(&before, "fabric_heartbeats_received_total", &[])
+    );
+    let started = value(&after, "fabric_healing_operations_started_total", &[]);
+    assert!(started >= 1.0, "healing started {started}");
+    assert_eq!(
+        value(&after, "fabric_healing_operations_completed_total", &[]),
+        started
+    );
+    assert_eq!(count(&after, "fabric_time_to_heal_seconds"), started);
+    assert_eq!(count(&after, "fabric_detection_latency_seconds"), 1.0);
+    // Detection is node_timeout of silence, measured by the controller.
+    let detection = value(&after, "fabric_detection_latency_seconds_sum", &[]);
+    assert!(
+        (1.0..3.0).contains(&detection),
+        "detection latency {detection}s"
+    );
+}
