@@ -2,7 +2,7 @@
 # Runs Fabric's whole test suite on a fresh machine.
 #
 # Installs what the tests need besides Rust (Python grpcio for the interop
-# test), builds every binary once (real-process tests spawn them), builds
+# test, Debian's chromium and chromium-driver for the dashboard test), builds every binary once (real-process tests spawn them), builds
 # the fabric:dev container image when a Docker engine is reachable (the
 # compose chaos suite runs the docker-compose stack from it), then runs all
 # tests. Real-process tests find the binaries in target/debug.
@@ -14,6 +14,16 @@ cd "$(dirname "$0")/.."
 
 if [ -f tests/interop/requirements.txt ]; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+fi
+
+# The dashboard's browser test drives Debian's Chromium through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "test.sh: no chromedriver and cannot apt-get it: the dashboard browser test will say more" >&2
+  fi
 fi
 
 cargo build --workspace --bins --locked

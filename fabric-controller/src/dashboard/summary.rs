@@ -183,6 +183,15 @@ impl Summary {
                 ),
             });
         }
+        for n in core.nodes().filter(|n| n.state == NodeState::HumanInvestigate) {
+            incidents.push(IncidentView {
+                kind: "server in Human Investigate",
+                summary: format!(
+                    "{}: {}; its instances are healed elsewhere; `fabricctl node repair {}` once it was looked at",
+                    n.id, n.state_reason, n.id
+                ),
+            });
+        }
         for i in state.incidents.values() {
             incidents.push(IncidentView {
                 kind: if i.classified.is_some() {
