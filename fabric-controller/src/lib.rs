@@ -8,6 +8,7 @@
 //! - [`secrets`]: deployed certificates' private keys, kept out of the core.
 //! - [`config`]: flags and config file, resolved once.
 //! - [`sim`]: the real core in a seeded, virtual-time model of a cluster.
+//! - [`scenarios`]: the 2009, 2012 and 2013 incidents replayed in [`sim`].
 //! - [`store`]: durable state, written before the controller acts.
 //! - [`metrics`]: Prometheus counters, histograms and gauges.
 //! - [`dashboard`]: the read-only HTTP server: dashboard page, its JSON, /metrics.
@@ -18,6 +19,7 @@ pub mod controller;
 pub mod core;
 pub mod dashboard;
 pub mod metrics;
+pub mod scenarios;
 pub mod secrets;
 pub mod server;
 pub mod sim;

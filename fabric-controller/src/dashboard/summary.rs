@@ -183,7 +183,10 @@ impl Summary {
                 ),
             });
         }
-        for n in core.nodes().filter(|n| n.state == NodeState::HumanInvestigate) {
+        for n in core
+            .nodes()
+            .filter(|n| n.state == NodeState::HumanInvestigate)
+        {
             incidents.push(IncidentView {
                 kind: "server in Human Investigate",
                 summary: format!(
