@@ -73,10 +73,31 @@ pub enum Command {
     /// docker-compose or another launcher).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Replay real incidents (2009, 2012, 2013), as they happened and with
+    /// Fabric's improvements.
+    #[command(subcommand)]
+    Scenario(ScenarioCommand),
     /// Run one program, restarting it when it exits and reaping the
     /// processes it leaves behind: a host container's init, so a killed host
     /// agent is restarted while its VMs keep running.
     Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// The scenarios, one line each.
+    List,
+    /// Run one, printing its timeline and a summary.
+    Run(ScenarioRunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioRunArgs {
+    /// The scenario (see `fabricctl scenario list`).
+    pub name: String,
+    /// Run in virtual time against the controller's core (seconds for hours).
+    #[arg(long)]
+    pub simulate: bool,
 }
 
 #[derive(Debug, Subcommand)]

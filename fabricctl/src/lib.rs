@@ -19,6 +19,8 @@
 //!   kill-guest, pause, kill-fc).
 //! - [`watch`]: a WatchEvents subscription that survives controller restarts.
 //! - [`up`]: the local cluster launcher and supervisor.
+//! - [`scenario`]: the 2009, 2012 and 2013 incidents, simulated or (2012)
+//!   on a real local cluster.
 //! - [`supervise`]: one program under that supervisor (a host container's init).
 //! - [`pki_init`]: a cluster's certificates and an operator context, for
 //!   docker-compose.
@@ -40,6 +42,7 @@ pub mod node;
 pub mod output;
 pub mod pki_init;
 pub mod scale;
+pub mod scenario;
 pub mod status;
 pub mod supervise;
 pub mod target;
@@ -91,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chaos(command) => chaos::run(&cli.global, command).await,
         Command::Pki(PkiCommand::Init(args)) => pki_init::run(args),
         Command::Supervise(args) => supervise::run(args).await,
+        Command::Scenario(command) => scenario::run(&cli.global, command).await,
     }
 }
 
