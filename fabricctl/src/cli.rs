@@ -136,6 +136,10 @@ pub struct PkiInitArgs {
     /// What runs the cluster, recorded in the context.
     #[arg(long, default_value = "docker-compose")]
     pub managed_by: String,
+    /// The controller's dashboard URL as the operator reaches it, recorded
+    /// in the context (shown by `status`).
+    #[arg(long, value_name = "URL")]
+    pub dashboard: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

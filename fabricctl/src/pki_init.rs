@@ -91,7 +91,7 @@ fn write_operator_context(
         stopped_at: None,
         restart_delay_ms: None,
         managed_by: Some(args.managed_by.clone()),
-        dashboard: None,
+        dashboard: args.dashboard.clone(),
         processes: vec![],
     };
     context

@@ -294,6 +294,38 @@ impl Suite {
         for i in 0..self.clusters.len() {
             violations.extend(self.settle(i, &[]));
         }
+        // The published dashboards and metrics answer from this machine.
+        for (url, name, want) in [
+            ("127.0.0.1:7481", "fabric_nodes", 4.0),
+            ("127.0.0.1:7482", "fabric_nodes", 2.0),
+        ] {
+            match ready_nodes(url, name) {
+                Ok(n) if n == want => {}
+                Ok(n) => {
+                    violations.push(format!("{url}/metrics: {n} Ready nodes, expected {want}"))
+                }
+                Err(e) => violations.push(e),
+            }
+        }
+        for url in ["127.0.0.1:9511", "127.0.0.1:9521"] {
+            if let Err(e) = http_get(url, "/metrics").and_then(|t| {
+                parse_metrics(&t)?
+                    .samples
+                    .iter()
+                    .any(|x| x.metric == "fabric_host_vms")
+                    .then_some(())
+                    .ok_or_else(|| format!("{url}/metrics has no fabric_host_vms"))
+            }) {
+                violations.push(e);
+            }
+        }
+        if let Err(e) = http_get("127.0.0.1:7481", "/").and_then(|page| {
+            page.contains("Fabric dashboard")
+                .then_some(())
+                .ok_or_else(|| "the dashboard page of fc-a is not the dashboard".to_owned())
+        }) {
+            violations.push(e);
+        }
         self.rows.push(Row {
             fault: "compose up + deploy (baseline)".into(),
             cluster: "a+b",
@@ -903,6 +935,50 @@ impl Suite {
             eprintln!("--- last controller logs ---\n{logs}");
         }
     }
+}
+
+/// `GET path` over plain HTTP/1.0 from `addr`: the body.
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{addr}{path}: {e}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{addr}{path}: no HTTP answer"))?;
+    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+        return Err(format!(
+            "{addr}{path}: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(body.to_owned())
+}
+
+fn parse_metrics(text: &str) -> Result<prometheus_parse::Scrape, String> {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .map_err(|e| format!("unparsable metrics: {e}"))
+}
+
+/// `name{state="Ready"}` from the metrics at `addr`.
+fn ready_nodes(addr: &str, name: &str) -> Result<f64, String> {
+    let scrape = parse_metrics(&http_get(addr, "/metrics")?)?;
+    scrape
+        .samples
+        .iter()
+        .find(|x| x.metric == name && x.labels.get("state") == Some("Ready"))
+        .and_then(|x| match x.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{addr}/metrics has no {name}{{state=\"Ready\"}}"))
 }
 
 /// Polls `check` every [`POLL`] until it returns `Some`, or fails after

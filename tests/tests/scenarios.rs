@@ -34,13 +34,20 @@ fn every_scenario_runs_simulated_and_leap_day_runs_on_real_processes() {
     }
     let out = fabricctl(&["scenario", "run", "no-such-incident"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("fabricctl scenario list"), "{}", text(&out));
+    assert!(
+        text(&out).contains("fabricctl scenario list"),
+        "{}",
+        text(&out)
+    );
 
     let out = fabricctl(&["scenario", "run", "leap-day-2012"]);
     let t = text(&out);
     eprintln!("{t}");
     assert!(out.status.success(), "{t}");
     assert!(t.contains("replayed:   threshold tripped"), "{t}");
-    assert!(t.contains("improved:   0 servers in HI; common cause named"), "{t}");
+    assert!(
+        t.contains("improved:   0 servers in HI; common cause named"),
+        "{t}"
+    );
     assert!(t.contains("2013-02-29"), "{t}");
 }
