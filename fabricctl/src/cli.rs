@@ -342,6 +342,12 @@ pub struct UpArgs {
     /// Servers that must report the same cause for it to be a software fault.
     #[arg(long, default_value_t = 2)]
     pub software_fault_min_nodes: u32,
+    /// Warn this long before a deployed or cluster certificate expires.
+    #[arg(long, default_value = "180days", value_parser = humantime::parse_duration)]
+    pub certificate_warning: Duration,
+    /// Raise an incident this long before it expires.
+    #[arg(long, default_value = "90days", value_parser = humantime::parse_duration)]
+    pub certificate_incident: Duration,
     /// Address of the controller's dashboard and /metrics (port 0: any free
     /// port; the URL is printed and kept in the context).
     #[arg(long, default_value = "127.0.0.1:0")]

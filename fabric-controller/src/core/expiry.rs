@@ -66,6 +66,9 @@ impl ExpiringCertificate {
                 "rotate certificate {:?} of deployment {d}, role {r}: redeploy its service definition with a new certificate",
                 self.certificate
             ),
+            _ if self.certificate == "cluster CA" => {
+                "renew the cluster CA, then reissue every certificate it signed".to_owned()
+            }
             _ => format!(
                 "renew the {}: issue a new one from the cluster CA and restart with it",
                 self.certificate

@@ -63,6 +63,10 @@ pub fn controller_args(args: &UpArgs) -> Vec<String> {
         duration(args.classification_hold),
         "--software-fault-min-nodes".into(),
         args.software_fault_min_nodes.to_string(),
+        "--certificate-warning".into(),
+        duration(args.certificate_warning),
+        "--certificate-incident".into(),
+        duration(args.certificate_incident),
     ]
 }
 
