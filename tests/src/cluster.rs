@@ -57,7 +57,43 @@ pub struct LocalCluster {
     seen: Mutex<BTreeSet<u32>>,
 }
 
+/// `fabricctl up` flags of a small, fast cluster running the example
+/// service: 3 hosts, 200 ms heartbeats, 1 s node timeout, 300 ms guest
+/// heartbeats; `grace` is the unresponsive grace.
+pub fn fast_web_flags(grace: &str) -> Vec<String> {
+    let definition = crate::services::example_file("service.toml");
+    [
+        "--hosts",
+        "3",
+        "--heartbeat-interval",
+        "200ms",
+        "--node-timeout",
+        "1s",
+        "--unresponsive-grace",
+        grace,
+        "--guest-heartbeat-interval",
+        "300ms",
+        "--guest-heartbeat-timeout",
+        "2s",
+        "--hi-threshold",
+        "2",
+        "--deploy",
+        definition.to_str().expect("UTF-8 path"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 impl LocalCluster {
+    /// The dashboard URL `fabricctl up` recorded in the context.
+    pub fn dashboard_url(&self) -> String {
+        fabricctl::context::Context::load(&self.state_dir)
+            .expect("context.json is readable")
+            .and_then(|c| c.dashboard)
+            .expect("fabricctl up records the dashboard URL")
+    }
+
     /// Starts `fabricctl --state-dir <tmp>/state up <up_args>`.
     pub fn start(up_args: &[&str]) -> Self {
         let fabricctl = bins::fabricctl();

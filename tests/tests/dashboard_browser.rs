@@ -8,8 +8,8 @@
 //! Without chromedriver the test fails if CI=true and is skipped, loudly,
 //! otherwise.
 
-use fabric_tests::cluster::LocalCluster;
-use fabric_tests::services::{self, all_running};
+use fabric_tests::cluster::{LocalCluster, fast_web_flags};
+use fabric_tests::services::all_running;
 use fantoccini::{ClientBuilder, Locator};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -54,28 +54,10 @@ async fn dashboard_shows_the_cluster_and_follows_a_failure_live() {
         );
         return;
     };
-    let definition = services::example_file("service.toml");
-    let mut cluster = LocalCluster::start(&[
-        "--hosts",
-        "3",
-        "--heartbeat-interval",
-        "200ms",
-        "--node-timeout",
-        "1s",
-        "--unresponsive-grace",
-        "2s",
-        "--guest-heartbeat-interval",
-        "300ms",
-        "--guest-heartbeat-timeout",
-        "2s",
-        "--deploy",
-        definition.to_str().expect("UTF-8 path"),
-    ]);
+    let flags = fast_web_flags("2s");
+    let mut cluster = LocalCluster::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let status = cluster.wait_for(COME_UP, "web Running", |s| all_running(s, "web", 3));
-    let url = fabricctl::context::Context::load(&cluster.state_dir)
-        .expect("context")
-        .and_then(|c| c.dashboard)
-        .expect("fabricctl up records the dashboard URL");
+    let url = cluster.dashboard_url();
 
     let port = free_port();
     let _driver = Driver(

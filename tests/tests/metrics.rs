@@ -2,7 +2,7 @@
 //! with a Prometheus text parser (not string matching): the counters and
 //! gauges must move as a server fails and its instances are healed.
 
-use fabric_tests::cluster::LocalCluster;
+use fabric_tests::cluster::{LocalCluster, fast_web_flags};
 use fabric_tests::services::{self, all_running};
 use prometheus_parse::{Scrape, Value};
 use std::time::Duration;
@@ -66,32 +66,10 @@ fn count(s: &Scrape, name: &str) -> f64 {
 
 #[test]
 fn metrics_follow_a_failure_and_its_healing() {
-    let definition = services::example_file("service.toml");
-    let mut cluster = LocalCluster::start(&[
-        "--hosts",
-        "3",
-        "--heartbeat-interval",
-        "200ms",
-        "--node-timeout",
-        "1s",
-        "--unresponsive-grace",
-        "1s",
-        "--guest-heartbeat-interval",
-        "300ms",
-        "--guest-heartbeat-timeout",
-        "2s",
-        "--hi-threshold",
-        "2",
-        "--deploy",
-        definition.to_str().expect("UTF-8 path"),
-    ]);
+    let flags = fast_web_flags("1s");
+    let mut cluster = LocalCluster::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let up = cluster.wait_for(COME_UP, "web Running", |s| all_running(s, "web", 3));
-    let context = fabricctl::context::Context::load(&cluster.state_dir)
-        .expect("context")
-        .expect("context.json");
-    let url = context
-        .dashboard
-        .expect("fabricctl up records the dashboard URL");
+    let url = cluster.dashboard_url();
 
     let before = scrape(&url);
     assert_eq!(value(&before, "fabric_nodes", &[("state", "Ready")]), 3.0);
