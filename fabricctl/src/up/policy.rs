@@ -63,10 +63,11 @@ pub fn controller_args(args: &UpArgs) -> Vec<String> {
         duration(args.classification_hold),
         "--software-fault-min-nodes".into(),
         args.software_fault_min_nodes.to_string(),
+        // Whole seconds: humantime would print 180 days as "5months 27days ...".
         "--certificate-warning".into(),
-        duration(args.certificate_warning),
+        format!("{}s", args.certificate_warning.as_secs()),
         "--certificate-incident".into(),
-        duration(args.certificate_incident),
+        format!("{}s", args.certificate_incident.as_secs()),
     ]
 }
 
@@ -100,7 +101,8 @@ mod tests {
         assert_eq!(
             controller_args(&a).join(" "),
             "--hi-threshold 2 --unresponsive-grace 10s --healing-concurrency 16 \
-             --fault-classification true --classification-hold 20s --software-fault-min-nodes 2"
+             --fault-classification true --classification-hold 20s --software-fault-min-nodes 2 \
+             --certificate-warning 15552000s --certificate-incident 7776000s"
         );
     }
 
@@ -119,12 +121,17 @@ mod tests {
             "500ms",
             "--software-fault-min-nodes",
             "3",
+            "--certificate-warning",
+            "40s",
+            "--certificate-incident",
+            "20s",
         ]);
         validate(&a).unwrap();
         assert_eq!(
             controller_args(&a).join(" "),
             "--hi-threshold 20% --unresponsive-grace 1m --healing-concurrency 1 \
-             --fault-classification false --classification-hold 500ms --software-fault-min-nodes 3"
+             --fault-classification false --classification-hold 500ms --software-fault-min-nodes 3 \
+             --certificate-warning 40s --certificate-incident 20s"
         );
     }
 
