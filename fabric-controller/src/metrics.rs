@@ -22,7 +22,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,13 +47,6 @@ struct CertificateLabels {
     certificate: String,
 }
 
-/// A certificate of the cluster itself, for the expiry gauge.
-#[derive(Clone, Debug)]
-pub struct OwnCertificate {
-    pub name: String,
-    pub not_after: SystemTime,
-}
-
 /// Every metric of the controller, registered once.
 pub struct ControllerMetrics {
     registry: Registry,
@@ -72,7 +64,6 @@ pub struct ControllerMetrics {
     pending_instances: Gauge,
     healing_in_flight: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
-    own_certificates: Mutex<Vec<OwnCertificate>>,
 }
 
 impl Default for ControllerMetrics {
@@ -83,110 +74,104 @@ impl Default for ControllerMetrics {
 
 impl ControllerMetrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("fabric");
-        let heartbeats = Counter::default();
-        registry.register(
+        let mut this = Self {
+            registry: Registry::with_prefix("fabric"),
+            heartbeats: Counter::default(),
+            secret_deliveries: Family::default(),
+            healing_started: Counter::default(),
+            healing_completed: Counter::default(),
+            // 50 ms .. ~100 s: loopback test clusters up to production timeouts.
+            detection_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            time_to_heal_seconds: Histogram::new(exponential_buckets(0.1, 2.0, 12)),
+            nodes: Family::default(),
+            cluster_mode: Family::default(),
+            hi_nodes: Gauge::default(),
+            hi_threshold_nodes: Gauge::default(),
+            instances: Family::default(),
+            pending_instances: Gauge::default(),
+            healing_in_flight: Gauge::default(),
+            certificate_expiry: Family::default(),
+        };
+        add(
+            &mut this.registry,
             "heartbeats_received",
             "Host-agent heartbeats the controller received",
-            heartbeats.clone(),
+            &this.heartbeats,
         );
-        let secret_deliveries = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        add(
+            &mut this.registry,
             "secret_deliveries",
             "FetchSecrets answers by result (delivered, refused)",
-            secret_deliveries.clone(),
+            &this.secret_deliveries,
         );
-        let healing_started = Counter::default();
-        registry.register(
+        add(
+            &mut this.registry,
             "healing_operations_started",
             "Role instances service healing moved off a failed server",
-            healing_started.clone(),
+            &this.healing_started,
         );
-        let healing_completed = Counter::default();
-        registry.register(
+        add(
+            &mut this.registry,
             "healing_operations_completed",
             "Healed role instances Running again at their new server",
-            healing_completed.clone(),
+            &this.healing_completed,
         );
-        // 50 ms .. ~100 s: covers loopback test clusters and production timeouts.
-        let detection_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
-        registry.register(
+        add(
+            &mut this.registry,
             "detection_latency_seconds",
             "Silence from a node's last heartbeat until the controller marked it Unresponsive",
-            detection_seconds.clone(),
+            &this.detection_seconds,
         );
-        let time_to_heal_seconds = Histogram::new(exponential_buckets(0.1, 2.0, 12));
-        registry.register(
+        add(
+            &mut this.registry,
             "time_to_heal_seconds",
             "From service healing moving an instance to it Running again",
-            time_to_heal_seconds.clone(),
+            &this.time_to_heal_seconds,
         );
-        let nodes = Family::<StateLabel, Gauge>::default();
-        registry.register("nodes", "Nodes by state", nodes.clone());
-        let cluster_mode = Family::<ModeLabel, Gauge>::default();
-        registry.register(
+        add(&mut this.registry, "nodes", "Nodes by state", &this.nodes);
+        add(
+            &mut this.registry,
             "cluster_mode",
             "1 for the cluster's current mode (Normal or HumanInvestigate)",
-            cluster_mode.clone(),
+            &this.cluster_mode,
         );
-        let hi_nodes = Gauge::default();
-        registry.register("hi_nodes", "Nodes in Human Investigate", hi_nodes.clone());
-        let hi_threshold_nodes = Gauge::default();
-        registry.register(
+        add(
+            &mut this.registry,
+            "hi_nodes",
+            "Nodes in Human Investigate",
+            &this.hi_nodes,
+        );
+        add(
+            &mut this.registry,
             "hi_threshold_nodes",
             "HI nodes that put the cluster in HI mode",
-            hi_threshold_nodes.clone(),
+            &this.hi_threshold_nodes,
         );
-        let instances = Family::<StateLabel, Gauge>::default();
-        registry.register(
+        add(
+            &mut this.registry,
             "role_instances",
             "Role instances by state",
-            instances.clone(),
+            &this.instances,
         );
-        let pending_instances = Gauge::default();
-        registry.register(
+        add(
+            &mut this.registry,
             "pending_instances",
             "Role instances placed nowhere (no capacity)",
-            pending_instances.clone(),
+            &this.pending_instances,
         );
-        let healing_in_flight = Gauge::default();
-        registry.register(
+        add(
+            &mut this.registry,
             "healing_in_flight",
             "Role instances moved by healing, not yet Running",
-            healing_in_flight.clone(),
+            &this.healing_in_flight,
         );
-        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
-        registry.register(
+        add(
+            &mut this.registry,
             "certificate_expiry_timestamp_seconds",
             "Not-after of every deployed certificate and the cluster's own (deployment empty), Unix seconds",
-            certificate_expiry.clone(),
+            &this.certificate_expiry,
         );
-        Self {
-            registry,
-            heartbeats,
-            secret_deliveries,
-            healing_started,
-            healing_completed,
-            detection_seconds,
-            time_to_heal_seconds,
-            nodes,
-            cluster_mode,
-            hi_nodes,
-            hi_threshold_nodes,
-            instances,
-            pending_instances,
-            healing_in_flight,
-            certificate_expiry,
-            own_certificates: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The cluster's own certificates, exported with the deployed ones.
-    pub fn set_own_certificates(&self, certs: Vec<OwnCertificate>) {
-        *self
-            .own_certificates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = certs;
+        this
     }
 
     pub fn heartbeat(&self) {
@@ -280,12 +265,7 @@ impl ControllerMetrics {
                 }
             }
         }
-        for c in self
-            .own_certificates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for c in core.cluster_certificates() {
             self.certificate_expiry
                 .get_or_create(&CertificateLabels {
                     deployment: String::new(),
@@ -299,6 +279,17 @@ impl ControllerMetrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// Registers a clone of `metric` (a clone shares its value), so the struct
+/// keeps the handle it updates and the registry encodes the same metric.
+fn add<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: &M,
+) {
+    registry.register(name, help, metric.clone());
 }
 
 fn label(state: &str) -> StateLabel {

@@ -103,17 +103,8 @@ pub async fn run(
         return Err(ServeError::WrongCertificate(tls.identity.to_string()));
     }
     let (mut core, secrets, persistence) = restore(&config, clock.now())?;
-    let own = own_certificates(&tls)?;
-    core.watch_cluster_certificates(
-        own.iter()
-            .map(|c| crate::core::expiry::ClusterCertificate {
-                name: c.name.clone(),
-                not_after: c.not_after,
-            })
-            .collect(),
-    );
+    core.watch_cluster_certificates(own_certificates(&tls)?);
     let controller = Controller::new(config.cluster.clone(), core, secrets, clock, persistence);
-    controller.metrics().set_own_certificates(own);
     let _dashboard = match config.http_listen {
         Some(addr) => Some(start_dashboard(&config, addr, controller.clone()).await?),
         None => None,
@@ -166,16 +157,16 @@ pub async fn run(
 /// watch and the metrics.
 fn own_certificates(
     tls: &fabric_pki::tls::LoadedTls,
-) -> Result<Vec<crate::metrics::OwnCertificate>, ServeError> {
+) -> Result<Vec<crate::core::expiry::ClusterCertificate>, ServeError> {
+    let cert = |name: &str, pem: &str| -> Result<_, ServeError> {
+        Ok(crate::core::expiry::ClusterCertificate {
+            name: name.into(),
+            not_after: fabric_pki::tls::not_after(pem)?,
+        })
+    };
     Ok(vec![
-        crate::metrics::OwnCertificate {
-            name: "cluster CA".into(),
-            not_after: fabric_pki::tls::not_after(&tls.ca)?,
-        },
-        crate::metrics::OwnCertificate {
-            name: "controller certificate".into(),
-            not_after: fabric_pki::tls::not_after(&tls.cert)?,
-        },
+        cert("cluster CA", &tls.ca)?,
+        cert("controller certificate", &tls.cert)?,
     ])
 }
 

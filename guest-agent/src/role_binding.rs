@@ -66,42 +66,44 @@ impl RoleBinding {
 mod tests {
     use super::*;
 
+    /// Two adjacent loopback ports, the first held by the returned listener
+    /// (taken, as another VM's role would hold it), the second free.
+    async fn taken_then_free() -> (TcpListener, u16, u16) {
+        for _ in 0..50 {
+            let held = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let first = held.local_addr().unwrap().port();
+            let Some(next) = first.checked_add(1) else {
+                continue;
+            };
+            if TcpListener::bind(("127.0.0.1", next)).await.is_ok() {
+                return (held, first, next);
+            }
+        }
+        panic!("no two adjacent loopback ports with the second free");
+    }
+
     #[tokio::test]
     async fn takes_the_next_free_port_of_the_range_and_reports_the_advertised_ip() {
-        // Find two adjacent free ports by binding an ephemeral one first.
-        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let first = probe.local_addr().unwrap().port();
-        drop(probe);
-        let Some(last) = first.checked_add(1) else {
-            return;
-        };
+        let (_held, first, last) = taken_then_free().await;
         let binding = RoleBinding {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: Some((first, last)),
             advertise_ip: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9))),
         };
-        let a = match binding.bind().await {
-            Ok(a) => a,
-            // Another process took the port meanwhile; nothing to learn here.
-            Err(_) => return,
-        };
-        let a_addr = a.local_addr().unwrap();
-        assert!((first..=last).contains(&a_addr.port()));
+        let role = binding.bind().await.unwrap();
+        let bound = role.local_addr().unwrap();
+        assert_eq!(bound.port(), last, "the taken port is skipped");
         assert_eq!(
-            binding.advertised(a_addr),
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), a_addr.port())
+            binding.advertised(bound),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)), last)
         );
-        if let Ok(b) = binding.bind().await {
-            let b_port = b.local_addr().unwrap().port();
-            assert_ne!(b_port, a_addr.port(), "a taken port is skipped");
-            // Both ports taken: the range is exhausted, with a message naming it.
-            let err = binding.bind().await.unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-            assert!(
-                err.to_string().contains(&format!("{first}-{last}")),
-                "{err}"
-            );
-        }
+        // Both ports taken: the range is exhausted, with a message naming it.
+        let err = binding.bind().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            err.to_string().contains(&format!("{first}-{last}")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! client certificate; bound to loopback unless `--http-listen` says
 //! otherwise.
 
-use crate::state::HostState;
 use crate::vm::manager::VmManager;
 use axum::Router;
 use axum::extract::State;
@@ -14,30 +13,16 @@ use axum::routing::get;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-#[derive(Clone)]
-struct Shared {
-    vms: Arc<VmManager>,
-    host: Arc<HostState>,
-}
-
 /// Serves `/metrics` on `listener` until the task is aborted.
-pub async fn serve(
-    listener: TcpListener,
-    vms: Arc<VmManager>,
-    host: Arc<HostState>,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, vms: Arc<VmManager>) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(Shared { vms, host });
+        .with_state(vms);
     axum::serve(listener, app).await
 }
 
-async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    let text = s.vms.metrics().render(
-        &s.vms.vm_states(),
-        s.host.heartbeats_sent(),
-        s.host.heartbeats_failed(),
-    );
+async fn metrics(State(vms): State<Arc<VmManager>>) -> impl IntoResponse {
+    let text = vms.metrics().render(&vms.vm_states());
     (
         [(
             header::CONTENT_TYPE,

@@ -9,8 +9,9 @@
 //! - `fabric_host_vms{state}`: this server's VMs by state, read from the VM
 //!   table at scrape time;
 //! - `fabric_host_heartbeats_sent_total` / `_failed_total`: the link to the
-//!   controller.
+//!   controller, the very counters [`HostState`] keeps.
 
+use crate::state::HostState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -36,20 +37,13 @@ pub struct HostMetrics {
     init_seconds: Histogram,
     secret_deliveries: Family<ResultLabel, Counter>,
     vms: Family<StateLabel, Gauge>,
-    heartbeats_sent: Counter,
-    heartbeats_failed: Counter,
     /// Spawn time per (VM, incarnation) until its role runs.
     spawned: Mutex<HashMap<(String, u64), Instant>>,
 }
 
-impl Default for HostMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HostMetrics {
-    pub fn new() -> Self {
+    /// The metrics of the host agent whose state is `host`.
+    pub fn new(host: &HostState) -> Self {
         let mut registry = Registry::with_prefix("fabric_host");
         // 50 ms .. ~30 min: a healthy VM, up to the 25-minute connect timeout.
         let init_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 16));
@@ -66,25 +60,21 @@ impl HostMetrics {
         );
         let vms = Family::<StateLabel, Gauge>::default();
         registry.register("vms", "This server's VMs by state", vms.clone());
-        let heartbeats_sent = Counter::default();
         registry.register(
             "heartbeats_sent",
             "Heartbeats the controller accepted",
-            heartbeats_sent.clone(),
+            host.heartbeats_sent.clone(),
         );
-        let heartbeats_failed = Counter::default();
         registry.register(
             "heartbeats_failed",
             "Heartbeats that failed (controller away or refusing)",
-            heartbeats_failed.clone(),
+            host.heartbeats_failed.clone(),
         );
         Self {
             registry,
             init_seconds,
             secret_deliveries,
             vms,
-            heartbeats_sent,
-            heartbeats_failed,
             spawned: Mutex::new(HashMap::new()),
         }
     }
@@ -117,9 +107,8 @@ impl HostMetrics {
             .inc();
     }
 
-    /// Encodes everything, with the VM gauge set from `states` and the
-    /// heartbeat counters brought up to `sent` / `failed`.
-    pub fn render(&self, states: &[&str], sent: u64, failed: u64) -> String {
+    /// Encodes everything, with the VM gauge set from `states`.
+    pub fn render(&self, states: &[&str]) -> String {
         self.vms.clear();
         for state in [
             "Starting",
@@ -141,15 +130,6 @@ impl HostMetrics {
                 })
                 .inc();
         }
-        // The host state counts heartbeats already; follow it.
-        let catch_up = |c: &Counter, to: u64| {
-            let now = c.get();
-            if to > now {
-                c.inc_by(to - now);
-            }
-        };
-        catch_up(&self.heartbeats_sent, sent);
-        catch_up(&self.heartbeats_failed, failed);
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
@@ -162,13 +142,17 @@ mod tests {
 
     #[test]
     fn init_latency_is_observed_once_per_incarnation() {
-        let m = HostMetrics::new();
+        let host = HostState::new("host-1".into(), "c".into());
+        let m = HostMetrics::new(&host);
         m.guest_spawned("web.api.0", 1);
         m.guest_spawned("web.api.0", 2);
         m.role_running("web.api.0", 1);
         m.role_running("web.api.0", 2);
         m.role_running("web.api.0", 2);
-        let text = m.render(&["Running"], 3, 1);
+        for _ in 0..3 {
+            host.record_success();
+        }
+        let text = m.render(&["Running"]);
         assert!(
             text.contains("fabric_host_guest_init_seconds_count 1\n"),
             "{text}"

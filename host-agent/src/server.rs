@@ -107,7 +107,6 @@ pub async fn run(
             Some(AbortOnDrop(tokio::spawn(crate::http::serve(
                 listener,
                 vms.clone(),
-                state.clone(),
             ))))
         }
         None => None,

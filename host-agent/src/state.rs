@@ -1,7 +1,8 @@
 //! What the host agent knows about itself, shared between its tasks and
 //! served by `GetHostStatus`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Identity and counters of this host agent process.
 #[derive(Debug)]
@@ -12,8 +13,9 @@ pub struct HostState {
     /// Random per process start; tells the controller we restarted.
     pub boot_id: String,
     connected: AtomicBool,
-    heartbeats_sent: AtomicU64,
-    heartbeats_failed: AtomicU64,
+    /// Prometheus counters, so [`crate::metrics`] exports these very values.
+    pub(crate) heartbeats_sent: Counter,
+    pub(crate) heartbeats_failed: Counter,
 }
 
 impl HostState {
@@ -23,19 +25,19 @@ impl HostState {
             cluster,
             boot_id: uuid::Uuid::new_v4().to_string(),
             connected: AtomicBool::new(false),
-            heartbeats_sent: AtomicU64::new(0),
-            heartbeats_failed: AtomicU64::new(0),
+            heartbeats_sent: Counter::default(),
+            heartbeats_failed: Counter::default(),
         }
     }
 
     pub fn record_success(&self) {
         self.connected.store(true, Ordering::Relaxed);
-        self.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+        self.heartbeats_sent.inc();
     }
 
     pub fn record_failure(&self) {
         self.connected.store(false, Ordering::Relaxed);
-        self.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
+        self.heartbeats_failed.inc();
     }
 
     pub fn connected(&self) -> bool {
@@ -43,10 +45,10 @@ impl HostState {
     }
 
     pub fn heartbeats_sent(&self) -> u64 {
-        self.heartbeats_sent.load(Ordering::Relaxed)
+        self.heartbeats_sent.get()
     }
 
     pub fn heartbeats_failed(&self) -> u64 {
-        self.heartbeats_failed.load(Ordering::Relaxed)
+        self.heartbeats_failed.get()
     }
 }

@@ -92,12 +92,17 @@ pub fn not_after(pem: &str) -> Result<std::time::SystemTime, PkiError> {
     let (_, p) =
         x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
     let cert = p.parse_x509().map_err(|e| bad(e.to_string()))?;
+    Ok(not_after_of(&cert))
+}
+
+/// The not-after date of a parsed certificate, as a `SystemTime`.
+pub fn not_after_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> std::time::SystemTime {
     let secs = cert.validity().not_after.timestamp();
-    Ok(if secs >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+    if secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.unsigned_abs())
     } else {
         std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
-    })
+    }
 }
 
 fn read_pem_cert(path: &Path) -> Result<String, PkiError> {

@@ -299,10 +299,8 @@ pub fn instance_status(i: &RoleInstance) -> pb::RoleInstanceStatus {
         detail: i.detail.clone(),
         transfer_cert_fingerprint: i.transfer_cert_fingerprint.clone(),
         healing_from: i
-            .healing
-            .as_ref()
-            .and_then(|h| h.from.as_ref())
-            .map(|n| n.to_string())
+            .healing_from()
+            .map(ToString::to_string)
             .unwrap_or_default(),
     }
 }

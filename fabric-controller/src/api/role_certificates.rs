@@ -34,8 +34,7 @@ pub fn inspect(
             "certificate {name:?}: the private key does not match the certificate"
         ));
     }
-    let not_after = SystemTime::UNIX_EPOCH
-        + std::time::Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
+    let not_after = fabric_pki::tls::not_after_of(&cert);
     if not_after <= now {
         return Err(format!(
             "certificate {name:?} expired on {}",

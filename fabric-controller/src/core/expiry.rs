@@ -93,6 +93,12 @@ impl FabricCore {
         self.cluster_certificates = certificates;
     }
 
+    /// The cluster's own certificates, as given to
+    /// [`FabricCore::watch_cluster_certificates`].
+    pub fn cluster_certificates(&self) -> &[ClusterCertificate] {
+        &self.cluster_certificates
+    }
+
     /// Every certificate within the warning window at `now`, most urgent
     /// (soonest expiry) first.
     pub fn expiring_certificates(&self, now: SystemTime) -> Vec<ExpiringCertificate> {
@@ -137,15 +143,20 @@ impl FabricCore {
         all
     }
 
-    /// Raises an event for each certificate that reached a new level.
+    /// Raises an event for each certificate that reached a new level, and
+    /// forgets certificates no longer in the window (rotated or removed), so
+    /// a later redeploy of the same one is watched afresh.
     pub(super) fn watch_expiry(&mut self, now: Moment) -> Vec<ClusterEvent> {
+        let expiring = self.expiring_certificates(now.wall);
+        let mut raised = std::collections::BTreeMap::new();
         let mut events = Vec::new();
-        for c in self.expiring_certificates(now.wall) {
+        for c in expiring {
             let key = c.key();
-            if self.expiry_raised.get(&key).is_some_and(|&l| l >= c.level) {
+            let known = self.expiry_raised.get(&key).copied();
+            raised.insert(key, known.map_or(c.level, |l| l.max(c.level)));
+            if known.is_some_and(|l| l >= c.level) {
                 continue;
             }
-            self.expiry_raised.insert(key, c.level);
             let (kind, when) = match c.level {
                 ExpiryLevel::Warning => (
                     EventKind::CertificateWarning,
@@ -178,14 +189,7 @@ impl FabricCore {
                 Some(left),
             ));
         }
-        // Forget certificates no longer deployed, so a redeploy of the same
-        // one is watched afresh.
-        let live: std::collections::BTreeSet<String> = self
-            .expiring_certificates(now.wall)
-            .iter()
-            .map(ExpiringCertificate::key)
-            .collect();
-        self.expiry_raised.retain(|k, _| live.contains(k));
+        self.expiry_raised = raised;
         events
     }
 }

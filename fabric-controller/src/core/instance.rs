@@ -56,6 +56,13 @@ pub struct RoleInstance {
     pub healing: Option<Healing>,
 }
 
+impl RoleInstance {
+    /// The server service healing is moving this instance from, if it is.
+    pub fn healing_from(&self) -> Option<&NodeId> {
+        self.healing.as_ref().and_then(|h| h.from.as_ref())
+    }
+}
+
 /// An instance being healed.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Healing {

@@ -239,10 +239,8 @@ impl Summary {
                         incarnation: i.incarnation,
                         endpoint: i.endpoint.clone(),
                         healing_from: i
-                            .healing
-                            .as_ref()
-                            .and_then(|h| h.from.as_ref())
-                            .map(|n| n.to_string())
+                            .healing_from()
+                            .map(ToString::to_string)
                             .unwrap_or_default(),
                         detail: i.detail.clone(),
                     })

@@ -101,15 +101,11 @@ pub(crate) fn service(name: &str, instances: u32, not_after: SystemTime) -> Depl
             instances,
             certificates: vec![crate::core::CertificateInfo {
                 name: "https".into(),
-                fingerprint: format!("{:0>64}", hex_of(name)),
+                fingerprint: format!("{:0>64}", hex::encode(name)),
                 not_after,
             }],
         }],
     }
-}
-
-fn hex_of(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect::<String>()
 }
 
 /// A timeline line for event `e` of a run that started at `start` (mono).

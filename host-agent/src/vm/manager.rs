@@ -68,6 +68,7 @@ impl VmManager {
         controller: NodeServiceClient<Channel>,
         host: Arc<HostState>,
     ) -> Arc<Self> {
+        let metrics = crate::metrics::HostMetrics::new(&host);
         Arc::new(Self {
             table: Mutex::new(Table::default()),
             wake: Notify::new(),
@@ -75,7 +76,7 @@ impl VmManager {
             launcher,
             controller,
             host,
-            metrics: crate::metrics::HostMetrics::new(),
+            metrics,
         })
     }
 
