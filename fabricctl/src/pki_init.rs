@@ -13,8 +13,8 @@
 use crate::cli::PkiInitArgs;
 use crate::context::Context;
 use anyhow::Context as _;
+use fabric_pki::PkiLayout;
 use fabric_pki::layout::{CertPaths, read_pair, write_pair};
-use fabric_pki::{IssuedCert, PkiLayout};
 use std::path::Path;
 
 pub fn run(args: &PkiInitArgs) -> anyhow::Result<()> {
@@ -60,33 +60,28 @@ fn write_operator_context(
     args: &PkiInitArgs,
     endpoint: &str,
 ) -> anyhow::Result<()> {
-    let operator = PkiLayout::new(dir.join("pki"));
-    let ca = read_pair(&layout.ca().cert, None)?;
-    std::fs::create_dir_all(&operator.dir)
-        .with_context(|| format!("cannot create {}", operator.dir.display()))?;
-    std::fs::write(operator.ca_cert(), ca.cert_pem)
-        .with_context(|| format!("cannot write {}", operator.ca_cert().display()))?;
-    let admin: IssuedCert = read_pair(&layout.admin().cert, Some(&layout.admin().key))?;
-    let CertPaths { cert, key } = operator.admin();
+    // Relative to `dir`: the context is read wherever `dir` is mounted.
+    let operator = PkiLayout::new("pki");
+    let (ca, admin) = (operator.ca_cert(), operator.admin());
+    let at = |p: &Path| dir.join(p);
+    std::fs::create_dir_all(at(&operator.dir))
+        .with_context(|| format!("cannot create {}", at(&operator.dir).display()))?;
+    std::fs::copy(layout.ca_cert(), at(&ca))
+        .with_context(|| format!("cannot write {}", at(&ca).display()))?;
     write_pair(
         &CertPaths {
-            cert: cert.clone(),
-            key: key.clone(),
+            cert: at(&admin.cert),
+            key: at(&admin.key),
         },
-        &admin,
+        &read_pair(&layout.admin())?,
     )?;
-    let relative = |p: &Path| {
-        p.strip_prefix(dir)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
     let context = Context {
         cluster: args.cluster.clone(),
         endpoint: crate::target::normalize_endpoint(endpoint),
         server_name: args.server_name.clone(),
-        ca: relative(&operator.ca_cert()),
-        cert: relative(&cert),
-        key: relative(&key),
+        ca,
+        cert: admin.cert,
+        key: admin.key,
         launcher_pid: None,
         stopped_at: None,
         restart_delay_ms: None,

@@ -16,8 +16,8 @@ use crate::events::short_line;
 use crate::target::Target;
 use anyhow::{Context as _, bail};
 use fabric_controller::scenarios;
-use fabric_proto::v1::ListEventsRequest;
 use fabric_proto::v1::operator_service_client::OperatorServiceClient;
+use fabric_proto::v1::{GetStatusRequest, ListEventsRequest};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -158,7 +158,7 @@ fn start_cluster(state_dir: &Path, fixed: bool) -> anyhow::Result<ChildCluster> 
 /// examples/web/service.toml, next to the executable's workspace or the
 /// current directory.
 fn example_definition() -> anyhow::Result<PathBuf> {
-    let relative = Path::new("examples/web/service.toml");
+    let relative = Path::new(crate::up::EXAMPLE_DEFINITION);
     let mut candidates = vec![relative.to_owned()];
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1) {
@@ -283,8 +283,12 @@ async fn real_phase(
                 _ => {}
             }
         }
-        let status = crate::status::fetch(&target).await?;
-        outcome.servers_hi = status.hi_count;
+        outcome.servers_hi = client
+            .get_status(GetStatusRequest {})
+            .await
+            .map_err(|s| target.rpc_error("GetStatus", &s))?
+            .into_inner()
+            .hi_count;
         if outcome.tripped.is_some() || quiet_until.is_some_and(|t| Instant::now() > t) {
             break;
         }

@@ -218,10 +218,9 @@ mod tests {
         assert_eq!(t.tls.cert, dir.path().join("pki/admin.pem"));
     }
 
-    #[test]
-    fn stopped_context() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = Context {
+    /// A context with no launcher and nothing managing the cluster.
+    fn stopped() -> Context {
+        Context {
             cluster: "c".into(),
             endpoint: "https://127.0.0.1:1".into(),
             server_name: "localhost".into(),
@@ -234,8 +233,13 @@ mod tests {
             managed_by: None,
             dashboard: None,
             processes: vec![],
-        };
-        ctx.save(dir.path()).unwrap();
+        }
+    }
+
+    #[test]
+    fn stopped_context() {
+        let dir = tempfile::tempdir().unwrap();
+        stopped().save(dir.path()).unwrap();
         let d = dir.path().to_str().unwrap();
         let e = Target::controller(&global(&["--state-dir", d])).unwrap_err();
         assert!(e.to_string().contains("is stopped"), "{e}");
@@ -244,21 +248,15 @@ mod tests {
     #[test]
     fn compose_context_needs_no_launcher_and_resolves_relative_paths() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context {
-            cluster: "a".into(),
+        let compose = Context {
             endpoint: "https://127.0.0.1:7401".into(),
-            server_name: "localhost".into(),
             ca: "pki/ca.pem".into(),
             cert: "pki/admin.pem".into(),
             key: "/abs/admin.key".into(),
-            launcher_pid: None,
-            stopped_at: None,
-            restart_delay_ms: None,
             managed_by: Some("docker-compose".into()),
-            dashboard: None,
-            processes: vec![],
+            ..stopped()
         };
-        ctx.save(dir.path()).unwrap();
+        compose.save(dir.path()).unwrap();
         let d = dir.path().to_str().unwrap();
         let t = Target::controller(&global(&["--state-dir", d])).unwrap();
         assert_eq!(t.endpoint, "https://127.0.0.1:7401");

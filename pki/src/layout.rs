@@ -117,15 +117,11 @@ pub(crate) fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
-/// Reads a certificate and, if `key` is given, its key, as written by
-/// [`write_pair`] (an absent key reads as empty).
-pub fn read_pair(cert: &Path, key: Option<&Path>) -> Result<IssuedCert, PkiError> {
+/// Reads a certificate and its key, as written by [`write_pair`].
+pub fn read_pair(paths: &CertPaths) -> Result<IssuedCert, PkiError> {
     Ok(IssuedCert {
-        cert_pem: read(cert)?,
-        key_pem: match key {
-            Some(k) => read(k)?,
-            None => String::new(),
-        },
+        cert_pem: read(&paths.cert)?,
+        key_pem: read(&paths.key)?,
     })
 }
 
