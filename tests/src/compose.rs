@@ -9,30 +9,21 @@
 //! violation and still clean up.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// Whether a Docker engine answers; the error says why not.
 pub fn docker_reachable() -> Result<(), String> {
-    let out = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "docker info failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    docker(&["info", "--format", "{{.ServerVersion}}"]).map(drop)
 }
 
 /// Whether image `tag` exists locally.
 pub fn image_exists(tag: &str) -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", tag])
-        .stdin(Stdio::null())
+    succeeds(Command::new("docker").args(["image", "inspect", tag]))
+}
+
+/// Whether `cmd` runs and exits 0 (its output discarded).
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -41,21 +32,24 @@ pub fn image_exists(tag: &str) -> bool {
 
 /// Runs `docker <args>`; stdout on success, a one-line error otherwise.
 pub fn docker(args: &[&str]) -> Result<String, String> {
-    output_text("docker", args, Command::new("docker").args(args).output())
+    text_of(
+        Command::new("docker").args(args),
+        &format!("docker {}", args.join(" ")),
+    )
 }
 
-fn output_text(
-    program: &str,
-    args: &[&str],
-    out: std::io::Result<Output>,
-) -> Result<String, String> {
-    let out = out.map_err(|e| format!("cannot run {program}: {e}"))?;
+/// Runs `cmd` (no stdin) to completion: its stdout on success, otherwise an
+/// error naming `what` with the exit status and stderr.
+pub fn text_of(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
-            "{program} {}: {}: {}",
-            args.join(" "),
+            "{what}: {}: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ))
@@ -76,23 +70,9 @@ pub struct Compose {
 impl Compose {
     /// Finds a compose tool: the `docker compose` plugin, else `docker-compose`.
     pub fn new(dir: &Path, project: &str, env: Vec<(String, String)>) -> Result<Self, String> {
-        let plugin = Command::new("docker")
-            .args(["compose", "version"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        let tool = if plugin {
+        let tool = if succeeds(Command::new("docker").args(["compose", "version"])) {
             vec!["docker".to_owned(), "compose".to_owned()]
-        } else if Command::new("docker-compose")
-            .arg("version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
+        } else if succeeds(Command::new("docker-compose").arg("version")) {
             vec!["docker-compose".to_owned()]
         } else {
             return Err("neither `docker compose` nor `docker-compose` works here".into());
@@ -117,9 +97,8 @@ impl Compose {
             .args(["-p", &self.project])
             .args(args)
             .current_dir(&self.dir)
-            .stdin(Stdio::null())
             .envs(self.env.iter().map(|(k, v)| (k, v)));
-        output_text(&self.tool(), args, cmd.output())
+        text_of(&mut cmd, &format!("{} {}", self.tool(), args.join(" ")))
     }
 
     /// The container id of `service` (running or not).

@@ -13,7 +13,8 @@
 //! - [`runtime`]: a current-thread tokio runtime for [`fetch`].
 //! - [`fetch`] / [`get_root`]: one `GET /` over a fresh pinned TLS
 //!   connection, returning what was [`Served`].
-//! - [`assert_identity`]: the body of `GET /` names exactly an instance.
+//! - [`assert_identity`] / [`check_identity`]: the body of `GET /` names
+//!   exactly an instance.
 
 use fabricctl::status::InstanceJson;
 use http_body_util::{BodyExt, Empty};
@@ -209,6 +210,13 @@ pub fn fetch(
 /// The body of `GET /` names exactly instance `i` of `deployment`: its role,
 /// index, node, incarnation and VM id.
 pub fn assert_identity(served: &Served, deployment: &str, i: &InstanceJson) {
+    if let Err(e) = check_identity(served, deployment, i) {
+        panic!("{e}");
+    }
+}
+
+/// Like [`assert_identity`], returning what differs instead of panicking.
+pub fn check_identity(served: &Served, deployment: &str, i: &InstanceJson) -> Result<(), String> {
     let expected = serde_json::json!({
         "deployment": deployment,
         "role": i.role,
@@ -217,13 +225,15 @@ pub fn assert_identity(served: &Served, deployment: &str, i: &InstanceJson) {
         "incarnation": i.incarnation,
         "vm_id": i.id,
     });
-    for (key, value) in expected.as_object().unwrap() {
-        assert_eq!(
-            &served.body[key], value,
-            "{key} of {} at {}: {}",
-            i.id, i.endpoint, served.body
-        );
+    for (key, value) in expected.as_object().expect("an object") {
+        if &served.body[key] != value {
+            return Err(format!(
+                "{key} of {} at {}: {} instead of {value} in {}",
+                i.id, i.endpoint, served.body[key], served.body
+            ));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`compose`]: the docker-compose stack and the faults Docker injects.
 //! - [`https`]: `GET /` at a role's endpoint trusting exactly one
 //!   certificate, to prove which certificate the endpoint serves.
+//! - [`scrape`]: plain-HTTP GETs of the dashboard and `/metrics`, parsed.
 //! - [`procs`]: liveness, command lines and memory of processes via /proc.
 //! - [`services`]: service definitions and the instances of a deployment.
 
@@ -16,6 +17,7 @@ pub mod compose;
 pub mod ground_truth;
 pub mod https;
 pub mod procs;
+pub mod scrape;
 pub mod services;
 
 use fabric_controller::config::ControllerConfig;

@@ -22,17 +22,16 @@
 //! This is a `harness = false` test: one ordered story, not independent
 //! cases, and its table must reach the terminal uncaptured.
 
-use fabric_pki::tls::TlsFiles;
 use fabric_proto::v1::VmState;
 use fabric_tests::bins;
 use fabric_tests::compose::{self, Compose};
-use fabric_tests::ground_truth::host_vms;
-use fabric_tests::https;
+use fabric_tests::ground_truth::{admin_files, host_vms};
+use fabric_tests::{https, scrape};
 use fabricctl::events::EventJson;
 use fabricctl::status::{InstanceJson, StatusJson};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "fabric:dev";
@@ -94,7 +93,9 @@ fn main() -> ExitCode {
             suite.stack.tool()
         );
     } else {
-        suite.dump_logs_if_failed();
+        if outcome.is_err() || suite.rows.iter().any(|r| !r.violations.is_empty()) {
+            suite.dump_controller_logs();
+        }
         let _ = suite.stack.run(&["down", "-v", "--remove-orphans"]);
     }
     let violations: usize = suite.rows.iter().map(|r| r.violations.len()).sum();
@@ -132,23 +133,13 @@ struct Cluster {
 
 impl Cluster {
     fn fabricctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(bins::binary(bins::FABRICCTL))
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run fabricctl: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "fabricctl {} (cluster {}): {}",
-                args.join(" "),
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        compose::text_of(
+            Command::new(bins::binary(bins::FABRICCTL))
+                .arg("--state-dir")
+                .arg(&self.state_dir)
+                .args(args),
+            &format!("fabricctl {} (cluster {})", args.join(" "), self.name),
+        )
     }
 
     fn status(&self) -> Result<StatusJson, String> {
@@ -161,15 +152,6 @@ impl Cluster {
             .lines()
             .map(|l| serde_json::from_str(l).map_err(|e| format!("bad event {l:?}: {e}")))
             .collect()
-    }
-
-    fn admin(&self) -> TlsFiles {
-        let pki = self.state_dir.join("pki");
-        TlsFiles {
-            ca: pki.join("ca.pem"),
-            cert: pki.join("admin.pem"),
-            key: pki.join("admin.key"),
-        }
     }
 }
 
@@ -295,36 +277,28 @@ impl Suite {
             violations.extend(self.settle(i, &[]));
         }
         // The published dashboards and metrics answer from this machine.
-        for (url, name, want) in [
-            ("127.0.0.1:7481", "fabric_nodes", 4.0),
-            ("127.0.0.1:7482", "fabric_nodes", 2.0),
-        ] {
-            match ready_nodes(url, name) {
-                Ok(n) if n == want => {}
-                Ok(n) => {
-                    violations.push(format!("{url}/metrics: {n} Ready nodes, expected {want}"))
-                }
+        for (addr, ready) in [("127.0.0.1:7481", 4.0), ("127.0.0.1:7482", 2.0)] {
+            match scrape::metrics(addr) {
+                Ok(m) => match scrape::value(&m, "fabric_nodes", &[("state", "Ready")]) {
+                    Some(n) if n == ready => {}
+                    other => violations.push(format!(
+                        "{addr}/metrics: Ready nodes {other:?}, expected {ready}"
+                    )),
+                },
                 Err(e) => violations.push(e),
             }
         }
-        for url in ["127.0.0.1:9511", "127.0.0.1:9521"] {
-            if let Err(e) = http_get(url, "/metrics").and_then(|t| {
-                parse_metrics(&t)?
-                    .samples
-                    .iter()
-                    .any(|x| x.metric == "fabric_host_vms")
-                    .then_some(())
-                    .ok_or_else(|| format!("{url}/metrics has no fabric_host_vms"))
-            }) {
-                violations.push(e);
+        for addr in ["127.0.0.1:9511", "127.0.0.1:9521"] {
+            match scrape::metrics(addr) {
+                Ok(m) if m.samples.iter().any(|x| x.metric == "fabric_host_vms") => {}
+                Ok(_) => violations.push(format!("{addr}/metrics has no fabric_host_vms")),
+                Err(e) => violations.push(e),
             }
         }
-        if let Err(e) = http_get("127.0.0.1:7481", "/").and_then(|page| {
-            page.contains("Fabric dashboard")
-                .then_some(())
-                .ok_or_else(|| "the dashboard page of fc-a is not the dashboard".to_owned())
-        }) {
-            violations.push(e);
+        match scrape::get("127.0.0.1:7481", "/") {
+            Ok(page) if page.body.contains("Fabric dashboard") => {}
+            Ok(_) => violations.push("the dashboard page of fc-a is not the dashboard".into()),
+            Err(e) => violations.push(e),
         }
         self.rows.push(Row {
             fault: "compose up + deploy (baseline)".into(),
@@ -443,7 +417,7 @@ impl Suite {
             Ok(s) => s,
             Err(e) => return vec![e],
         };
-        let files = cluster.admin();
+        let files = admin_files(&cluster.state_dir);
         let mut copies: BTreeMap<String, Vec<(String, VmState, u64)>> = BTreeMap::new();
         let mut problems = Vec::new();
         for (node, endpoint) in &cluster.hosts {
@@ -507,20 +481,7 @@ impl Suite {
     /// this instance, node and incarnation.
     fn serves(&self, i: &InstanceJson) -> Result<(), String> {
         let served = https::fetch(&self.rt, &i.endpoint, &self.web_cert)?;
-        let body = &served.body;
-        let expected = serde_json::json!({
-            "deployment": DEPLOYMENT, "role": i.role, "instance": i.index,
-            "node": i.node, "incarnation": i.incarnation, "vm_id": i.id,
-        });
-        for (key, value) in expected.as_object().expect("object") {
-            if &body[key] != value {
-                return Err(format!(
-                    "{} answers {key}={} instead of {value}",
-                    i.endpoint, body[key]
-                ));
-            }
-        }
-        Ok(())
+        https::check_identity(&served, DEPLOYMENT, i)
     }
 
     fn record(
@@ -922,10 +883,7 @@ impl Suite {
         println!();
     }
 
-    fn dump_logs_if_failed(&self) {
-        if self.rows.iter().all(|r| r.violations.is_empty()) && self.rows.len() >= 9 {
-            return;
-        }
+    fn dump_controller_logs(&self) {
         // The controllers' logs tell the story of each cluster; the hosts'
         // stay available with `FABRIC_COMPOSE_KEEP=1` and `logs`.
         if let Ok(logs) = self
@@ -935,50 +893,6 @@ impl Suite {
             eprintln!("--- last controller logs ---\n{logs}");
         }
     }
-}
-
-/// `GET path` over plain HTTP/1.0 from `addr`: the body.
-fn http_get(addr: &str, path: &str) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{addr}{path}: {e}"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{addr}{path}: no HTTP answer"))?;
-    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
-        return Err(format!(
-            "{addr}{path}: {}",
-            head.lines().next().unwrap_or("")
-        ));
-    }
-    Ok(body.to_owned())
-}
-
-fn parse_metrics(text: &str) -> Result<prometheus_parse::Scrape, String> {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .map_err(|e| format!("unparsable metrics: {e}"))
-}
-
-/// `name{state="Ready"}` from the metrics at `addr`.
-fn ready_nodes(addr: &str, name: &str) -> Result<f64, String> {
-    let scrape = parse_metrics(&http_get(addr, "/metrics")?)?;
-    scrape
-        .samples
-        .iter()
-        .find(|x| x.metric == name && x.labels.get("state") == Some("Ready"))
-        .and_then(|x| match x.value {
-            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        })
-        .ok_or_else(|| format!("{addr}/metrics has no {name}{{state=\"Ready\"}}"))
 }
 
 /// Polls `check` every [`POLL`] until it returns `Some`, or fails after

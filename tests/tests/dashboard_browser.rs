@@ -89,8 +89,7 @@ async fn dashboard_shows_the_cluster_and_follows_a_failure_live() {
             .await
         {
             Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => panic!("no WebDriver session at {webdriver}: {e}"),
@@ -162,7 +161,21 @@ async fn dashboard_shows_the_cluster_and_follows_a_failure_live() {
             .any(|n| n.id == victim && n.state == "HumanInvestigate")
             && all_running(s, "web", 3)
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The page catches up by itself: the server in HI, every instance back.
+    let healed_at = Instant::now();
+    loop {
+        let running = match client.find(Locator::Id("tile-running")).await {
+            Ok(el) => el.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if running == "3 / 3" && state_of(victim).await.as_deref() == Some("HumanInvestigate") {
+            break;
+        }
+        if healed_at.elapsed() > Duration::from_secs(20) {
+            panic!("the page did not show the healed cluster: running {running:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let png = client.screenshot().await.expect("screenshot");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png");
     std::fs::write(&path, &png).expect("write the screenshot");

@@ -3,60 +3,20 @@
 //! gauges must move as a server fails and its instances are healed.
 
 use fabric_tests::cluster::{LocalCluster, fast_web_flags};
+use fabric_tests::scrape;
 use fabric_tests::services::{self, all_running};
-use prometheus_parse::{Scrape, Value};
+use prometheus_parse::Scrape;
 use std::time::Duration;
 
 const COME_UP: Duration = Duration::from_secs(60);
 
 fn scrape(url: &str) -> Scrape {
-    let rt = fabric_tests::https::runtime();
-    let text = rt.block_on(async {
-        let stream =
-            tokio::net::TcpStream::connect(url.trim_start_matches("http://").trim_end_matches('/'))
-                .await
-                .expect("connect to the dashboard");
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .expect("handshake");
-        let driver = tokio::spawn(conn);
-        let request = hyper::Request::get("/metrics")
-            .header("host", "localhost")
-            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-            .expect("request");
-        let response = send.send_request(request).await.expect("GET /metrics");
-        assert!(response.status().is_success(), "{}", response.status());
-        let kind = response.headers()["content-type"]
-            .to_str()
-            .unwrap_or("")
-            .to_owned();
-        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
-        use http_body_util::BodyExt;
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        driver.abort();
-        String::from_utf8(body.to_vec()).expect("UTF-8")
-    });
-    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format")
+    scrape::metrics(url).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The value of sample `name` whose labels include `labels`.
 fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let sample = s
-        .samples
-        .iter()
-        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"));
-    match &sample.value {
-        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-        Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-        Value::Summary(_) => panic!("{name} is a summary"),
-    }
+    scrape::value(s, name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
 }
 
 /// Observations of histogram `name` (its `_count` sample).
@@ -165,10 +125,12 @@ fn metrics_follow_a_failure_and_its_healing() {
     );
     assert_eq!(count(&after, "fabric_time_to_heal_seconds"), started);
     assert_eq!(count(&after, "fabric_detection_latency_seconds"), 1.0);
-    // Detection is node_timeout of silence, measured by the controller.
+    // The controller marks a node only after node_timeout (1s) of silence,
+    // and measures that silence itself; how much longer is a timing, for
+    // benchmarks, not this test.
     let detection = value(&after, "fabric_detection_latency_seconds_sum", &[]);
     assert!(
-        (1.0..3.0).contains(&detection),
-        "detection latency {detection}s"
+        detection >= 1.0,
+        "detection latency {detection}s below node_timeout"
     );
 }

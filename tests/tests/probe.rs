@@ -1,6 +1,7 @@
 //! `fabric-controller probe`, the container healthcheck, against a real
 //! controller: SERVING exits 0; no controller there, or a certificate from
-//! another cluster, exits 1 with a line naming the problem.
+//! another cluster, exits 1 with a line naming the problem. And the
+//! controller refuses to start when its dashboard address is taken.
 
 use fabric_controller::core::CoreConfig;
 use fabric_tests::{RunningController, TestPki, bins};
@@ -42,4 +43,35 @@ async fn probe_reports_serving_and_names_what_is_wrong() {
     let (ok, text) = probe(&pki.layout.dir, &format!("127.0.0.1:{port}")).await;
     assert!(!ok, "a stopped controller passed the probe: {text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+}
+
+#[tokio::test]
+async fn a_taken_dashboard_address_stops_the_controller_with_its_reason() {
+    let pki = TestPki::new("alpha", &[]);
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = fabric_controller::config::ControllerConfig {
+        cluster: "alpha".into(),
+        listen: listener.local_addr().unwrap(),
+        addr_file: None,
+        tls: pki.files(&pki.layout.controller()),
+        core: CoreConfig::default(),
+        state_dir: None,
+        http_listen: Some(taken.local_addr().unwrap()),
+        http_addr_file: None,
+    };
+    let err = fabric_controller::server::run(
+        config,
+        listener,
+        std::sync::Arc::new(fabric_controller::core::SystemClock::new()),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("a taken dashboard address must stop the controller");
+    let text = err.to_string();
+    assert!(text.starts_with("dashboard: cannot listen on"), "{text}");
+    assert!(
+        text.contains(&taken.local_addr().unwrap().to_string()),
+        "{text}"
+    );
 }
