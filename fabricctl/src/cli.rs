@@ -317,6 +317,12 @@ pub struct UpArgs {
     /// 2012 behaviour) instead of reporting why.
     #[arg(long)]
     pub silent_guest_failures: bool,
+    /// How long each VM takes to boot before its guest agent starts: a
+    /// modelled delay (host-agent --guest-boot-time), so that healing many
+    /// VMs takes time as it does with real ones. Counts against
+    /// --guest-timeout.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub guest_boot_time: Duration,
     /// Once every host is Ready, deploy this service definition.
     #[arg(long, value_name = "FILE")]
     pub deploy: Option<PathBuf>,

@@ -37,6 +37,7 @@ pub mod delete;
 pub mod deploy;
 pub mod error;
 pub mod events;
+pub mod https;
 pub mod instances;
 pub mod node;
 pub mod output;

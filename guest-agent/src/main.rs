@@ -94,6 +94,10 @@ struct RunArgs {
     /// Do not report an init failure to the host agent before exiting (the 2012 behaviour).
     #[arg(long)]
     silent_failures: bool,
+    /// How long the VM takes to boot before its guest agent starts (a modelled delay; a
+    /// process starts in milliseconds where a VM takes tens of seconds).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    boot_time: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +176,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             clock,
             leap_day_bug: args.leap_day_bug,
             silent_failures: args.silent_failures,
+            boot_time: args.boot_time,
             start_token,
         };
         guest_agent::run::run(config, shutdown_signal()).await

@@ -1,8 +1,9 @@
 //! `guest-agent run`: the agent's life, in the order of the VM contract.
 //!
-//! 1. create the transfer certificate; 2. listen for the host agent's calls; 3. Hello (retried
-//!    while the host agent is unreachable); 4. open and write the role's secrets; 5. start the
-//!    role's HTTPS endpoint; 6. heartbeat until told to stop; 7. serve status and rotations.
+//! 0. boot (a modelled delay, `--boot-time`, zero by default); 1. create the transfer
+//!    certificate; 2. listen for the host agent's calls; 3. Hello (retried while the host agent
+//!    is unreachable); 4. open and write the role's secrets; 5. start the role's HTTPS endpoint;
+//!    6. heartbeat until told to stop; 7. serve status and rotations.
 //!
 //! After init, nothing the host agent does stops the role: while it is unreachable heartbeats
 //! back off, and a restarted host agent that re-adopted us gets a Hello with our session token
@@ -18,6 +19,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fabric_proto::v1::{GuestFailure, GuestHello};
 use thiserror::Error;
@@ -67,6 +69,8 @@ pub struct RunConfig {
     pub leap_day_bug: bool,
     /// Do not report init failures to the host agent (the 2012 behaviour).
     pub silent_failures: bool,
+    /// The VM's boot, before anything else: the host agent's connect timeout runs through it.
+    pub boot_time: Duration,
     /// The one-time start token. Secret: never log it.
     pub start_token: String,
 }
@@ -87,6 +91,7 @@ impl fmt::Debug for RunConfig {
             .field("clock", &self.clock)
             .field("leap_day_bug", &self.leap_day_bug)
             .field("silent_failures", &self.silent_failures)
+            .field("boot_time", &self.boot_time)
             .field("start_token", &"<redacted>")
             .finish()
     }
@@ -238,6 +243,13 @@ async fn run_agent(config: RunConfig) -> Result<Infallible, RunError> {
         silent: config.silent_failures,
     };
     let start_token = config.start_token.as_str();
+
+    // 0. The VM boots. Modelled as a wait so that healing many instances takes as long as it
+    //    does on real VMs (the 2009 lesson needs it); zero by default.
+    if !config.boot_time.is_zero() {
+        info!(boot_time = ?config.boot_time, "booting");
+        tokio::time::sleep(config.boot_time).await;
+    }
 
     // 1. The transfer certificate: without it no secret can reach this VM.
     let now = config.clock.now();

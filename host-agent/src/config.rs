@@ -126,6 +126,11 @@ pub struct Args {
     /// instead of reporting it.
     #[arg(long)]
     pub silent_guest_failures: bool,
+    /// How long each VM takes to boot before its guest agent starts (passed to each guest agent
+    /// as --boot-time; a modelled delay, so healing many VMs takes the time it takes on real
+    /// ones). Counts against --guest-connect-timeout.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub guest_boot_time: Duration,
 }
 
 /// What to do instead of serving.
@@ -176,6 +181,8 @@ pub struct GuestConfig {
     pub now: Option<OffsetDateTime>,
     pub leap_day_bug: bool,
     pub silent_failures: bool,
+    /// The modelled VM boot (see `--guest-boot-time`).
+    pub boot_time: Duration,
 }
 
 /// Where the guest agents' role endpoints bind, passed to each guest agent.
@@ -205,6 +212,7 @@ impl Default for GuestConfig {
             now: None,
             leap_day_bug: false,
             silent_failures: false,
+            boot_time: Duration::ZERO,
         }
     }
 }
@@ -287,6 +295,13 @@ impl Args {
         if self.clean_vm_strikes < 1 {
             anyhow::bail!("--clean-vm-strikes must be at least 1");
         }
+        if self.guest_boot_time >= self.guest_connect_timeout {
+            anyhow::bail!(
+                "--guest-boot-time ({}) must be shorter than --guest-connect-timeout ({}), or every VM times out while it boots",
+                humantime::format_duration(self.guest_boot_time),
+                humantime::format_duration(self.guest_connect_timeout)
+            );
+        }
         let now = match &self.guest_now {
             None => None,
             Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
@@ -323,6 +338,7 @@ impl Args {
             now,
             leap_day_bug: self.leap_day_bug,
             silent_failures: self.silent_guest_failures,
+            boot_time: self.guest_boot_time,
         })
     }
 }
@@ -403,6 +419,14 @@ mod tests {
         assert!(err.to_string().contains("shorter than"), "{err}");
         let err = parse(&["--guest-now", "yesterday"]).unwrap_err();
         assert!(err.to_string().contains("RFC 3339"), "{err}");
+        let err = parse(&["--guest-boot-time", "30m"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--guest-boot-time (30m) must be shorter than --guest-connect-timeout (25m)"),
+            "{err}"
+        );
+        let ok = parse(&["--guest-boot-time", "2s"]).unwrap();
+        assert_eq!(ok.guests.boot_time, Duration::from_secs(2));
         let err = parse(&["--role-port-min", "9010", "--role-port-max", "9000"]).unwrap_err();
         assert!(err.to_string().contains("above --role-port-max"), "{err}");
         assert!(

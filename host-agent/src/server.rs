@@ -74,6 +74,7 @@ pub async fn run(
         guest_now: guests.now.map(|now| (now, tokio::time::Instant::now())),
         leap_day_bug: guests.leap_day_bug,
         silent_failures: guests.silent_failures,
+        boot_time: guests.boot_time,
     };
     let vms = VmManager::new(
         VmSettings {

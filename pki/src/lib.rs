@@ -11,11 +11,14 @@
 //! - [`layout`]: where the PEM files live in a state directory.
 //! - [`tls`]: tonic client/server TLS configs and reading a caller's identity.
 //! - [`probe`]: a health check over mutual TLS, for container healthchecks.
+//! - [`service_ca`]: a service owner's CA for role endpoint certificates
+//!   (scenarios and tests), apart from the cluster CA.
 
 pub mod authority;
 pub mod identity;
 pub mod layout;
 pub mod probe;
+pub mod service_ca;
 pub mod tls;
 
 pub use authority::{ClusterCa, IssuedCert};

@@ -42,6 +42,16 @@ pub fn validate(args: &UpArgs) -> Result<(), CtlError> {
     if args.clean_vm_strikes < 1 {
         return bad("--clean-vm-strikes", "must be at least 1".into());
     }
+    if args.guest_boot_time >= args.guest_timeout {
+        return bad(
+            "--guest-boot-time",
+            format!(
+                "{} must be shorter than --guest-timeout ({}), or every VM times out while it boots",
+                humantime::format_duration(args.guest_boot_time),
+                humantime::format_duration(args.guest_timeout)
+            ),
+        );
+    }
     let parsed = args
         .guest_now
         .as_ref()
@@ -77,6 +87,12 @@ pub fn host_agent_args(args: &UpArgs) -> Vec<String> {
     }
     if args.silent_guest_failures {
         out.push("--silent-guest-failures".into());
+    }
+    if !args.guest_boot_time.is_zero() {
+        out.extend([
+            "--guest-boot-time".into(),
+            humantime::format_duration(args.guest_boot_time).to_string(),
+        ]);
     }
     out
 }
@@ -136,12 +152,15 @@ mod tests {
             "--guest-now",
             "2012-02-28T23:59:00Z",
             "--silent-guest-failures",
+            "--guest-boot-time",
+            "2s",
         ]);
         validate(&a).unwrap();
         assert_eq!(
             host_agent_args(&a).join(" "),
             "--guest-listen 127.0.0.1:0 --guest-connect-timeout 20s --guest-heartbeat-timeout 5s \
-             --guest-heartbeat-interval 500ms --clean-vm-strikes 2 --guest-now 2012-02-28T23:59:00Z --leap-day-bug --silent-guest-failures"
+             --guest-heartbeat-interval 500ms --clean-vm-strikes 2 --guest-now 2012-02-28T23:59:00Z --leap-day-bug --silent-guest-failures \
+             --guest-boot-time 2s"
         );
     }
 
@@ -183,6 +202,10 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'));
+        assert_eq!(
+            error(&["--guest-timeout", "3s", "--guest-boot-time", "3s"]),
+            "invalid --guest-boot-time: 3s must be shorter than --guest-timeout (3s), or every VM times out while it boots"
+        );
         validate(&up(&["--guest-now", "2012-02-29T00:00:00+01:00"])).unwrap();
         // Not even a duration: clap refuses it before validation.
         assert!(Cli::try_parse_from(["fabricctl", "up", "--guest-timeout", "soon"]).is_err());

@@ -21,6 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -174,6 +175,7 @@ pub struct ProcessLauncher {
     pub guest_now: Option<(OffsetDateTime, Instant)>,
     pub leap_day_bug: bool,
     pub silent_failures: bool,
+    pub boot_time: Duration,
 }
 
 impl ProcessLauncher {
@@ -225,6 +227,12 @@ impl ProcessLauncher {
         }
         if self.silent_failures {
             args.push("--silent-failures".into());
+        }
+        if !self.boot_time.is_zero() {
+            args.extend([
+                "--boot-time".into(),
+                humantime::format_duration(self.boot_time).to_string(),
+            ]);
         }
         args
     }
@@ -459,6 +467,7 @@ mod tests {
             )),
             leap_day_bug: true,
             silent_failures: false,
+            boot_time: Duration::from_millis(1500),
         };
         let spec = LaunchSpec {
             vm_id: "web.frontend.0".into(),
@@ -483,6 +492,7 @@ mod tests {
         );
         assert!(text.contains("--now 2012-02-28T23:59:"), "{text}");
         assert!(text.contains("--leap-day-bug"), "{text}");
+        assert!(text.contains("--boot-time 1s 500ms"), "{text}");
         assert!(text.contains("token-len: 64"), "{text}");
         assert!(!text.contains(&"ab".repeat(32)), "the token is not in argv");
         // Its own process group.
