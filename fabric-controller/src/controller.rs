@@ -352,7 +352,7 @@ impl Controller {
         let now = self.clock.now();
         let mut core = self.read();
         let events = core.tick(now);
-        let next = core.next_deadline();
+        let next = core.next_deadline(now);
         if !events.is_empty() {
             self.persist_or_log(&core);
         }

@@ -56,8 +56,15 @@ const POLL: Duration = Duration::from_millis(50);
 const SWEEPS: usize = 3;
 
 pub async fn run(global: &GlobalArgs, command: &ChaosCommand) -> anyhow::Result<()> {
+    output::line(&inject(global, command).await?);
+    Ok(())
+}
+
+/// Injects one fault into the local cluster of `global`'s state directory
+/// and says what it did (the scenarios use this too).
+pub async fn inject(global: &GlobalArgs, command: &ChaosCommand) -> anyhow::Result<String> {
     let local = Local::open(global)?;
-    let line = match command {
+    Ok(match command {
         ChaosCommand::PowerOff(a) => local.power_off(&a.node)?,
         ChaosCommand::PowerOn(a) => local.power_on(&a.node).await?,
         ChaosCommand::KillAgent(a) => local.kill_agent(&a.node)?,
@@ -65,9 +72,7 @@ pub async fn run(global: &GlobalArgs, command: &ChaosCommand) -> anyhow::Result<
         ChaosCommand::Resume(a) => local.resume(&a.node)?,
         ChaosCommand::KillFc => local.kill_fc()?,
         ChaosCommand::KillGuest(a) => local.kill_guest(global, &a.instance).await?,
-    };
-    output::line(&line);
-    Ok(())
+    })
 }
 
 /// One guest agent (VM) process found in /proc.

@@ -198,7 +198,11 @@ pub async fn get_root(endpoint: &str, trust: &Trust) -> Result<Served, String> {
 pub async fn fetch(endpoint: &str, trust: &Trust) -> Result<Served, String> {
     tokio::time::timeout(FETCH_TIMEOUT, get_root(endpoint, trust))
         .await
-        .unwrap_or_else(|_| Err(format!("no answer from {endpoint} within {FETCH_TIMEOUT:?}")))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from {endpoint} within {FETCH_TIMEOUT:?}"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -258,7 +262,9 @@ mod tests {
             .unwrap()
             .to_vec();
         let trust = Trust::Ca(ca.cert_der());
-        let at = |offset: u64| UnixTime::since_unix_epoch(Duration::from_secs(now.unix_timestamp() as u64 + offset));
+        let at = |offset: u64| {
+            UnixTime::since_unix_epoch(Duration::from_secs(now.unix_timestamp() as u64 + offset))
+        };
         accepts(&trust, &der, "127.0.0.1", at(0)).unwrap();
         let expired = accepts(&trust, &der, "127.0.0.1", at(120)).unwrap_err();
         assert!(expired.contains("expired"), "{expired}");
@@ -266,7 +272,8 @@ mod tests {
         assert!(other.contains("not valid for name"), "{other}");
         // Another CA's certificate is not trusted.
         let stranger = fabric_pki::service_ca::ServiceCa::generate("stranger", now).unwrap();
-        let unknown = accepts(&Trust::Ca(stranger.cert_der()), &der, "127.0.0.1", at(0)).unwrap_err();
+        let unknown =
+            accepts(&Trust::Ca(stranger.cert_der()), &der, "127.0.0.1", at(0)).unwrap_err();
         assert!(unknown.contains("UnknownIssuer"), "{unknown}");
     }
 }

@@ -19,8 +19,9 @@
 //!   kill-guest, pause, kill-fc).
 //! - [`watch`]: a WatchEvents subscription that survives controller restarts.
 //! - [`up`]: the local cluster launcher and supervisor.
-//! - [`scenario`]: the 2009, 2012 and 2013 incidents, simulated or (2012)
-//!   on a real local cluster.
+//! - [`scenario`]: the 2009, 2012 and 2013 incidents, simulated or on real
+//!   local clusters of their own.
+//! - [`https`]: a client's HTTPS view of a role endpoint (pinned or CA-checked).
 //! - [`supervise`]: one program under that supervisor (a host container's init).
 //! - [`pki_init`]: a cluster's certificates and an operator context, for
 //!   docker-compose.

@@ -421,8 +421,9 @@ mod tests {
         assert!(err.to_string().contains("RFC 3339"), "{err}");
         let err = parse(&["--guest-boot-time", "30m"]).unwrap_err();
         assert!(
-            err.to_string()
-                .contains("--guest-boot-time (30m) must be shorter than --guest-connect-timeout (25m)"),
+            err.to_string().contains(
+                "--guest-boot-time (30m) must be shorter than --guest-connect-timeout (25m)"
+            ),
             "{err}"
         );
         let ok = parse(&["--guest-boot-time", "2s"]).unwrap();

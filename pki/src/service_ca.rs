@@ -112,7 +112,10 @@ mod tests {
         let cert = pem.parse_x509().unwrap();
         assert!(!cert.is_ca());
         let san = cert.subject_alternative_name().unwrap().unwrap();
-        assert_eq!(format!("{:?}", san.value.general_names), "[IPAddress([127, 0, 0, 1])]");
+        assert_eq!(
+            format!("{:?}", san.value.general_names),
+            "[IPAddress([127, 0, 0, 1])]"
+        );
         assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
     }
 }

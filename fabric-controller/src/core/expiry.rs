@@ -106,9 +106,11 @@ impl FabricCore {
             let left = not_after.duration_since(now).unwrap_or(Duration::ZERO);
             if not_after <= now {
                 Some(ExpiryLevel::Expired)
-            } else if left < self.config.certificate_incident {
+            } else if left <= self.config.certificate_incident {
+                // Inclusive, so the tick woken at the crossing
+                // (`next_expiry_change`) raises it.
                 Some(ExpiryLevel::Incident)
-            } else if left < self.config.certificate_warning {
+            } else if left <= self.config.certificate_warning {
                 Some(ExpiryLevel::Warning)
             } else {
                 None
@@ -141,6 +143,33 @@ impl FabricCore {
         let mut all: Vec<_> = deployed.chain(own).collect();
         all.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.key().cmp(&b.key())));
         all
+    }
+
+    /// The monotonic time at which the next certificate crosses into a new
+    /// level (warning, incident, expired), so the watch raises it on time
+    /// instead of at the next idle look; mapped from the wall clock through
+    /// `now`.
+    pub(super) fn next_expiry_change(&self, now: Moment) -> Option<Duration> {
+        let deployed = self.deployments.values().flat_map(|d| {
+            d.roles
+                .iter()
+                .flat_map(|r| r.certificates.iter().map(|c| c.not_after))
+        });
+        let own = self.cluster_certificates.iter().map(|c| c.not_after);
+        deployed
+            .chain(own)
+            .flat_map(|not_after| {
+                [
+                    not_after.checked_sub(self.config.certificate_warning),
+                    not_after.checked_sub(self.config.certificate_incident),
+                    Some(not_after),
+                ]
+            })
+            .flatten()
+            .filter_map(|crossing| crossing.duration_since(now.wall).ok())
+            .filter(|wait| !wait.is_zero())
+            .min()
+            .map(|wait| now.mono + wait)
     }
 
     /// Raises an event for each certificate that reached a new level, and
@@ -272,6 +301,35 @@ mod tests {
             e.iter().any(|e| e.reason.starts_with("cluster CA")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn the_next_crossing_is_a_deadline() {
+        let start = SystemTime::UNIX_EPOCH + DAY * 20_000;
+        let mut core = FabricCore::new(CoreConfig::default(), moment(start));
+        let at = |mono: Duration, wall: SystemTime| Moment { mono, wall };
+        assert_eq!(core.next_expiry_change(moment(start)), None);
+        core.deployments.insert(
+            Name::parse("deployment", "web").unwrap(),
+            spec(start + DAY * 200),
+        );
+        // Mono 5 s at `start`: the warning (180 days before) is 20 days on.
+        let mono = Duration::from_secs(5);
+        assert_eq!(
+            core.next_expiry_change(at(mono, start)),
+            Some(mono + DAY * 20)
+        );
+        // Inside the warning window, the incident is next, then the expiry.
+        assert_eq!(
+            core.next_expiry_change(at(mono, start + DAY * 20)),
+            Some(mono + DAY * 90)
+        );
+        assert_eq!(
+            core.next_expiry_change(at(mono, start + DAY * 150)),
+            Some(mono + DAY * 50)
+        );
+        // Expired: nothing further to wait for.
+        assert_eq!(core.next_expiry_change(at(mono, start + DAY * 200)), None);
     }
 
     #[test]

@@ -82,8 +82,9 @@ impl FabricCore {
     }
 
     /// The monotonic time at which [`FabricCore::tick`] next has time-driven
-    /// work: a heartbeat deadline, a grace running out, a hold expiring.
-    pub fn next_deadline(&self) -> Option<Duration> {
+    /// work: a heartbeat deadline, a grace running out, a hold expiring, a
+    /// certificate entering its warning or incident window or expiring.
+    pub fn next_deadline(&self, now: Moment) -> Option<Duration> {
         let grace = self.config.unresponsive_grace;
         let node_deadlines = self.nodes.values().filter_map(|n| match n.state {
             NodeState::Ready => {
@@ -93,7 +94,7 @@ impl FabricCore {
             NodeState::Unresponsive => Some(n.state_since.mono + grace),
             NodeState::HumanInvestigate => None,
         });
-        node_deadlines.min()
+        node_deadlines.chain(self.next_expiry_change(now)).min()
     }
 
     /// Moves a node to Human Investigate, then checks the cluster threshold.

@@ -1,0 +1,110 @@
+//! The service owner's side of a replay: a CA of their own, server
+//! certificates with the lifetimes the scenario needs, and service
+//! definition files naming them, in a directory removed on drop.
+//!
+//! The certificates are for 127.0.0.1, where a local cluster's role
+//! endpoints listen, so clients that check names and dates
+//! ([`crate::https::Trust::Ca`]) accept them while they are valid, exactly
+//! like the clients of a real service.
+
+use crate::https::Trust;
+use anyhow::Context as _;
+use fabric_pki::service_ca::ServiceCa;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::fmt::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+
+pub struct ServiceOwner {
+    ca: ServiceCa,
+    dir: PathBuf,
+}
+
+impl Drop for ServiceOwner {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One service definition written to disk.
+pub struct Written {
+    pub path: PathBuf,
+    /// The certificate its roles serve, DER (to tell it from another).
+    pub cert_der: Vec<u8>,
+}
+
+impl ServiceOwner {
+    pub fn new(label: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "fabric-scenario-{}-{label}-owner",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let ca = ServiceCa::generate(&format!("{label} service owner"), OffsetDateTime::now_utc())?;
+        Ok(Self { ca, dir })
+    }
+
+    /// What the service's clients trust: the owner's CA, with dates checked.
+    pub fn trust(&self) -> Trust {
+        Trust::Ca(self.ca.cert_der())
+    }
+
+    /// Writes `file`.toml defining service `name` with `roles` (name,
+    /// instances), every role serving one new certificate valid from a
+    /// minute ago until `not_after`.
+    pub fn write(
+        &self,
+        file: &str,
+        name: &str,
+        roles: &[(&str, u32)],
+        not_after: OffsetDateTime,
+    ) -> anyhow::Result<Written> {
+        let now = OffsetDateTime::now_utc();
+        let issued = self.ca.issue_server(
+            name,
+            &[std::net::Ipv4Addr::LOCALHOST.into()],
+            now - time::Duration::minutes(1),
+            not_after,
+        )?;
+        write_file(
+            &self.dir.join(format!("{file}.pem")),
+            &issued.cert_pem,
+            0o644,
+        )?;
+        write_file(
+            &self.dir.join(format!("{file}.key")),
+            &issued.key_pem,
+            0o600,
+        )?;
+        let mut toml = format!("name = \"{name}\"\n");
+        for (role, instances) in roles {
+            let _ = write!(
+                toml,
+                "\n[[roles]]\nname = \"{role}\"\ninstances = {instances}\n\n\
+                 [[roles.certificates]]\nname = \"https\"\ncert = \"{file}.pem\"\nkey = \"{file}.key\"\n"
+            );
+        }
+        let path = self.dir.join(format!("{file}.toml"));
+        write_file(&path, &toml, 0o644)?;
+        let cert_der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+            .context("the issued certificate")?
+            .to_vec();
+        Ok(Written { path, cert_der })
+    }
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
