@@ -36,6 +36,7 @@ pub async fn run(args: &SuperviseArgs) -> anyhow::Result<()> {
         log: args.log.clone(),
         env: vec![],
         addr_file: None,
+        keep_bound: Vec::new(),
     });
     let pid = sup
         .start(idx)

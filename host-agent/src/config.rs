@@ -54,6 +54,10 @@ pub struct Args {
     /// default.
     #[arg(long, env = "FABRIC_HOST_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// After binding --http-listen, write the bound address to this file
+    /// (port 0 picks any free port; a launcher reads it from here).
+    #[arg(long, requires = "http_listen")]
+    pub http_addr_file: Option<PathBuf>,
     #[arg(long, env = "FABRIC_FAULT_DOMAIN", default_value_t = 0)]
     pub fault_domain: u32,
     #[arg(long, env = "FABRIC_UPDATE_DOMAIN", default_value_t = 0)]
@@ -156,6 +160,7 @@ pub struct HostConfig {
     pub advertise: Option<String>,
     pub addr_file: Option<PathBuf>,
     pub http_listen: Option<SocketAddr>,
+    pub http_addr_file: Option<PathBuf>,
     pub fault_domain: u32,
     pub update_domain: u32,
     pub capacity: u32,
@@ -263,6 +268,7 @@ impl Args {
             advertise: self.advertise,
             addr_file: self.addr_file,
             http_listen: self.http_listen,
+            http_addr_file: self.http_addr_file,
             fault_domain: self.fault_domain,
             update_domain: self.update_domain,
             capacity: self.capacity,

@@ -6,6 +6,7 @@
 //! which talk to it through [`guest_service`]. [`http`] serves its
 //! Prometheus [`metrics`].
 
+pub mod addr_file;
 pub mod backoff;
 pub mod config;
 pub mod controller_link;

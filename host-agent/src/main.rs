@@ -25,9 +25,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     if let Some(path) = &config.addr_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, listener.local_addr()?.to_string())?;
-        std::fs::rename(&tmp, path)?;
+        host_agent::addr_file::write(path, listener.local_addr()?)?;
     }
     server::run(config, listener, shutdown_signal()).await
 }

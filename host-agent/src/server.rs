@@ -104,6 +104,9 @@ pub async fn run(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for /metrics: {e}"))?;
+            if let Some(path) = &config.http_addr_file {
+                crate::addr_file::write(path, listener.local_addr()?)?;
+            }
             tracing::info!(metrics = %format!("http://{}/metrics", listener.local_addr()?), "metrics serving");
             Some(AbortOnDrop(tokio::spawn(crate::http::serve(
                 listener,

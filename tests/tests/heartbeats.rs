@@ -22,6 +22,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         advertise: None,
         addr_file: None,
         http_listen: None,
+        http_addr_file: None,
         fault_domain: 2,
         update_domain: 3,
         capacity: 8,

@@ -1,6 +1,7 @@
 //! The controller's `/metrics` scraped from a real local cluster and read
 //! with a Prometheus text parser (not string matching): the counters and
-//! gauges must move as a server fails and its instances are healed.
+//! gauges must move as a server fails and its instances are healed; the
+//! surviving host agents' `/metrics` must count the VMs they now run.
 
 use fabric_tests::cluster::{LocalCluster, fast_web_flags};
 use fabric_tests::scrape;
@@ -125,6 +126,21 @@ fn metrics_follow_a_failure_and_its_healing() {
     );
     assert_eq!(count(&after, "fabric_time_to_heal_seconds"), started);
     assert_eq!(count(&after, "fabric_detection_latency_seconds"), 1.0);
+
+    // `fabricctl up` gives every host agent a /metrics and says where. The
+    // survivors now run all three VMs, each timed from spawn to Running
+    // where it runs.
+    let (mut running, mut inits) = (0.0, 0.0);
+    for n in after_nodes(&cluster, &victim) {
+        let file = cluster.state_dir.join(format!("run/{n}-http.addr"));
+        let addr =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let host = scrape(&format!("http://{}/", addr.trim()));
+        running += value(&host, "fabric_host_vms", &[("state", "Running")]);
+        inits += count(&host, "fabric_host_guest_init_seconds");
+    }
+    assert_eq!(running, 3.0);
+    assert!(inits >= 3.0, "{inits} guest inits on the survivors");
     // The controller marks a node only after node_timeout (1s) of silence,
     // and measures that silence itself; how much longer is a timing, for
     // benchmarks, not this test.
@@ -133,4 +149,16 @@ fn metrics_follow_a_failure_and_its_healing() {
         detection >= 1.0,
         "detection latency {detection}s below node_timeout"
     );
+}
+
+/// The nodes other than `victim`.
+fn after_nodes(cluster: &LocalCluster, victim: &str) -> Vec<String> {
+    cluster
+        .status()
+        .expect("status")
+        .nodes
+        .into_iter()
+        .map(|n| n.id)
+        .filter(|n| n != victim)
+        .collect()
 }

@@ -27,6 +27,12 @@ pub struct ChildSpec {
     /// Address file the process writes once listening; removed before each
     /// start so a stale address is never mistaken for the new one.
     pub addr_file: Option<PathBuf>,
+    /// Listen flags kept across restarts: (flag, the file the process
+    /// writes that listener's bound address to). Started with port 0, the
+    /// process is restarted on the address it bound before, so host agents
+    /// find the controller again and the dashboard and /metrics URLs stay
+    /// the same.
+    pub keep_bound: Vec<(&'static str, PathBuf)>,
 }
 
 impl ChildSpec {
@@ -124,6 +130,7 @@ mod tests {
             log: "/tmp/x.log".into(),
             env: vec![],
             addr_file: None,
+            keep_bound: vec![],
         };
         spec.set_flag("--listen", "127.0.0.1:7400");
         assert_eq!(spec.args[1], "127.0.0.1:7400");

@@ -152,6 +152,13 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         layout.logs(),
         to_deploy,
         state_flag(global, &layout),
+        (1..=args.hosts)
+            .map(|i| {
+                let name = host_name(i);
+                let file = host_metrics_file(&layout, &name);
+                (name, file)
+            })
+            .collect(),
     ));
     let watcher = tokio::spawn(stream_events(target.clone(), after));
 
@@ -257,8 +264,17 @@ fn controller_spec(
         .collect(),
         log: layout.log(CONTROLLER_NAME),
         env: env.to_vec(),
+        keep_bound: vec![
+            ("--listen", addr_file.clone()),
+            ("--http-listen", layout.addr_file("fc-http")),
+        ],
         addr_file: Some(addr_file),
     }
+}
+
+/// Where host agent `name` writes the address of its /metrics.
+fn host_metrics_file(layout: &StateLayout, name: &str) -> PathBuf {
+    layout.addr_file(&format!("{name}-http"))
 }
 
 /// Host `i` (1-based) is in fault domain (i-1) % fds, update domain (i-1) % uds.
@@ -282,6 +298,7 @@ fn host_spec(
     let cert = &pki.hosts[(i - 1) as usize];
     let (fd, ud) = domains(i, args.fault_domains, args.update_domains);
     let addr_file = layout.addr_file(&name);
+    let metrics_file = host_metrics_file(layout, &name);
     ChildSpec {
         program: program.to_owned(),
         args: vec![
@@ -311,6 +328,10 @@ fn host_spec(
             duration_arg(host_max_backoff(args.node_timeout)),
             "--state-dir".into(),
             path_arg(&layout.host_state(&name)),
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
+            "--http-addr-file".into(),
+            path_arg(&metrics_file),
         ]
         .into_iter()
         .chain(guest::host_agent_args(args))
@@ -318,6 +339,7 @@ fn host_spec(
         log: layout.log(&name),
         env: env.to_vec(),
         addr_file: Some(addr_file),
+        keep_bound: vec![("--http-listen", metrics_file)],
         name,
     }
 }
@@ -348,13 +370,10 @@ async fn start_controller(
     ready::wait_serving(&admin, deadline, &mut || sup.exit_of(fc))
         .await
         .map_err(|e| reorder(with_log(e)))?;
-    sup.spec_mut(fc).set_flag("--listen", &addr.to_string());
     // Written before the gRPC port serves, so present now; a restarted
-    // controller keeps the same dashboard URL.
+    // controller keeps the same dashboard URL (`keep_bound`).
     let dashboard = ready::read_addr_file(&layout.addr_file("fc-http"))
         .ok_or_else(|| anyhow::anyhow!("the fabric controller wrote no dashboard address"))?;
-    sup.spec_mut(fc)
-        .set_flag("--http-listen", &dashboard.to_string());
     Ok((admin, format!("http://{dashboard}/")))
 }
 
@@ -444,8 +463,18 @@ async fn ready_then_deploy(
     logs: PathBuf,
     to_deploy: Option<(PathBuf, ServiceDefinition)>,
     state_flag: String,
+    host_metrics: Vec<(String, PathBuf)>,
 ) {
     report_ready(&target, hosts, &logs).await;
+    let metrics: Vec<String> = host_metrics
+        .iter()
+        .filter_map(|(name, file)| {
+            ready::read_addr_file(file).map(|a| format!("{name} http://{a}/metrics"))
+        })
+        .collect();
+    if !metrics.is_empty() {
+        say(&format!("host agent metrics: {}", metrics.join(", ")));
+    }
     let Some((path, service)) = to_deploy else {
         return;
     };

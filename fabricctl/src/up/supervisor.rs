@@ -88,18 +88,23 @@ impl Supervisor {
         self.procs.len() - 1
     }
 
-    pub fn spec_mut(&mut self, idx: usize) -> &mut ChildSpec {
-        &mut self.procs[idx].spec
-    }
-
     pub fn pid(&self, idx: usize) -> Option<Pid> {
         self.procs[idx].pid
     }
 
-    /// Starts process `idx` now.
+    /// Starts process `idx` now: the first time as specified (address
+    /// files of an earlier run removed), later on the addresses it bound
+    /// (`ChildSpec::keep_bound`).
     pub fn start(&mut self, idx: usize) -> anyhow::Result<Pid> {
         let proc = &mut self.procs[idx];
         proc.restart_at = None;
+        for (flag, file) in &proc.spec.keep_bound.clone() {
+            if proc.starts == 0 {
+                let _ = std::fs::remove_file(file);
+            } else if let Some(addr) = super::ready::read_addr_file(file) {
+                proc.spec.set_flag(flag, &addr.to_string());
+            }
+        }
         let pid = child::spawn(&proc.spec, proc.starts + 1)?;
         proc.starts += 1;
         proc.pid = Some(pid);
