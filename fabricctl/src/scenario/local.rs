@@ -153,6 +153,14 @@ impl ScenarioCluster {
             server_name: global.server_name.clone(),
         };
         let target = launcher.wait_serving(&global).await?;
+        // Watching the replay live is half the lesson.
+        if let Some(url) = crate::context::Context::load(&global.state_dir)
+            .ok()
+            .flatten()
+            .and_then(|c| c.dashboard)
+        {
+            crate::output::line(&format!("  (this phase's dashboard: {url})"));
+        }
         Ok(Self {
             client: OperatorServiceClient::new(target.connect().await?),
             target,
