@@ -87,7 +87,9 @@ pub enum Command {
 pub enum ScenarioCommand {
     /// The scenarios, one line each.
     List,
-    /// Run one, printing its timeline and a summary.
+    /// Run one, printing its timeline and a summary: on real processes (a
+    /// local cluster of its own per phase, time scaled down, its dashboard
+    /// URL printed), or in virtual time with --simulate.
     Run(ScenarioRunArgs),
 }
 

@@ -44,6 +44,19 @@ impl ChildSpec {
         }
     }
 
+    /// Before a start: the first time, removes the `keep_bound` address
+    /// files an earlier run left (their ports may be anyone's now); later,
+    /// sets each `keep_bound` flag to the address the process wrote.
+    pub fn keep_bound_addresses(&mut self, first_start: bool) {
+        for (flag, file) in self.keep_bound.clone() {
+            if first_start {
+                let _ = std::fs::remove_file(&file);
+            } else if let Some(addr) = super::ready::read_addr_file(&file) {
+                self.set_flag(flag, &addr.to_string());
+            }
+        }
+    }
+
     /// The command line as one readable string (for the log header).
     pub fn command_line(&self) -> String {
         std::iter::once(self.program.display().to_string())
@@ -120,6 +133,33 @@ pub fn last_log_line(path: &std::path::Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_keeps_the_bound_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x-http.addr");
+        let mut spec = ChildSpec {
+            name: "x".into(),
+            program: "/bin/x".into(),
+            args: vec!["--http-listen".into(), "127.0.0.1:0".into()],
+            log: "/tmp/x.log".into(),
+            env: vec![],
+            addr_file: None,
+            keep_bound: vec![("--http-listen", file.clone())],
+        };
+        // An earlier run's address is not this run's.
+        std::fs::write(&file, "127.0.0.1:4000").unwrap();
+        spec.keep_bound_addresses(true);
+        assert!(!file.exists());
+        assert_eq!(spec.args[1], "127.0.0.1:0");
+        // Not written yet (it died before binding): port 0 again.
+        spec.keep_bound_addresses(false);
+        assert_eq!(spec.args[1], "127.0.0.1:0");
+        // Bound and written: restarted there.
+        std::fs::write(&file, "127.0.0.1:4321").unwrap();
+        spec.keep_bound_addresses(false);
+        assert_eq!(spec.args[1], "127.0.0.1:4321");
+    }
 
     #[test]
     fn set_flag_replaces_or_appends() {

@@ -98,13 +98,7 @@ impl Supervisor {
     pub fn start(&mut self, idx: usize) -> anyhow::Result<Pid> {
         let proc = &mut self.procs[idx];
         proc.restart_at = None;
-        for (flag, file) in &proc.spec.keep_bound.clone() {
-            if proc.starts == 0 {
-                let _ = std::fs::remove_file(file);
-            } else if let Some(addr) = super::ready::read_addr_file(file) {
-                proc.spec.set_flag(flag, &addr.to_string());
-            }
-        }
+        proc.spec.keep_bound_addresses(proc.starts == 0);
         let pid = child::spawn(&proc.spec, proc.starts + 1)?;
         proc.starts += 1;
         proc.pid = Some(pid);
