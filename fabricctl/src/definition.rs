@@ -21,7 +21,7 @@
 
 use crate::error::CtlError;
 use fabric_proto::v1 as pb;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -29,30 +29,32 @@ use std::path::{Path, PathBuf};
 /// every certificate and key (the controller refuses larger PEMs too).
 pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// The file's schema; also serialized by tools that write definitions
+/// (the scenarios).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct ServiceFile {
-    name: String,
-    roles: Vec<RoleFile>,
+pub struct ServiceFile {
+    pub name: String,
+    pub roles: Vec<RoleFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RoleFile {
-    name: String,
-    instances: u32,
+pub struct RoleFile {
+    pub name: String,
+    pub instances: u32,
     /// Optional here so the controller's message ("has no certificate for
     /// its HTTPS endpoint") is the one the operator sees.
     #[serde(default)]
-    certificates: Vec<CertificateFile>,
+    pub certificates: Vec<CertificateFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct CertificateFile {
-    name: String,
-    cert: PathBuf,
-    key: PathBuf,
+pub struct CertificateFile {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Reads the definition at `path` and the PEM files it names.

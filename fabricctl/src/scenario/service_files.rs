@@ -7,12 +7,12 @@
 //! ([`crate::https::Trust::Ca`]) accept them while they are valid, exactly
 //! like the clients of a real service.
 
+use crate::definition::{CertificateFile, RoleFile, ServiceFile};
 use crate::https::Trust;
 use anyhow::Context as _;
 use fabric_pki::service_ca::ServiceCa;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use std::fmt::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
@@ -80,14 +80,22 @@ impl ServiceOwner {
             &issued.key_pem,
             0o600,
         )?;
-        let mut toml = format!("name = \"{name}\"\n");
-        for (role, instances) in roles {
-            let _ = write!(
-                toml,
-                "\n[[roles]]\nname = \"{role}\"\ninstances = {instances}\n\n\
-                 [[roles.certificates]]\nname = \"https\"\ncert = \"{file}.pem\"\nkey = \"{file}.key\"\n"
-            );
-        }
+        let definition = ServiceFile {
+            name: name.to_owned(),
+            roles: roles
+                .iter()
+                .map(|(role, instances)| RoleFile {
+                    name: (*role).to_owned(),
+                    instances: *instances,
+                    certificates: vec![CertificateFile {
+                        name: "https".into(),
+                        cert: format!("{file}.pem").into(),
+                        key: format!("{file}.key").into(),
+                    }],
+                })
+                .collect(),
+        };
+        let toml = toml::to_string(&definition).context("the service definition")?;
         let path = self.dir.join(format!("{file}.toml"));
         write_file(&path, &toml, 0o644)?;
         let cert_der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
@@ -107,4 +115,41 @@ fn write_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
         .open(path)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn a_written_definition_loads_as_fabricctl_deploy_reads_it() {
+        let owner = ServiceOwner::new("unit-test").unwrap();
+        let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(20);
+        let written = owner
+            .write("store", "store", &[("web", 2), ("api", 1)], not_after)
+            .unwrap();
+        let definition = crate::definition::load(&written.path).unwrap();
+        assert_eq!(definition.name, "store");
+        let roles: Vec<_> = definition
+            .roles
+            .iter()
+            .map(|r| (r.name.as_str(), r.instances, r.certificates.len()))
+            .collect();
+        assert_eq!(roles, [("web", 2, 1), ("api", 1, 1)]);
+        let pem = &definition.roles[0].certificates[0].cert_pem;
+        let expires = fabric_pki::tls::not_after(pem).unwrap();
+        assert_eq!(
+            expires,
+            SystemTime::from(not_after.replace_nanosecond(0).unwrap())
+        );
+        // The key is the owner's secret: not readable by others.
+        use std::os::unix::fs::PermissionsExt;
+        let key = written.path.with_file_name("store.key");
+        let mode = std::fs::metadata(key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
+        let dir = written.path.parent().unwrap().to_owned();
+        drop(owner);
+        assert!(!dir.exists(), "removed on drop");
+    }
 }
