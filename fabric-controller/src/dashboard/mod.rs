@@ -1,12 +1,16 @@
 //! The controller's read-only HTTP server: the dashboard page (`/`), the
-//! JSON it polls (`/api/summary`) and Prometheus metrics (`/metrics`).
+//! summary it shows (`/api/summary`, and pushed as server-sent events on
+//! `/api/stream`) and Prometheus metrics (`/metrics`).
 //!
 //! Plain HTTP on purpose: it changes nothing, shows no secret (only public
 //! facts the status RPC also shows), and binds loopback unless configured
 //! otherwise, so a browser and a Prometheus server can reach it without the
 //! cluster's client certificates. The page is one server-side file of HTML
-//! with a little plain JavaScript (no build step) that polls every second,
-//! so a change shows within two seconds.
+//! with a little plain JavaScript (no build step). It listens to
+//! `/api/stream`, which sends a fresh summary as soon as the core records an
+//! event (a server going Unresponsive shows at once) and at least every
+//! second (for heartbeat ages); without EventSource, or while the stream is
+//! down, the page polls `/api/summary` every second instead.
 //!
 //! - [`summary`]: the dashboard's view of the core.
 
@@ -16,11 +20,19 @@ use crate::controller::Controller;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
+use axum::response::sse::{Event, Sse};
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::{Stream, StreamExt as _};
+
+/// The longest a stream goes without a summary (ages advance without events).
+const REFRESH: Duration = Duration::from_secs(1);
 
 const PAGE: &str = include_str!("page.html");
 
@@ -29,6 +41,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/summary", get(summary_json))
+        .route("/api/stream", get(summary_stream))
         .route("/metrics", get(metrics))
         .with_state(controller)
 }
@@ -48,10 +61,56 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-async fn summary_json(State(controller): State<Arc<Controller>>) -> Json<summary::Summary> {
+fn summary_of(controller: &Controller) -> summary::Summary {
     let now = controller.clock().now();
     let core = controller.read();
-    Json(summary::Summary::of(controller.cluster(), &core, now))
+    summary::Summary::of(controller.cluster(), &core, now)
+}
+
+async fn summary_json(State(controller): State<Arc<Controller>>) -> Json<summary::Summary> {
+    Json(summary_of(&controller))
+}
+
+/// Server-sent events: one `summary` event at once, then one after every
+/// burst of cluster events (coalesced: a healing round records many), and
+/// at least every [`REFRESH`]. Ends when the controller shuts down.
+async fn summary_stream(
+    State(controller): State<Arc<Controller>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(4);
+    tokio::spawn(async move {
+        // Subscribed before the first summary, so no change falls between.
+        let mut changes = controller.subscribe();
+        let closed = controller.closed();
+        tokio::pin!(closed);
+        loop {
+            let event = match Event::default()
+                .event("summary")
+                .json_data(summary_of(&controller))
+            {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!("dashboard stream: {e}");
+                    return;
+                }
+            };
+            if tx.send(event).await.is_err() {
+                return; // The browser went away.
+            }
+            tokio::select! {
+                () = &mut closed => return,
+                () = tokio::time::sleep(REFRESH) => {}
+                change = changes.recv() => {
+                    if matches!(change, Err(RecvError::Closed)) {
+                        return;
+                    }
+                    // The rest of the burst goes into the same summary.
+                    while changes.try_recv().is_ok() {}
+                }
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>))
 }
 
 async fn metrics(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
@@ -66,4 +125,67 @@ async fn metrics(State(controller): State<Arc<Controller>>) -> impl IntoResponse
         )],
         text,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Clock, CoreConfig, FabricCore, ManualClock, NodeId, NodeInfo};
+    use crate::secrets::SecretStore;
+    use http_body_util::BodyExt as _;
+    use std::time::SystemTime;
+
+    /// The next SSE frame of `body`, as text.
+    async fn frame(body: &mut axum::body::Body) -> String {
+        let frame = body.frame().await.expect("open").expect("a frame");
+        String::from_utf8(frame.into_data().expect("data").to_vec()).unwrap()
+    }
+
+    // Paused tokio time: time moves only when every task waits, so "before
+    // REFRESH" below is exact, not a race with the machine's load.
+    #[tokio::test(start_paused = true)]
+    async fn a_change_is_pushed_at_once_and_quiet_is_refreshed() {
+        let clock = Arc::new(ManualClock::starting_at(SystemTime::UNIX_EPOCH));
+        let core = FabricCore::new(CoreConfig::default(), clock.now());
+        let controller = Controller::new("alpha".into(), core, SecretStore::default(), clock, None);
+        let mut body = summary_stream(State(controller.clone()))
+            .await
+            .into_response()
+            .into_body();
+        let first = frame(&mut body).await;
+        assert!(
+            first.starts_with("event: summary\ndata: {\"cluster\":\"alpha\""),
+            "{first}"
+        );
+        assert!(first.contains("\"nodes\":[]"), "{first}");
+
+        let start = tokio::time::Instant::now();
+        let info = NodeInfo {
+            fault_domain: 0,
+            update_domain: 0,
+            capacity_vm_slots: 4,
+            agent_version: "test".into(),
+            host_endpoint: "127.0.0.1:1".into(),
+            pid: 1,
+        };
+        controller.register(NodeId::new("host-1"), info, "boot-1");
+        let pushed = frame(&mut body).await;
+        assert!(pushed.contains("\"id\":\"host-1\""), "{pushed}");
+        assert!(start.elapsed() < REFRESH, "pushed, not refreshed");
+
+        // Nothing happens: a summary still comes, one REFRESH later.
+        let refreshed = frame(&mut body).await;
+        assert!(refreshed.contains("\"id\":\"host-1\""), "{refreshed}");
+        assert!(start.elapsed() >= REFRESH);
+
+        // Shutdown ends the stream.
+        controller.close();
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("{e}"),
+            }
+        }
+    }
 }
