@@ -10,7 +10,7 @@
 
 use fabric_tests::cluster::{LocalCluster, fast_web_flags};
 use fabric_tests::services::all_running;
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::ClientBuilder;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,19 +97,27 @@ async fn dashboard_shows_the_cluster_and_follows_a_failure_live() {
     };
     client.goto(&url).await.expect("open the dashboard");
 
-    // The summary numbers against `fabricctl status -o json`.
+    // The summary numbers against `fabricctl status -o json`. Read in one
+    // script each: the page re-renders whenever a summary arrives, so an
+    // element found in one WebDriver call may be gone by the next.
     let text = |id: &'static str| {
         let client = client.clone();
         async move {
-            client
-                .wait()
-                .at_most(Duration::from_secs(10))
-                .for_element(Locator::Id(id))
-                .await
-                .unwrap_or_else(|e| panic!("no #{id} on the page: {e}"))
-                .text()
-                .await
-                .expect("element text")
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let value = client
+                    .execute(
+                        "const e = document.getElementById(arguments[0]); return e ? e.textContent : null;",
+                        vec![serde_json::json!(id)],
+                    )
+                    .await
+                    .expect("run a script on the page");
+                if let Some(text) = value.as_str() {
+                    return text.to_owned();
+                }
+                assert!(Instant::now() < deadline, "no #{id} on the page");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     };
     let ready = status.nodes.iter().filter(|n| n.state == "Ready").count();
@@ -126,11 +134,15 @@ async fn dashboard_shows_the_cluster_and_follows_a_failure_live() {
     let state_of = |node: &'static str| {
         let client = client.clone();
         async move {
-            let el = client
-                .find(Locator::Css(&format!("[data-node=\"{node}\"]")))
+            client
+                .execute(
+                    "const e = document.querySelector(`[data-node=\"${arguments[0]}\"]`); return e ? e.dataset.state : null;",
+                    vec![serde_json::json!(node)],
+                )
                 .await
-                .ok()?;
-            el.attr("data-state").await.ok().flatten()
+                .ok()?
+                .as_str()
+                .map(str::to_owned)
         }
     };
     assert_eq!(state_of(victim).await.as_deref(), Some("Ready"));
@@ -164,10 +176,7 @@ async fn dashboard_shows_the_cluster_and_follows_a_failure_live() {
     // The page catches up by itself: the server in HI, every instance back.
     let healed_at = Instant::now();
     loop {
-        let running = match client.find(Locator::Id("tile-running")).await {
-            Ok(el) => el.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+        let running = text("tile-running").await;
         if running == "3 / 3" && state_of(victim).await.as_deref() == Some("HumanInvestigate") {
             break;
         }
