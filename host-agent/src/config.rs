@@ -432,6 +432,9 @@ mod tests {
             ),
             "{err}"
         );
+        // An address file needs a listener to report.
+        let err = parse(&["--http-addr-file", "/tmp/x.addr"]).unwrap_err();
+        assert!(err.to_string().contains("--http-listen"), "{err}");
         let ok = parse(&["--guest-boot-time", "2s"]).unwrap();
         assert_eq!(ok.guests.boot_time, Duration::from_secs(2));
         let err = parse(&["--role-port-min", "9010", "--role-port-max", "9000"]).unwrap_err();

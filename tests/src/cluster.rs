@@ -148,6 +148,18 @@ impl LocalCluster {
             .expect("run fabricctl")
     }
 
+    /// [`LocalCluster::run`], which must succeed (its stderr otherwise).
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "fabricctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// `fabricctl status -o json`, parsed; records every pid it names.
     pub fn status(&self) -> Result<StatusJson, String> {
         let out = self.run(&["status", "-o", "json"]);

@@ -83,6 +83,38 @@ impl TestPki {
     }
 }
 
+/// A test controller's configuration: `pki`'s cluster and controller
+/// certificate on `listen`, default core settings, no state directory, no
+/// address files, no dashboard.
+pub fn controller_config(pki: &TestPki, listen: SocketAddr) -> ControllerConfig {
+    ControllerConfig {
+        cluster: pki.cluster.clone(),
+        listen,
+        addr_file: None,
+        tls: pki.files(&pki.layout.controller()),
+        core: CoreConfig::default(),
+        state_dir: None,
+        http_listen: None,
+        http_addr_file: None,
+    }
+}
+
+/// Runs a controller that must not start, and returns why it did not.
+pub async fn controller_start_error(
+    config: ControllerConfig,
+    listener: tokio::net::TcpListener,
+) -> String {
+    fabric_controller::server::run(
+        config,
+        listener,
+        Arc::new(SystemClock::new()),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("the controller must refuse to start")
+    .to_string()
+}
+
 /// A controller running in this process until dropped.
 pub struct RunningController {
     pub addr: SocketAddr,
@@ -106,14 +138,9 @@ impl RunningController {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = ControllerConfig {
-            cluster: pki.cluster.clone(),
-            listen: addr,
-            addr_file: None,
-            tls: pki.files(&pki.layout.controller()),
             core,
             state_dir,
-            http_listen: None,
-            http_addr_file: None,
+            ..controller_config(pki, addr)
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

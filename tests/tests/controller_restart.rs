@@ -151,24 +151,10 @@ async fn a_corrupt_state_file_stops_the_controller_with_a_clear_error() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = fabric_controller::config::ControllerConfig {
-        cluster: "alpha".into(),
-        listen: listener.local_addr().unwrap(),
-        addr_file: None,
-        tls: pki.files(&pki.layout.controller()),
-        core: CoreConfig::default(),
         state_dir: Some(state.path().into()),
-        http_listen: None,
-        http_addr_file: None,
+        ..fabric_tests::controller_config(&pki, listener.local_addr().unwrap())
     };
-    let err = fabric_controller::server::run(
-        config,
-        listener,
-        std::sync::Arc::new(fabric_controller::core::SystemClock::new()),
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = fabric_tests::controller_start_error(config, listener).await;
     assert!(err.contains("controller-state.json"), "{err}");
     assert!(err.contains("corrupt or truncated"), "{err}");
     assert!(err.contains("checksum"), "{err}");

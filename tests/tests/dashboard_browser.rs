@@ -146,12 +146,7 @@ async fn dashboard_shows_the_cluster_and_follows_a_failure_live() {
         }
     };
     assert_eq!(state_of(victim).await.as_deref(), Some("Ready"));
-    let out = cluster.run(&["chaos", "power-off", victim]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.run_ok(&["chaos", "power-off", victim]);
     let killed = Instant::now();
     loop {
         match state_of(victim).await.as_deref() {

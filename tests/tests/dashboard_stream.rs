@@ -68,12 +68,7 @@ async fn the_stream_pushes_a_summary_when_a_server_is_lost() {
     assert_eq!(first["instances"]["running"], 3);
     assert_eq!(node_state(&first, "host-2"), Some("Ready"));
 
-    let out = cluster.run(&["chaos", "power-off", "host-2"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.run_ok(&["chaos", "power-off", "host-2"]);
     let killed = Instant::now();
     loop {
         let summary = next().await;

@@ -88,12 +88,7 @@ fn metrics_follow_a_failure_and_its_healing() {
         .expect("a node")
         .id
         .clone();
-    let out = cluster.run(&["chaos", "power-off", &victim]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.run_ok(&["chaos", "power-off", &victim]);
     cluster.wait_for(COME_UP, "healed", |s| {
         s.nodes
             .iter()

@@ -51,24 +51,10 @@ async fn a_taken_dashboard_address_stops_the_controller_with_its_reason() {
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = fabric_controller::config::ControllerConfig {
-        cluster: "alpha".into(),
-        listen: listener.local_addr().unwrap(),
-        addr_file: None,
-        tls: pki.files(&pki.layout.controller()),
-        core: CoreConfig::default(),
-        state_dir: None,
         http_listen: Some(taken.local_addr().unwrap()),
-        http_addr_file: None,
+        ..fabric_tests::controller_config(&pki, listener.local_addr().unwrap())
     };
-    let err = fabric_controller::server::run(
-        config,
-        listener,
-        std::sync::Arc::new(fabric_controller::core::SystemClock::new()),
-        std::future::pending(),
-    )
-    .await
-    .expect_err("a taken dashboard address must stop the controller");
-    let text = err.to_string();
+    let text = fabric_tests::controller_start_error(config, listener).await;
     assert!(text.starts_with("dashboard: cannot listen on"), "{text}");
     assert!(
         text.contains(&taken.local_addr().unwrap().to_string()),

@@ -204,26 +204,18 @@ impl ScenarioCluster {
     /// Waits until all `hosts` servers are Ready, so a deployment is placed
     /// on all of them.
     pub async fn wait_ready(&mut self, hosts: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            let status = self.status().await?;
+        self.wait_for(STARTUP, |status| {
             let ready = status
                 .nodes
                 .iter()
                 .filter(|n| n.state == fabric_proto::v1::NodeState::Ready as i32)
                 .count();
-            if ready >= hosts {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "only {ready} of {hosts} servers were Ready after {}; see {}/logs",
-                    humantime::format_duration(STARTUP),
-                    self.global.state_dir.display()
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            (ready >= hosts)
+                .then_some(())
+                .ok_or_else(|| format!("only {ready} of {hosts} servers were Ready"))
+        })
+        .await?;
+        Ok(())
     }
 
     /// Waits until `count` instances are Running with an endpoint.
@@ -232,16 +224,32 @@ impl ScenarioCluster {
         count: usize,
         limit: Duration,
     ) -> anyhow::Result<ClusterStatus> {
+        self.wait_for(limit, |status| {
+            let running = running_instances(status).count();
+            (running >= count)
+                .then_some(())
+                .ok_or_else(|| format!("only {running} of {count} instances were Running"))
+        })
+        .await
+    }
+
+    /// Polls status until `done` accepts it; after `limit`, fails with what
+    /// `done` said was missing.
+    async fn wait_for(
+        &mut self,
+        limit: Duration,
+        done: impl Fn(&ClusterStatus) -> Result<(), String>,
+    ) -> anyhow::Result<ClusterStatus> {
         let deadline = Instant::now() + limit;
         loop {
             let status = self.status().await?;
-            let running = running_instances(&status).count();
-            if running >= count {
-                return Ok(status);
-            }
+            let missing = match done(&status) {
+                Ok(()) => return Ok(status),
+                Err(missing) => missing,
+            };
             if Instant::now() > deadline {
                 bail!(
-                    "only {running} of {count} instances were Running after {}; see {}/logs",
+                    "{missing} after {}; see {}/logs",
                     humantime::format_duration(limit),
                     self.global.state_dir.display()
                 );

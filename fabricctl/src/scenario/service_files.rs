@@ -10,11 +10,11 @@
 use crate::definition::{CertificateFile, RoleFile, ServiceFile};
 use crate::https::Trust;
 use anyhow::Context as _;
+use fabric_pki::layout::{CertPaths, write_pair};
 use fabric_pki::service_ca::ServiceCa;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use time::OffsetDateTime;
 
 pub struct ServiceOwner {
@@ -70,16 +70,11 @@ impl ServiceOwner {
             now - time::Duration::minutes(1),
             not_after,
         )?;
-        write_file(
-            &self.dir.join(format!("{file}.pem")),
-            &issued.cert_pem,
-            0o644,
-        )?;
-        write_file(
-            &self.dir.join(format!("{file}.key")),
-            &issued.key_pem,
-            0o600,
-        )?;
+        let paths = CertPaths {
+            cert: self.dir.join(format!("{file}.pem")),
+            key: self.dir.join(format!("{file}.key")),
+        };
+        write_pair(&paths, &issued)?;
         let definition = ServiceFile {
             name: name.to_owned(),
             roles: roles
@@ -97,24 +92,12 @@ impl ServiceOwner {
         };
         let toml = toml::to_string(&definition).context("the service definition")?;
         let path = self.dir.join(format!("{file}.toml"));
-        write_file(&path, &toml, 0o644)?;
+        std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
         let cert_der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
             .context("the issued certificate")?
             .to_vec();
         Ok(Written { path, cert_der })
     }
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
