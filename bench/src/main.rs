@@ -18,7 +18,7 @@
 //! one, or those in FABRIC_BIN_DIR). `--heartbeats N`, `--secret-iterations
 //! N` and `--cycles N` change the sample sizes.
 
-use fabric_controller::core::CoreConfig;
+use fabric_core::CoreConfig;
 use fabric_proto::v1::{self as pb, node_service_client::NodeServiceClient};
 use fabric_sealing::SealContext;
 use fabric_tests::cluster::LocalCluster;

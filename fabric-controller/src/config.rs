@@ -4,8 +4,8 @@
 //! once into a [`ControllerConfig`] at start, so a bad value stops the process
 //! with a message naming the value instead of failing later.
 
-use crate::core::{CoreConfig, HiThreshold};
 use anyhow::{Context, bail};
+use fabric_core::{CoreConfig, HiThreshold};
 use fabric_pki::tls::TlsFiles;
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -1,23 +1,24 @@
 //! [`Controller`]: the core behind a lock, plus the clock and event fan-out.
 //!
-//! Every RPC handler and background loop goes through these few methods. Each
-//! one reads the clock, calls one core method under the lock (never across an
-//! `.await`), saves the new state if the call changed it (before anyone acts
-//! on the decision: the reply is sent after the save), then publishes
-//! whatever events the core raised: to the tracing log and to live
-//! `WatchEvents` subscribers.
+//! Every RPC handler and background loop goes through these methods, one per
+//! input, and each of them through one path ([`Controller::decide`]): read the
+//! clock, call one core method under the lock (never across an `.await`), save
+//! the new state (before anyone acts on the decision: the reply is sent after
+//! the save), publish the events the core raised (to the tracing log and to
+//! live `WatchEvents` subscribers), and wake the tick loop.
 
 use crate::api::convert::ValidatedDeployment;
-use crate::core::services::DeployOutcome;
-use crate::core::{
-    Clock, ClusterEvent, CoreError, FabricCore, HeartbeatOutcome, InstanceId, NodeId, NodeInfo,
-    RegisterOutcome, RoleInstance, VmAssignment, VmObservation,
-};
 use crate::metrics::ControllerMetrics;
 use crate::secrets::{RoleCertificate, SecretStore};
 use crate::store::sealed_keys::AtRestKey;
 use crate::store::{PersistedState, Store, StoreError};
+use fabric_core::services::DeployOutcome;
+use fabric_core::{
+    Clock, ClusterEvent, CoreError, FabricCore, FaultReport, HeartbeatReply, InstanceId, Moment,
+    NodeId, NodeInfo, RegisterOutcome, RoleInstance, VmObservation,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 
 /// Shared controller state.
@@ -28,8 +29,9 @@ pub struct Controller {
     secrets: Mutex<SecretStore>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<ClusterEvent>,
-    /// Wakes the expiry loop when a deadline may have moved earlier.
-    pub(crate) expiry_changed: Notify,
+    /// Wakes the tick loop after any decision with events: a deadline may
+    /// have moved, or healing may have work to do.
+    wake: Notify,
     /// Becomes true when the server starts shutting down, so long-lived
     /// streams (WatchEvents) end and graceful shutdown can complete.
     closing: watch::Sender<bool>,
@@ -70,7 +72,7 @@ impl Controller {
             secrets: Mutex::new(secrets),
             clock,
             events,
-            expiry_changed: Notify::new(),
+            wake: Notify::new(),
             closing: watch::channel(false).0,
             persistence: persistence.map(Mutex::new),
             metrics: ControllerMetrics::new(),
@@ -94,14 +96,6 @@ impl Controller {
             secrets,
         };
         p.store.save(&state)
-    }
-
-    /// For decisions nobody waits on (heartbeats, ticks): a failed save is
-    /// logged loudly; the next change saves everything again.
-    fn persist_or_log(&self, core: &FabricCore) {
-        if let Err(e) = self.persist(core) {
-            tracing::error!("could not save controller state: {e}");
-        }
     }
 
     pub fn cluster(&self) -> &str {
@@ -157,117 +151,119 @@ impl Controller {
         }
     }
 
-    pub fn register(&self, id: NodeId, info: NodeInfo, boot_id: &str) -> RegisterOutcome {
+    /// The one path every input takes: read the clock, lock the core, let
+    /// it decide, save, publish its events, and wake the tick loop. The save
+    /// happens with the core still locked, so saves follow the order of the
+    /// decisions, and before anyone hears of the decision (the reply is sent
+    /// after this returns). Every change to what the controller would decide
+    /// next is recorded as an event, so a decision with events wakes the tick
+    /// loop: it needs no polling.
+    fn decide<R>(
+        &self,
+        save: Save,
+        decide: impl FnOnce(&mut FabricCore, Moment) -> Result<(R, Vec<ClusterEvent>), CoreError>,
+    ) -> Result<R, ControllerError> {
         let now = self.clock.now();
         let mut core = self.read();
-        let (outcome, events) = core.register(now, id, info, boot_id);
-        if !events.is_empty() {
-            self.persist_or_log(&core);
+        let (reply, events) = decide(&mut core, now)?;
+        match save {
+            Save::Always => self.persist(&core)?,
+            Save::IfChanged if !events.is_empty() => {
+                if let Err(e) = self.persist(&core) {
+                    // Nobody waits on this decision (a heartbeat, a tick):
+                    // say so loudly; the next change saves everything again.
+                    tracing::error!("could not save controller state: {e}");
+                }
+            }
+            Save::IfChanged => {}
         }
         drop(core);
+        if !events.is_empty() {
+            self.wake.notify_one();
+        }
         self.publish(events);
-        self.expiry_changed.notify_one();
-        outcome
+        Ok(reply)
     }
 
-    /// Records a heartbeat and its VM reports; returns what the node should
-    /// run (only meaningful when the heartbeat was not REGISTER_AGAIN).
+    /// Input: a host agent registers.
+    pub fn register(&self, id: NodeId, info: NodeInfo, boot_id: &str) -> RegisterOutcome {
+        self.decide(Save::IfChanged, |core, now| {
+            Ok(core.register(now, id, info, boot_id))
+        })
+        .expect("registration is never refused by the core")
+    }
+
+    /// Input: a heartbeat and its VM reports; returns what the node is told.
     pub fn heartbeat(
         &self,
         id: &NodeId,
         boot_id: &str,
         sequence: u64,
         vms: Vec<VmObservation>,
-    ) -> (HeartbeatOutcome, Vec<VmAssignment>) {
-        let now = self.clock.now();
+    ) -> HeartbeatReply {
         self.metrics.heartbeat();
-        let mut core = self.read();
-        let (outcome, mut events) = core.heartbeat(now, id, boot_id, sequence);
-        // Reports ride on accepted heartbeats only: a stale one may describe
-        // a VM state older than what we already know.
-        if outcome == HeartbeatOutcome::Accepted {
-            events.extend(core.observe_vms(now, id, vms));
-        }
-        let desired = match outcome {
-            HeartbeatOutcome::RegisterAgain => Vec::new(),
-            _ => core.desired_vms(id),
-        };
-        if !events.is_empty() {
-            self.persist_or_log(&core);
-        }
-        drop(core);
-        // Any transition may free capacity or finish a heal: let the tick
-        // loop run healing now rather than at its next deadline.
-        if !events.is_empty() {
-            self.expiry_changed.notify_one();
-        }
-        self.publish(events);
-        (outcome, desired)
+        self.decide(Save::IfChanged, |core, now| {
+            Ok(core.heartbeat(now, id, boot_id, sequence, vms))
+        })
+        .expect("heartbeats are never refused by the core")
     }
 
     fn secrets(&self) -> MutexGuard<'_, SecretStore> {
         self.secrets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates or rotates a deployment; returns its instances.
+    /// Input: create or rotate a deployment; returns its instances.
     pub fn deploy(
         &self,
         deployment: ValidatedDeployment,
     ) -> Result<(DeployOutcome, Vec<RoleInstance>), ControllerError> {
-        let now = self.clock.now();
         let name = deployment.spec.name.clone();
-        let mut core = self.read();
-        let (outcome, events) = core.deploy(now, deployment.spec)?;
-        let mut secrets = self.secrets();
-        for (role, certs) in deployment.secrets {
-            secrets.put(&name, &role, certs);
-        }
-        drop(secrets);
-        self.persist(&core)?;
-        let instances = core
-            .instances()
-            .filter(|i| i.id.deployment == name)
-            .cloned()
-            .collect();
-        drop(core);
-        self.publish(events);
-        Ok((outcome, instances))
+        self.decide(Save::Always, |core, now| {
+            let (outcome, events) = core.deploy(now, deployment.spec)?;
+            let mut secrets = self.secrets();
+            for (role, certs) in deployment.secrets {
+                secrets.put(&name, &role, certs);
+            }
+            let instances = core
+                .instances()
+                .filter(|i| i.id.deployment == name)
+                .cloned()
+                .collect();
+            Ok(((outcome, instances), events))
+        })
     }
 
+    /// Input: set a role's instance count; returns the role's instances.
     pub fn scale(
         &self,
         deployment: &str,
         role: &str,
         count: u32,
     ) -> Result<Vec<RoleInstance>, ControllerError> {
-        let now = self.clock.now();
-        let mut core = self.read();
-        let events = core.scale(now, deployment, role, count)?;
-        self.persist(&core)?;
-        let instances = core
-            .instances()
-            .filter(|i| i.id.deployment.as_str() == deployment && i.id.role.as_str() == role)
-            .cloned()
-            .collect();
-        drop(core);
-        self.publish(events);
-        Ok(instances)
+        self.decide(Save::Always, |core, now| {
+            let events = core.scale(now, deployment, role, count)?;
+            let instances = core
+                .instances()
+                .filter(|i| i.id.deployment.as_str() == deployment && i.id.role.as_str() == role)
+                .cloned()
+                .collect();
+            Ok((instances, events))
+        })
     }
 
+    /// Input: delete a deployment (and forget its certificates).
     pub fn delete(&self, deployment: &str) -> Result<(), ControllerError> {
-        let now = self.clock.now();
-        let mut core = self.read();
-        let event = core.delete(now, deployment)?;
-        if let Ok(name) = crate::core::Name::parse("deployment", deployment) {
-            self.secrets().remove_deployment(&name);
-        }
-        self.persist(&core)?;
-        drop(core);
-        self.publish(vec![event]);
-        Ok(())
+        self.decide(Save::Always, |core, now| {
+            let event = core.delete(now, deployment)?;
+            if let Ok(name) = fabric_core::Name::parse("deployment", deployment) {
+                self.secrets().remove_deployment(&name);
+            }
+            Ok(((), vec![event]))
+        })
     }
 
     /// The certificates of VM `vm`, for the node it is assigned to only.
+    /// A read: it decides nothing and changes nothing.
     pub fn fetch_secrets(
         &self,
         node: &NodeId,
@@ -292,72 +288,59 @@ impl Controller {
         Ok((certs, version))
     }
 
-    pub fn report_fault(
-        &self,
-        id: &NodeId,
-        reason: &str,
-        version: &str,
-        vms: &[InstanceId],
-    ) -> Result<(), ControllerError> {
-        let now = self.clock.now();
-        let mut core = self.read();
-        let events = core.report_fault(now, id, reason, version, vms)?;
-        self.persist(&core)?;
-        drop(core);
-        self.publish(events);
-        self.expiry_changed.notify_one();
-        Ok(())
+    /// Input: a host agent reports its server faulty.
+    pub fn report_fault(&self, id: &NodeId, report: &FaultReport) -> Result<(), ControllerError> {
+        self.decide(Save::Always, |core, now| {
+            Ok(((), core.report_fault(now, id, report)?))
+        })
     }
 
+    /// Input: an operator returns a server from Human Investigate.
     pub fn repair(&self, id: &NodeId, who: &str, why: &str) -> Result<(), ControllerError> {
-        let now = self.clock.now();
-        let mut core = self.read();
-        let events = core.repair(now, id, who, why)?;
-        self.persist(&core)?;
-        drop(core);
-        self.publish(events);
-        self.expiry_changed.notify_one();
-        Ok(())
+        self.decide(Save::Always, |core, now| {
+            Ok(((), core.repair(now, id, who, why)?))
+        })
     }
 
+    /// Input: an operator takes the cluster out of HI mode.
     pub fn resume(&self, who: &str) -> Result<(), ControllerError> {
-        let now = self.clock.now();
-        let mut core = self.read();
-        let events = core.resume(now, who);
-        self.persist(&core)?;
-        drop(core);
-        self.publish(events);
-        self.expiry_changed.notify_one();
-        Ok(())
+        self.decide(Save::Always, |core, now| Ok(((), core.resume(now, who))))
     }
 
+    /// Input: an operator flips a graceful-degradation switch.
     pub fn set_switch(
         &self,
-        switch: crate::core::Switch,
+        switch: fabric_core::Switch,
         on: bool,
         who: &str,
     ) -> Result<(), ControllerError> {
-        let now = self.clock.now();
-        let mut core = self.read();
-        let events = core.set_switch(now, switch, on, who);
-        self.persist(&core)?;
-        drop(core);
-        self.publish(events);
-        Ok(())
+        self.decide(Save::Always, |core, now| {
+            Ok(((), core.set_switch(now, switch, on, who)))
+        })
     }
 
-    /// Runs the core's time-driven work now (expiry, HI, healing); returns
-    /// the monotonic time of the next deadline.
-    pub fn tick(&self) -> Option<std::time::Duration> {
-        let now = self.clock.now();
-        let mut core = self.read();
-        let events = core.tick(now);
-        let next = core.next_deadline(now);
-        if !events.is_empty() {
-            self.persist_or_log(&core);
-        }
-        drop(core);
-        self.publish(events);
-        next
+    /// Input: time passes. Runs the core's time-driven work (expiry, HI,
+    /// healing); returns the monotonic time of the next deadline.
+    pub fn tick(&self) -> Option<Duration> {
+        self.decide(Save::IfChanged, |core, now| {
+            let events = core.tick(now);
+            Ok((core.next_deadline(now), events))
+        })
+        .expect("ticks are never refused by the core")
     }
+
+    /// Resolves when a decision may have changed what the tick loop should
+    /// do next (a new deadline, or healing with work to do).
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+/// Whether a decision must be saved before it is acted on.
+#[derive(Clone, Copy)]
+enum Save {
+    /// Someone waits on this decision: it is saved or refused.
+    Always,
+    /// Nobody waits (heartbeats, ticks): saved when it raised events.
+    IfChanged,
 }

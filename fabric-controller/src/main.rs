@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use fabric_controller::config::{Args, Command, ControllerConfig};
-use fabric_controller::{core::SystemClock, server};
+use fabric_controller::{clock::SystemClock, server};
 use std::sync::Arc;
 
 #[tokio::main]

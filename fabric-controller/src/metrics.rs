@@ -15,7 +15,7 @@
 //! the cluster's own (CA, controller): the 2013 lesson was to watch what is
 //! actually served, not the secret store.
 
-use crate::core::{ClusterEvent, EventKind, FabricCore, InstanceState, NodeState};
+use fabric_core::{ClusterEvent, EventKind, FabricCore, InstanceState, NodeState};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -237,8 +237,8 @@ impl ControllerMetrics {
         self.cluster_mode.clear();
         let mode = core.cluster().mode;
         for m in [
-            crate::core::ClusterMode::Normal,
-            crate::core::ClusterMode::HumanInvestigate,
+            fabric_core::ClusterMode::Normal,
+            fabric_core::ClusterMode::HumanInvestigate,
         ] {
             self.cluster_mode
                 .get_or_create(&ModeLabel {

@@ -6,7 +6,7 @@
 //! VM they are for, over mutual TLS. They are zeroed when dropped and never
 //! printed: `Debug` is redacted.
 
-use crate::core::Name;
+use fabric_core::Name;
 use std::collections::HashMap;
 use zeroize::Zeroizing;
 

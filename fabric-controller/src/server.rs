@@ -7,11 +7,11 @@
 use crate::api::{node_service::NodeApi, operator_service::OperatorApi};
 use crate::config::ControllerConfig;
 use crate::controller::{Controller, Persistence};
-use crate::core::{Clock, FabricCore};
 use crate::secrets::SecretStore;
 use crate::store::file::FileStore;
 use crate::store::sealed_keys::AtRestKey;
 use crate::store::{Store, StoreError};
+use fabric_core::{Clock, FabricCore};
 use fabric_proto::v1::{
     node_service_server::NodeServiceServer, operator_service_server::OperatorServiceServer,
 };
@@ -43,7 +43,7 @@ pub enum ServeError {
 /// state directory the controller keeps everything in memory.
 fn restore(
     config: &ControllerConfig,
-    now: crate::core::Moment,
+    now: fabric_core::Moment,
 ) -> Result<(FabricCore, SecretStore, Option<Persistence>), ServeError> {
     let Some(dir) = &config.state_dir else {
         tracing::warn!("no --state-dir: state is kept in memory and lost on restart");
@@ -65,8 +65,8 @@ fn restore(
             for e in &saved.secrets {
                 let cert = key.decrypt(e)?;
                 let (Ok(d), Ok(r)) = (
-                    crate::core::Name::parse("deployment", &e.deployment),
-                    crate::core::Name::parse("role", &e.role),
+                    fabric_core::Name::parse("deployment", &e.deployment),
+                    fabric_core::Name::parse("role", &e.role),
                 ) else {
                     return Err(StoreError::Corrupt {
                         path: store.path().to_owned(),
@@ -157,9 +157,9 @@ pub async fn run(
 /// watch and the metrics.
 fn own_certificates(
     tls: &fabric_pki::tls::LoadedTls,
-) -> Result<Vec<crate::core::expiry::ClusterCertificate>, ServeError> {
+) -> Result<Vec<fabric_core::expiry::ClusterCertificate>, ServeError> {
     let cert = |name: &str, pem: &str| -> Result<_, ServeError> {
-        Ok(crate::core::expiry::ClusterCertificate {
+        Ok(fabric_core::expiry::ClusterCertificate {
             name: name.into(),
             not_after: fabric_pki::tls::not_after(pem)?,
         })
@@ -208,23 +208,118 @@ impl Drop for AbortOnDrop {
 }
 
 /// Sleeps until the core's next deadline (a heartbeat expiring, a grace or a
-/// fault hold running out), then lets the core act. Woken early by any
-/// transition that may change deadlines or give healing work to do.
+/// fault hold running out, a certificate crossing a warning window), then
+/// lets the core act. Woken early by any decision that raised events, which
+/// is every change that could give it work sooner (healing waiting for
+/// capacity or for in-flight heals is woken this way): no blind polling.
 async fn tick_loop(controller: Arc<Controller>) {
-    // Healing also waits on capacity and reports, which have no deadline:
-    // look again at least this often.
-    const IDLE: Duration = Duration::from_secs(1);
     let origin = tokio::time::Instant::now() - controller.clock().now().mono;
     loop {
         let next = controller.tick();
-        let idle = tokio::time::Instant::now() + IDLE;
-        let wake = match next {
-            Some(deadline) => (origin + deadline).min(idle),
-            None => idle,
+        let deadline = async {
+            match next {
+                Some(deadline) => tokio::time::sleep_until(origin + deadline).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
-            _ = tokio::time::sleep_until(wake) => {}
-            _ = controller.expiry_changed.notified() => {}
+            () = deadline => {}
+            () = controller.woken() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::convert::ValidatedDeployment;
+    use crate::clock::SystemClock;
+    use fabric_core::{
+        CertificateInfo, ClusterEvent, CoreConfig, DeploymentSpec, EventKind, FaultCause,
+        FaultReport, HiThreshold, Name, NodeId, NodeInfo, RoleSpec,
+    };
+    use std::time::SystemTime;
+
+    fn deployment(name: &str) -> ValidatedDeployment {
+        ValidatedDeployment {
+            spec: DeploymentSpec {
+                name: Name::parse("deployment", name).unwrap(),
+                roles: vec![RoleSpec {
+                    name: Name::parse("role", "r").unwrap(),
+                    instances: 1,
+                    certificates: vec![CertificateInfo {
+                        name: "https".into(),
+                        fingerprint: "aa".into(),
+                        not_after: SystemTime::now() + Duration::from_secs(1 << 30),
+                    }],
+                }],
+            },
+            secrets: Vec::new(),
+        }
+    }
+
+    fn node(fault_domain: u32) -> NodeInfo {
+        NodeInfo {
+            fault_domain,
+            update_domain: fault_domain,
+            capacity_vm_slots: 1,
+            agent_version: "test".into(),
+            host_endpoint: "127.0.0.1:1".into(),
+            pid: 1,
+        }
+    }
+
+    async fn next_of(
+        events: &mut tokio::sync::broadcast::Receiver<ClusterEvent>,
+        kind: EventKind,
+    ) -> ClusterEvent {
+        loop {
+            let e = events.recv().await.expect("event stream open");
+            if e.kind == kind {
+                return e;
+            }
+        }
+    }
+
+    // Paused time: the clock moves only when every task waits on a timer,
+    // so "no time passed" below means no timer (no poll) was needed.
+    #[tokio::test(start_paused = true)]
+    async fn capacity_freed_by_an_operator_is_used_at_once_without_polling() {
+        let clock = Arc::new(SystemClock::new());
+        let config = CoreConfig {
+            node_timeout: Duration::from_secs(3600),
+            // One server in HI must not stop healing here.
+            hi_threshold: HiThreshold::Count(2),
+            ..CoreConfig::default()
+        };
+        let core = FabricCore::new(config, clock.now());
+        let controller = Controller::new("c".into(), core, SecretStore::default(), clock, None);
+        let _ticks = AbortOnDrop(tokio::spawn(tick_loop(controller.clone())));
+        // Two one-slot servers, each running one deployment.
+        controller.register(NodeId::new("host-1"), node(0), "b1");
+        controller.register(NodeId::new("host-2"), node(1), "b2");
+        controller.deploy(deployment("web")).unwrap();
+        controller.deploy(deployment("batch")).unwrap();
+        let web_home = controller
+            .read()
+            .instances()
+            .find(|i| i.id.deployment.as_str() == "web")
+            .and_then(|i| i.node.clone())
+            .unwrap();
+        let mut events = controller.subscribe();
+        // web's server fails: no room elsewhere, so web's instance waits.
+        controller
+            .report_fault(
+                &web_home,
+                &FaultReport::new(FaultCause::HostHardware, "disk", "test", vec![]),
+            )
+            .unwrap();
+        next_of(&mut events, EventKind::InstancePending).await;
+
+        let start = tokio::time::Instant::now();
+        controller.delete("batch").unwrap();
+        let healed = next_of(&mut events, EventKind::InstanceHealing).await;
+        assert!(healed.reason.starts_with("web.r.0"), "{}", healed.reason);
+        assert_eq!(start.elapsed(), Duration::ZERO, "healed without a poll");
     }
 }

@@ -20,8 +20,9 @@ pub mod procs;
 pub mod scrape;
 pub mod services;
 
+use fabric_controller::clock::SystemClock;
 use fabric_controller::config::ControllerConfig;
-use fabric_controller::core::{CoreConfig, SystemClock};
+use fabric_core::CoreConfig;
 use fabric_pki::layout::CertPaths;
 use fabric_pki::tls::TlsFiles;
 use fabric_pki::{PkiLayout, Role};

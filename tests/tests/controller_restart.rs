@@ -3,7 +3,7 @@
 //! and events; nodes get a fresh grace instead of going Unresponsive; a
 //! corrupt state file stops the controller with an error naming the file.
 
-use fabric_controller::core::CoreConfig;
+use fabric_core::CoreConfig;
 use fabric_proto::v1::{
     self as pb, node_service_client::NodeServiceClient,
     operator_service_client::OperatorServiceClient,

@@ -2,7 +2,7 @@
 //! mTLS: it registers, stays Ready, goes Unresponsive when stopped, and comes
 //! back as a restart (new boot id) when started again. Events stream live.
 
-use fabric_controller::core::CoreConfig;
+use fabric_core::CoreConfig;
 use fabric_proto::v1::{self as pb, operator_service_client::OperatorServiceClient};
 use fabric_tests::{RunningController, TestPki, connect, eventually};
 use host_agent::config::HostConfig;

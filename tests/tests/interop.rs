@@ -6,7 +6,7 @@
 //! packages the test is skipped with a notice, except under CI=true, where
 //! it fails.
 
-use fabric_controller::core::CoreConfig;
+use fabric_core::CoreConfig;
 use fabric_pki::tls::TlsFiles;
 use fabric_tests::{RunningController, TestPki};
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! In-process gRPC over real mutual TLS on 127.0.0.1:0: who may call what.
 
-use fabric_controller::core::CoreConfig;
+use fabric_core::CoreConfig;
 use fabric_pki::Role;
 use fabric_proto::v1::{
     self as pb, node_service_client::NodeServiceClient,
@@ -156,6 +156,7 @@ async fn host_2_cannot_speak_as_host_3() {
             reason: "forged".into(),
             agent_version: "x".into(),
             vm_ids: vec![],
+            cause: pb::FaultCause::HostHardware as i32,
         })
         .await
         .unwrap_err();
@@ -223,6 +224,7 @@ async fn malformed_requests_get_invalid_argument() {
             reason: "disk on fire".into(),
             agent_version: String::new(),
             vm_ids: vec![],
+            cause: pb::FaultCause::HostHardware as i32,
         })
         .await
         .unwrap_err();

@@ -3,7 +3,7 @@
 //! another cluster, exits 1 with a line naming the problem. And the
 //! controller refuses to start when its dashboard address is taken.
 
-use fabric_controller::core::CoreConfig;
+use fabric_core::CoreConfig;
 use fabric_tests::{RunningController, TestPki, bins};
 
 async fn probe(pki_dir: &std::path::Path, listen: &str) -> (bool, String) {

@@ -7,9 +7,9 @@
 //!
 //! Run: `cargo run --release -p fabric-bench --bin healing-plan`.
 
-use fabric_controller::core::{
-    CertificateInfo, CoreConfig, DeploymentSpec, FabricCore, HiThreshold, Moment, Name, NodeId,
-    NodeInfo, NodeState, RoleSpec,
+use fabric_core::{
+    CertificateInfo, CoreConfig, DeploymentSpec, FabricCore, FaultCause, FaultReport, HiThreshold,
+    Moment, Name, NodeId, NodeInfo, NodeState, RoleSpec,
 };
 use std::time::{Duration, Instant, SystemTime};
 
@@ -81,8 +81,17 @@ fn main() {
         .filter(|i| i.node.as_ref().is_some_and(|n| failed.contains(n)))
         .count();
     for id in &failed {
-        core.report_fault(at(2), id, "host agent: hardware failure", "bench", &[])
-            .expect("report");
+        core.report_fault(
+            at(2),
+            id,
+            &FaultReport::new(
+                FaultCause::HostHardware,
+                "host agent: hardware failure",
+                "bench",
+                vec![],
+            ),
+        )
+        .expect("report");
     }
     assert!(
         failed
@@ -95,7 +104,7 @@ fn main() {
     let heal_time = started.elapsed();
     let healed = events
         .iter()
-        .filter(|e| e.kind == fabric_controller::core::EventKind::InstanceHealing)
+        .filter(|e| e.kind == fabric_core::EventKind::InstanceHealing)
         .count();
     let left = core
         .instances()

@@ -6,12 +6,12 @@
 //!
 //! Run: `cargo run --release -p fabric-bench --bin store-cost`.
 
-use fabric_controller::core::{
+use fabric_controller::store::file::FileStore;
+use fabric_controller::store::{PersistedState, Store};
+use fabric_core::{
     CertificateInfo, CoreConfig, DeploymentSpec, FabricCore, Moment, Name, NodeId, NodeInfo,
     RoleSpec,
 };
-use fabric_controller::store::file::FileStore;
-use fabric_controller::store::{PersistedState, Store};
 use std::time::{Duration, Instant, SystemTime};
 
 fn at(secs: u64) -> Moment {

@@ -4,7 +4,7 @@
 //! core's types, which cannot hold an invalid value.
 
 use super::ApiError;
-use crate::core::{ClusterEvent, NodeId, NodeInfo, NodeRecord, NodeState};
+use fabric_core::{ClusterEvent, FaultCause, FaultReport, NodeId, NodeInfo, NodeRecord, NodeState};
 use fabric_proto::v1 as pb;
 use std::time::{Duration, SystemTime};
 
@@ -79,6 +79,29 @@ pub fn agent_version(value: &str) -> Result<String, ApiError> {
     text("agent_version", value, false)
 }
 
+/// A host agent's fault report. An unknown cause number (a newer agent)
+/// reads as unspecified, which the core treats as hardware: the cautious
+/// reading, and the report is not lost.
+pub fn fault_report(report: pb::FaultReport) -> Result<FaultReport, ApiError> {
+    let cause = match pb::FaultCause::try_from(report.cause) {
+        Ok(pb::FaultCause::GuestTimeouts) => FaultCause::GuestTimeouts,
+        Ok(pb::FaultCause::GuestInitError) => FaultCause::GuestInitError,
+        Ok(pb::FaultCause::HostHardware) => FaultCause::HostHardware,
+        Ok(pb::FaultCause::Operator) => FaultCause::Operator,
+        Ok(pb::FaultCause::Unspecified) | Err(_) => FaultCause::Unspecified,
+    };
+    Ok(FaultReport {
+        cause,
+        reason: reason(&report.reason)?,
+        agent_version: agent_version(&report.agent_version)?,
+        vms: report
+            .vm_ids
+            .iter()
+            .map(|v| instance_id(v))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
 pub fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
         seconds: i64::MAX,
@@ -134,10 +157,10 @@ pub fn event(e: &ClusterEvent) -> pb::ClusterEvent {
 // Deployments and VMs
 // ---------------------------------------------------------------------------
 
-use crate::core::{
+use crate::secrets::RoleCertificate;
+use fabric_core::{
     DeploymentSpec, InstanceId, Name, RoleInstance, RoleSpec, VmAssignment, VmObservation, VmState,
 };
-use crate::secrets::RoleCertificate;
 
 /// Largest PEM accepted for one certificate or key.
 const MAX_PEM: usize = 64 * 1024;
@@ -193,7 +216,7 @@ pub fn service_definition(
                 .map_err(|e| ApiError::InvalidArgument(format!("role {role_name}: {e}")))?;
             if infos
                 .iter()
-                .any(|i: &crate::core::CertificateInfo| i.name == cert.name)
+                .any(|i: &fabric_core::CertificateInfo| i.name == cert.name)
             {
                 return Err(ApiError::InvalidArgument(format!(
                     "role {role_name}: duplicate certificate name {:?}",
@@ -305,7 +328,7 @@ pub fn instance_status(i: &RoleInstance) -> pb::RoleInstanceStatus {
     }
 }
 
-pub fn incident(i: &crate::core::cluster::Incident) -> pb::Incident {
+pub fn incident(i: &fabric_core::cluster::Incident) -> pb::Incident {
     pb::Incident {
         reason: i.signature.reason.clone(),
         agent_version: i.signature.agent_version.clone(),
@@ -317,7 +340,7 @@ pub fn incident(i: &crate::core::cluster::Incident) -> pb::Incident {
 }
 
 pub fn expiring_certificate(
-    c: &crate::core::expiry::ExpiringCertificate,
+    c: &fabric_core::expiry::ExpiringCertificate,
 ) -> pb::ExpiringCertificate {
     pb::ExpiringCertificate {
         deployment: c
@@ -333,7 +356,7 @@ pub fn expiring_certificate(
     }
 }
 
-pub fn switches(s: &crate::core::Switches) -> pb::Switches {
+pub fn switches(s: &fabric_core::Switches) -> pb::Switches {
     pb::Switches {
         healing: s.healing,
         updates: s.updates,

@@ -55,9 +55,9 @@ impl From<ApiError> for Status {
     }
 }
 
-impl From<crate::core::CoreError> for ApiError {
-    fn from(e: crate::core::CoreError) -> Self {
-        use crate::core::CoreError as E;
+impl From<fabric_core::CoreError> for ApiError {
+    fn from(e: fabric_core::CoreError) -> Self {
+        use fabric_core::CoreError as E;
         let message = e.to_string();
         match e {
             E::UnknownNode(_) | E::NoSuchDeployment(_) | E::NoSuchRole(..) => {

@@ -5,7 +5,7 @@
 
 use super::{ApiError, authorize, convert};
 use crate::controller::Controller;
-use crate::core::{HeartbeatOutcome, NodeId};
+use fabric_core::{HeartbeatOutcome, NodeId};
 use fabric_pki::Role;
 use fabric_proto::v1::{self as pb, node_service_server::NodeService};
 use std::sync::Arc;
@@ -54,19 +54,17 @@ impl NodeService for NodeApi {
         convert::check_claimed_node(&req.node_id, &node)?;
         let boot_id = convert::boot_id(&req.boot_id)?;
         let vms = convert::vm_observations(req.vms);
-        let (outcome, desired) = self
+        let reply = self
             .controller
             .heartbeat(&node, &boot_id, req.sequence, vms);
-        let disposition = match outcome {
+        let disposition = match reply.outcome {
             HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
             HeartbeatOutcome::Stale => pb::heartbeat_response::Disposition::Stale,
             HeartbeatOutcome::RegisterAgain => pb::heartbeat_response::Disposition::RegisterAgain,
         };
-        let interval = self.controller.read().config().heartbeat_interval;
         Ok(Response::new(pb::HeartbeatResponse {
             disposition: disposition as i32,
-            heartbeat_interval: Some(convert::duration(interval)),
-            desired_vms: desired.iter().map(convert::assignment).collect(),
+            desired_vms: reply.desired.iter().map(convert::assignment).collect(),
         }))
     }
 
@@ -102,15 +100,9 @@ impl NodeService for NodeApi {
         let node = self.caller(&request)?;
         let req = request.into_inner();
         convert::check_claimed_node(&req.node_id, &node)?;
-        let reason = convert::reason(&req.reason)?;
-        let version = convert::agent_version(&req.agent_version)?;
-        let vms = req
-            .vm_ids
-            .iter()
-            .map(|v| convert::instance_id(v))
-            .collect::<Result<Vec<_>, _>>()?;
+        let report = convert::fault_report(req)?;
         self.controller
-            .report_fault(&node, &reason, &version, &vms)
+            .report_fault(&node, &report)
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::FaultReportAck {}))
     }

@@ -2,7 +2,7 @@
 
 use super::{ApiError, authorize, convert};
 use crate::controller::Controller;
-use crate::core::services::DeployOutcome;
+use fabric_core::services::DeployOutcome;
 use fabric_pki::Role;
 use fabric_proto::v1::{self as pb, operator_service_server::OperatorService};
 use std::pin::Pin;
@@ -95,7 +95,7 @@ impl OperatorService for OperatorApi {
             convert::reason(&req.reason)?
         };
         self.controller
-            .repair(&crate::core::NodeId::new(req.node_id), &who.name, &reason)
+            .repair(&fabric_core::NodeId::new(req.node_id), &who.name, &reason)
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::RepairNodeResponse {}))
     }
@@ -115,7 +115,7 @@ impl OperatorService for OperatorApi {
     ) -> Result<Response<pb::SetSwitchResponse>, Status> {
         let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
         let req = request.into_inner();
-        let switch = crate::core::Switch::parse(&req.switch).map_err(ApiError::InvalidArgument)?;
+        let switch = fabric_core::Switch::parse(&req.switch).map_err(ApiError::InvalidArgument)?;
         self.controller
             .set_switch(switch, req.on, &who.name)
             .map_err(ApiError::from)?;

@@ -4,7 +4,7 @@
 //! bad, its key does not belong to it, or it has already expired: finding out
 //! at deploy time beats finding out when every VM fails to serve HTTPS.
 
-use crate::core::CertificateInfo;
+use fabric_core::CertificateInfo;
 use std::time::SystemTime;
 
 /// Validates one certificate/key pair at calendar time `now`.

@@ -130,8 +130,8 @@ async fn metrics(State(controller): State<Arc<Controller>>) -> impl IntoResponse
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Clock, CoreConfig, FabricCore, ManualClock, NodeId, NodeInfo};
     use crate::secrets::SecretStore;
+    use fabric_core::{Clock, CoreConfig, FabricCore, ManualClock, NodeId, NodeInfo};
     use http_body_util::BodyExt as _;
     use std::time::SystemTime;
 

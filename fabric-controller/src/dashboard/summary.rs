@@ -3,8 +3,8 @@
 //! seconds), then servers by fault and update domain, deployments, healing
 //! and the latest events.
 
-use crate::core::expiry::ExpiringCertificate;
-use crate::core::{ClusterEvent, FabricCore, InstanceState, Moment, NodeState};
+use fabric_core::expiry::ExpiringCertificate;
+use fabric_core::{ClusterEvent, FabricCore, InstanceState, Moment, NodeState};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -174,7 +174,7 @@ impl Summary {
             })
             .collect();
         let mut incidents = Vec::new();
-        if state.mode == crate::core::ClusterMode::HumanInvestigate {
+        if state.mode == fabric_core::ClusterMode::HumanInvestigate {
             incidents.push(IncidentView {
                 kind: "cluster in Human Investigate",
                 summary: format!(

@@ -126,7 +126,7 @@ impl Store for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{CoreConfig, FabricCore, Moment};
+    use fabric_core::{CoreConfig, FabricCore, Moment};
     use std::time::{Duration, SystemTime};
 
     fn state() -> PersistedState {

@@ -12,7 +12,7 @@
 pub mod file;
 pub mod sealed_keys;
 
-use crate::core::snapshot::CoreSnapshot;
+use fabric_core::snapshot::CoreSnapshot;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! replayed, first as they happened, then with Fabric's improvements.
 //!
 //! `--simulate` runs a scenario in virtual time against the real
-//! controller core ([`fabric_controller::scenarios`]), hours of cluster time
+//! controller core ([`fabric_sim::scenarios`]), hours of cluster time
 //! in well under a second. Without it, a scenario runs on real processes: it
 //! starts a local cluster of its own for each phase ([`local`]), with time
 //! scaled down, prints what happens as it happens and a summary, and stops
@@ -23,7 +23,7 @@ mod service_files;
 
 use crate::cli::{GlobalArgs, ScenarioCommand};
 use anyhow::bail;
-use fabric_controller::scenarios;
+use fabric_sim::scenarios;
 
 pub async fn run(global: &GlobalArgs, command: &ScenarioCommand) -> anyhow::Result<()> {
     match command {

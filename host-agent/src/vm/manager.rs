@@ -304,7 +304,7 @@ impl VmManager {
         while let Some((vm_id, action)) = queue.pop_front() {
             match action {
                 Action::Reinitialize { reason } => self.reinitialize(&vm_id, &reason),
-                Action::ReportFault { reason } => self.report_fault(&vm_id, reason),
+                Action::ReportFault { cause, reason } => self.report_fault(&vm_id, cause, reason),
                 Action::Spawn => queue.extend(self.spawn(&vm_id)),
             }
         }
@@ -376,7 +376,12 @@ impl VmManager {
             (Err(e), Some(record)) => {
                 let reason = format!("cannot start guest agent: {e}");
                 record
-                    .fail(Instant::now(), reason, &self.settings.policy)
+                    .fail(
+                        Instant::now(),
+                        pb::FaultCause::HostHardware,
+                        reason,
+                        &self.settings.policy,
+                    )
                     .into_iter()
                     .map(|a| (vm_id.to_owned(), a))
                     .collect()
@@ -389,7 +394,7 @@ impl VmManager {
     /// controller hears it: it is sent once per streak, so it must not be lost.
     /// It names the VM whose clean-VM strikes led to it, so the controller
     /// can tell which roles fail and on how many servers.
-    fn report_fault(&self, vm_id: &str, reason: String) {
+    fn report_fault(&self, vm_id: &str, cause: pb::FaultCause, reason: String) {
         let agent_version = self
             .table()
             .records
@@ -407,6 +412,7 @@ impl VmManager {
             reason,
             agent_version,
             vm_ids: vec![vm_id.to_owned()],
+            cause: cause as i32,
         };
         tokio::spawn(async move {
             let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -462,7 +468,12 @@ impl VmManager {
                 if r.incarnation != incarnation {
                     return Ok(Vec::new());
                 }
-                Ok(r.fail(Instant::now(), reason, &self.settings.policy))
+                Ok(r.fail(
+                    Instant::now(),
+                    pb::FaultCause::GuestInitError,
+                    reason,
+                    &self.settings.policy,
+                ))
             })
             .unwrap_or_default();
         self.execute(actions.into_iter().map(|a| (vm_id.to_owned(), a)).collect());

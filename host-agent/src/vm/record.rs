@@ -83,8 +83,12 @@ pub enum Action {
     /// Kill the guest agent's process group and wipe the VM directory now;
     /// the respawn follows at the record's deadline.
     Reinitialize { reason: String },
-    /// Tell the controller this server looks faulty.
-    ReportFault { reason: String },
+    /// Tell the controller this server looks faulty, and why: the cause is
+    /// what the controller classifies by, the reason is for people.
+    ReportFault {
+        cause: pb::FaultCause,
+        reason: String,
+    },
     /// Start a guest agent for [`VmRecord::next_incarnation`].
     Spawn,
 }
@@ -396,14 +400,14 @@ impl VmRecord {
                     "guest agent never connected within {}",
                     humantime::format_duration(policy.connect_timeout)
                 );
-                self.fail(now, reason, policy)
+                self.fail(now, pb::FaultCause::GuestTimeouts, reason, policy)
             }
             Phase::Provisioned | Phase::Running => {
                 let reason = format!(
                     "guest agent silent for {}",
                     humantime::format_duration(policy.heartbeat_timeout)
                 );
-                self.fail(now, reason, policy)
+                self.fail(now, pb::FaultCause::GuestTimeouts, reason, policy)
             }
         }
     }
@@ -421,15 +425,22 @@ impl VmRecord {
         } else {
             format!("guest agent failed at {stage}: {error}")
         };
-        self.fail(now, reason, policy)
+        self.fail(now, pb::FaultCause::GuestInitError, reason, policy)
     }
 
     /// The VM failed for `reason` (a timeout, a reported failure, a bad
     /// transfer certificate, a spawn error): reinitialize it, and count a
     /// strike if it was clean. A clean VM cannot have been broken by its
     /// customer, so repeated clean failures point at this server (or at the
-    /// platform's own software, as on Feb 29 2012).
-    pub fn fail(&mut self, now: Instant, reason: String, policy: &Policy) -> Vec<Action> {
+    /// platform's own software, as on Feb 29 2012). `cause` says which, as
+    /// far as this host agent can tell, for the fault report.
+    pub fn fail(
+        &mut self,
+        now: Instant,
+        cause: pb::FaultCause,
+        reason: String,
+        policy: &Policy,
+    ) -> Vec<Action> {
         let mut actions = vec![Action::Reinitialize {
             reason: reason.clone(),
         }];
@@ -438,6 +449,7 @@ impl VmRecord {
             if self.strikes >= policy.clean_vm_strikes && !self.fault_reported {
                 self.fault_reported = true;
                 actions.push(Action::ReportFault {
+                    cause,
                     reason: reason.clone(),
                 });
             }
@@ -642,7 +654,7 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::ReportFault { reason } => Some(reason.clone()),
+                Action::ReportFault { reason, .. } => Some(reason.clone()),
                 _ => None,
             })
             .collect()

@@ -17,9 +17,9 @@
 //! core/lifecycle.rs (the threshold), core/healing.rs.
 
 use super::{Line, Outcome, Phase, Report, line, service};
-use crate::core::{ClusterMode, CoreConfig, EventKind, HiThreshold, NodeState};
-use crate::sim::host::GuestModel;
-use crate::sim::{SimConfig, World};
+use crate::host::GuestModel;
+use crate::{SimConfig, World};
+use fabric_core::{ClusterMode, CoreConfig, EventKind, HiThreshold, NodeState};
 use std::time::{Duration, SystemTime};
 
 /// The 2012 host agent's wait for a guest agent.

@@ -9,12 +9,12 @@
 //! server was getting new VMs (a rollout), the HI threshold tripped 75 minutes
 //! (3 x 25) after midnight.
 
-use fabric_controller::core::{
+use fabric_core::{
     CertificateInfo, ClusterMode, CoreConfig, DeploymentSpec, EventKind, HiThreshold, Name,
     NodeState, RoleSpec,
 };
-use fabric_controller::sim::host::GuestModel;
-use fabric_controller::sim::{SimConfig, World};
+use fabric_sim::host::GuestModel;
+use fabric_sim::{SimConfig, World};
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 

@@ -13,9 +13,9 @@
 //! most-hurt roles first), core/placement.rs (fault domains).
 
 use super::{Line, Outcome, Phase, Report, line, service};
-use crate::core::{CoreConfig, EventKind, HiThreshold, InstanceState};
-use crate::sim::host::GuestModel;
-use crate::sim::{SimConfig, World};
+use crate::host::GuestModel;
+use crate::{SimConfig, World};
+use fabric_core::{CoreConfig, EventKind, HiThreshold, InstanceState};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 

@@ -15,7 +15,7 @@ use super::cluster::ClusterState;
 use super::config::CoreConfig;
 use super::deployment::{DeploymentSpec, InstanceId, Name};
 use super::events::{ClusterEvent, EventKind, EventLog};
-use super::instance::RoleInstance;
+use super::instance::{RoleInstance, VmAssignment, VmObservation};
 use super::node::{NodeId, NodeInfo, NodeRecord, NodeState};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +29,15 @@ pub enum RegisterOutcome {
     Reconnected,
     /// A new boot id: the host agent process restarted.
     Restarted,
+}
+
+/// What a host agent is told in answer to its heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    pub outcome: HeartbeatOutcome,
+    /// The complete set of VMs the node should run; empty with
+    /// [`HeartbeatOutcome::RegisterAgain`].
+    pub desired: Vec<VmAssignment>,
 }
 
 /// What the core did with a heartbeat.
@@ -158,21 +167,47 @@ impl FabricCore {
         let silence = now.since(node.last_heard);
         node.last_heard = now.mono;
         if node.state == NodeState::Unresponsive {
-            node.state = NodeState::Ready;
-            node.state_since = now;
-            node.state_reason = format!("host agent registered after {} of silence", secs(silence));
-            raised.push(self.events.record(
+            raised.extend(self.move_node(
                 now,
-                EventKind::NodeReady,
-                Some(&id),
-                node.state_reason.clone(),
+                &id,
+                NodeState::Ready,
+                format!("host agent registered after {} of silence", secs(silence)),
+                None,
             ));
         }
         (outcome, raised)
     }
 
-    /// A heartbeat arrives from `id` in boot `boot_id` with `sequence`.
+    /// Input: a host agent's heartbeat, with its VM reports. Returns what the
+    /// node is told (accepted or not, and the VMs it should run) and the
+    /// events raised. The gRPC shell and the simulator both call this, so
+    /// the rule below exists once:
+    /// - VM reports count only on an accepted heartbeat: a stale one may
+    ///   describe a VM state older than what is already known;
+    /// - a node told to register again gets no desired set (the controller
+    ///   does not know which boot it is talking to).
     pub fn heartbeat(
+        &mut self,
+        now: Moment,
+        id: &NodeId,
+        boot_id: &str,
+        sequence: u64,
+        vms: Vec<VmObservation>,
+    ) -> (HeartbeatReply, Vec<ClusterEvent>) {
+        let (outcome, mut events) = self.accept_heartbeat(now, id, boot_id, sequence);
+        if outcome == HeartbeatOutcome::Accepted {
+            events.extend(self.observe_vms(now, id, vms));
+        }
+        let desired = match outcome {
+            HeartbeatOutcome::RegisterAgain => Vec::new(),
+            HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => self.desired_vms(id),
+        };
+        (HeartbeatReply { outcome, desired }, events)
+    }
+
+    /// The liveness half of a heartbeat: sequence and boot checks, and
+    /// Unresponsive -> Ready.
+    fn accept_heartbeat(
         &mut self,
         now: Moment,
         id: &NodeId,
@@ -193,14 +228,12 @@ impl FabricCore {
         node.last_heard = now.mono;
         let mut raised = Vec::new();
         if node.state == NodeState::Unresponsive {
-            node.state = NodeState::Ready;
-            node.state_since = now;
-            node.state_reason = format!("heartbeat received after {} of silence", secs(silence));
-            raised.push(self.events.record(
+            raised.extend(self.move_node(
                 now,
-                EventKind::NodeReady,
-                Some(id),
-                node.state_reason.clone(),
+                id,
+                NodeState::Ready,
+                format!("heartbeat received after {} of silence", secs(silence)),
+                None,
             ));
         }
         (HeartbeatOutcome::Accepted, raised)
@@ -209,37 +242,61 @@ impl FabricCore {
     /// Marks every Ready node silent for at least `node_timeout` Unresponsive.
     pub fn expire(&mut self, now: Moment) -> Vec<ClusterEvent> {
         let timeout = self.config.node_timeout;
-        let mut raised = Vec::new();
-        for node in self.nodes.values_mut() {
-            let silence = now.since(node.last_heard);
-            if node.state == NodeState::Ready && silence >= timeout {
-                node.state = NodeState::Unresponsive;
-                node.state_since = now;
-                node.state_reason = format!(
-                    "no heartbeat for {} (node_timeout {})",
-                    secs(silence),
-                    secs(timeout)
-                );
-                raised.push(self.events.record_timed(
-                    now,
-                    EventKind::NodeUnresponsive,
-                    Some(&node.id),
-                    node.state_reason.clone(),
-                    Some(silence),
-                ));
-            }
-        }
-        raised
-    }
-
-    /// The monotonic time at which [`FabricCore::expire`] next has work to do,
-    /// so the shell can sleep exactly until then.
-    pub fn next_expiry(&self) -> Option<Duration> {
-        self.nodes
+        let silent: Vec<(NodeId, Duration)> = self
+            .nodes
             .values()
             .filter(|n| n.state == NodeState::Ready)
-            .map(|n| n.last_heard + self.config.node_timeout)
-            .min()
+            .map(|n| (n.id.clone(), now.since(n.last_heard)))
+            .filter(|(_, silence)| *silence >= timeout)
+            .collect();
+        silent
+            .into_iter()
+            .filter_map(|(id, silence)| {
+                self.move_node(
+                    now,
+                    &id,
+                    NodeState::Unresponsive,
+                    format!(
+                        "no heartbeat for {} (node_timeout {})",
+                        secs(silence),
+                        secs(timeout)
+                    ),
+                    Some(silence),
+                )
+            })
+            .collect()
+    }
+
+    /// The one place a node changes state: its state, since when, why, and
+    /// the event that says so. A fault hold belongs to a node in service, so
+    /// it ends when the node enters or leaves Human Investigate. Returns
+    /// `None` for an unknown node or one already in `to`.
+    pub(super) fn move_node(
+        &mut self,
+        now: Moment,
+        id: &NodeId,
+        to: NodeState,
+        reason: String,
+        timed: Option<Duration>,
+    ) -> Option<ClusterEvent> {
+        let node = self.nodes.get_mut(id)?;
+        let from = node.state;
+        if from == to {
+            return None;
+        }
+        let kind = match (from, to) {
+            (NodeState::HumanInvestigate, NodeState::Ready) => EventKind::NodeRepaired,
+            (_, NodeState::Ready) => EventKind::NodeReady,
+            (_, NodeState::Unresponsive) => EventKind::NodeUnresponsive,
+            (_, NodeState::HumanInvestigate) => EventKind::NodeHumanInvestigate,
+        };
+        if from == NodeState::HumanInvestigate || to == NodeState::HumanInvestigate {
+            node.hold = None;
+        }
+        node.state = to;
+        node.state_since = now;
+        node.state_reason = reason.clone();
+        Some(self.events.record_timed(now, kind, Some(id), reason, timed))
     }
 }
 

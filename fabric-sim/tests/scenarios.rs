@@ -1,6 +1,6 @@
 //! Each simulated scenario runs to completion and shows what it claims.
 
-use fabric_controller::scenarios::{self, Report};
+use fabric_sim::scenarios::{self, Report};
 use std::time::Duration;
 
 fn print(r: &Report) {

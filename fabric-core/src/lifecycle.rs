@@ -104,21 +104,11 @@ impl FabricCore {
         id: &NodeId,
         reason: String,
     ) -> Vec<ClusterEvent> {
-        let Some(node) = self.nodes.get_mut(id) else {
+        let Some(entered) = self.move_node(now, id, NodeState::HumanInvestigate, reason, None)
+        else {
             return Vec::new();
         };
-        if node.state == NodeState::HumanInvestigate {
-            return Vec::new();
-        }
-        node.state = NodeState::HumanInvestigate;
-        node.state_since = now;
-        node.state_reason = reason.clone();
-        node.hold = None;
-        let mut events =
-            vec![
-                self.events
-                    .record(now, EventKind::NodeHumanInvestigate, Some(id), reason),
-            ];
+        let mut events = vec![entered];
         let (count, threshold) = (self.hi_count(), self.hi_threshold_nodes());
         if self.cluster.mode == ClusterMode::Normal && count >= threshold {
             let why = format!(

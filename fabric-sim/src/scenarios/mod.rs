@@ -15,7 +15,7 @@ pub mod cert_expiry;
 pub mod leap_day;
 pub mod serial_recovery;
 
-use crate::core::{ClusterEvent, DeploymentSpec, Name, RoleSpec};
+use fabric_core::{ClusterEvent, DeploymentSpec, Name, RoleSpec};
 use std::time::{Duration, SystemTime};
 
 /// One line of a timeline.
@@ -99,7 +99,7 @@ pub(crate) fn service(name: &str, instances: u32, not_after: SystemTime) -> Depl
         roles: vec![RoleSpec {
             name: Name::parse("role", "web").expect("valid name"),
             instances,
-            certificates: vec![crate::core::CertificateInfo {
+            certificates: vec![fabric_core::CertificateInfo {
                 name: "https".into(),
                 fingerprint: format!("{:0>64}", hex::encode(name)),
                 not_after,

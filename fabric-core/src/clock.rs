@@ -2,8 +2,9 @@
 //!
 //! A [`Moment`] carries two readings: a monotonic one for every timeout
 //! decision (immune to wall-clock jumps) and a calendar one only for stamping
-//! events. Production uses [`SystemClock`] (tokio's clock, so paused-time tests
-//! work); tests use [`ManualClock`] and move time by hand.
+//! events. The controller injects its system clock (tokio's, so paused-time
+//! tests work; see fabric-controller's `clock.rs`); tests and the simulator
+//! use [`ManualClock`] or a [`Moment`] of their own and move time by hand.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -27,34 +28,6 @@ impl Moment {
 /// Where the shell gets "now" from.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Moment;
-}
-
-/// The real clock: tokio's monotonic clock and the system calendar.
-pub struct SystemClock {
-    origin: tokio::time::Instant,
-}
-
-impl SystemClock {
-    pub fn new() -> Self {
-        Self {
-            origin: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Moment {
-        Moment {
-            mono: self.origin.elapsed(),
-            wall: SystemTime::now(),
-        }
-    }
 }
 
 /// A clock that only moves when told to; for tests and simulations.

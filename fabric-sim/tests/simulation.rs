@@ -5,12 +5,12 @@
 //! `FABRIC_SIM_SEEDS` sets the number of seeds (default 1000); a failing seed
 //! is printed so it can be replayed alone with `FABRIC_SIM_SEED=<seed>`.
 
-use fabric_controller::core::{
+use fabric_core::{
     CertificateInfo, ClusterMode, CoreConfig, DeploymentSpec, EventKind, HiThreshold, InstanceId,
     InstanceState, Name, NodeState, RoleSpec,
 };
-use fabric_controller::sim::host::{GuestModel, Power};
-use fabric_controller::sim::{SimConfig, World};
+use fabric_sim::host::{GuestModel, Power};
+use fabric_sim::{SimConfig, World};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 

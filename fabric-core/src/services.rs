@@ -40,14 +40,6 @@ impl FabricCore {
         self.instances.get(id)
     }
 
-    /// VM slots used on `node` by role instances placed there.
-    pub fn used_slots(&self, node: &NodeId) -> u32 {
-        self.instances
-            .values()
-            .filter(|i| i.node.as_ref() == Some(node))
-            .count() as u32
-    }
-
     /// Used slots of every node with instances, in one pass.
     pub fn slots_in_use(&self) -> std::collections::HashMap<&NodeId, u32> {
         let mut used = std::collections::HashMap::new();
@@ -316,7 +308,7 @@ impl FabricCore {
     }
 
     /// The complete set of VMs `node` should run.
-    pub fn desired_vms(&self, node: &NodeId) -> Vec<VmAssignment> {
+    pub(crate) fn desired_vms(&self, node: &NodeId) -> Vec<VmAssignment> {
         self.instances
             .values()
             .filter(|i| i.node.as_ref() == Some(node))
@@ -336,7 +328,7 @@ impl FabricCore {
     /// Folds one heartbeat's VM reports from `node` into the instances.
     /// Reports of VMs not assigned to `node` are ignored: the host agent stops
     /// those VMs when it sees they are not desired.
-    pub fn observe_vms(
+    pub(crate) fn observe_vms(
         &mut self,
         now: Moment,
         node: &NodeId,

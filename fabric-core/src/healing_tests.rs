@@ -61,7 +61,7 @@ fn beat_all_but(core: &mut FabricCore, dead: &[&str], t: u64, seq: u64) {
     let ids: Vec<NodeId> = core.nodes().map(|n| n.id.clone()).collect();
     for id in ids {
         if !dead.contains(&id.as_str()) {
-            core.heartbeat(at(t), &id, "b", seq);
+            core.heartbeat(at(t), &id, "b", seq, vec![]);
         }
     }
 }
@@ -92,7 +92,7 @@ fn unresponsive_goes_to_hi_after_the_grace_and_stays_until_repaired() {
                 && e.reason.contains("unresponsive for 10.0s"))
     );
     // Heartbeats do not bring a HI node back.
-    core.heartbeat(at(16), &h1, "b", 1);
+    core.heartbeat(at(16), &h1, "b", 1, vec![]);
     assert_eq!(core.node(&h1).unwrap().state, NodeState::HumanInvestigate);
     // Repair does, with who and why in the event.
     let events = core
@@ -111,7 +111,7 @@ fn a_heartbeat_within_the_grace_avoids_hi() {
     let mut core = cluster(1, 4, 5, 4);
     let h1 = NodeId::new("host-1");
     core.tick(at(5));
-    core.heartbeat(at(9), &h1, "b", 1);
+    core.heartbeat(at(9), &h1, "b", 1, vec![]);
     core.tick(at(30));
     assert_ne!(core.node(&h1).unwrap().state, NodeState::HumanInvestigate);
 }
@@ -121,7 +121,16 @@ fn hardware_fault_reports_move_the_server_to_hi_at_once() {
     let mut core = cluster(3, 4, 5, 4);
     let h1 = NodeId::new("host-1");
     let events = core
-        .report_fault(at(1), &h1, "host agent lost its disk", "0.1.0", &[])
+        .report_fault(
+            at(1),
+            &h1,
+            &FaultReport::new(
+                FaultCause::HostHardware,
+                "host agent lost its disk",
+                "0.1.0",
+                vec![],
+            ),
+        )
         .unwrap();
     assert!(
         events
@@ -143,8 +152,17 @@ fn healing_moves_instances_with_a_new_incarnation_within_the_concurrency() {
         .filter(|i| i.node.as_ref() == Some(&victim))
         .map(|i| i.id.clone())
         .collect();
-    core.report_fault(at(1), &victim, "host agent: disk failure", "v", &[])
-        .unwrap();
+    core.report_fault(
+        at(1),
+        &victim,
+        &FaultReport::new(
+            FaultCause::HostHardware,
+            "host agent: disk failure",
+            "v",
+            vec![],
+        ),
+    )
+    .unwrap();
     core.tick(at(1));
     let moving: Vec<_> = core
         .instances()
@@ -191,7 +209,12 @@ fn roles_that_lost_the_most_capacity_heal_first() {
             .any(|i| i.id.role.as_str() == "many" && i.node.as_ref() == Some(&solo)),
         "precondition: host of solo also runs an instance of many"
     );
-    core.report_fault(at(1), &solo, "disk", "v", &[]).unwrap();
+    core.report_fault(
+        at(1),
+        &solo,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+    )
+    .unwrap();
     core.tick(at(1));
     let healing: Vec<_> = core
         .instances()
@@ -206,7 +229,12 @@ fn instances_wait_pending_for_capacity_and_are_never_dropped() {
     let mut core = cluster(2, 1, 5, 4);
     core.deploy(at(0), spec(&[("a", 2)])).unwrap();
     let h1 = NodeId::new("host-1");
-    core.report_fault(at(1), &h1, "disk", "v", &[]).unwrap();
+    core.report_fault(
+        at(1),
+        &h1,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+    )
+    .unwrap();
     core.tick(at(1));
     let pending: Vec<_> = core
         .instances()
@@ -227,9 +255,20 @@ fn threshold_trips_hi_mode_which_stops_healing_until_resume() {
     core.deploy(at(0), spec(&[("a", 5)])).unwrap();
     let h1 = NodeId::new("host-1");
     let h2 = NodeId::new("host-2");
-    core.report_fault(at(1), &h1, "disk", "v", &[]).unwrap();
+    core.report_fault(
+        at(1),
+        &h1,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+    )
+    .unwrap();
     assert_eq!(core.cluster().mode, ClusterMode::Normal);
-    let events = core.report_fault(at(2), &h2, "disk", "v", &[]).unwrap();
+    let events = core
+        .report_fault(
+            at(2),
+            &h2,
+            &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+        )
+        .unwrap();
     assert_eq!(core.cluster().mode, ClusterMode::HumanInvestigate);
     let trip = events
         .iter()
@@ -278,7 +317,12 @@ fn switches_stop_what_they_name() {
     core.deploy(at(0), spec(&[("a", 3)])).unwrap();
     core.set_switch(at(1), Switch::Healing, false, "op");
     let victim = node_of(&core, "web.a.0").unwrap();
-    core.report_fault(at(1), &victim, "disk", "v", &[]).unwrap();
+    core.report_fault(
+        at(1),
+        &victim,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+    )
+    .unwrap();
     assert_eq!(node_of(&core, "web.a.0"), Some(victim.clone()));
     let events = core.set_switch(at(2), Switch::Healing, true, "op");
     assert!(events.iter().any(|e| e.kind == EventKind::InstanceHealing));

@@ -235,3 +235,42 @@ fn only_the_assigned_node_may_fetch_secrets() {
             .is_err()
     );
 }
+
+/// The heartbeat rule the gRPC shell once held on its own and the simulator
+/// wrote again; both now call [`FabricCore::heartbeat`] and nothing else can
+/// fold VM reports in (`observe_vms` is private to the core).
+#[test]
+fn a_heartbeat_counts_its_reports_only_when_accepted() {
+    let mut core = cluster(1, 4);
+    core.deploy(at(1), spec("web", &[("a", 1)], "aa")).unwrap();
+    let node = NodeId::new("host-1");
+    let id = InstanceId::parse("web.a.0").unwrap();
+    let running = vec![VmObservation {
+        id: id.clone(),
+        incarnation: 1,
+        state: VmState::Running,
+        pid: 7,
+        endpoint: "127.0.0.1:9".into(),
+        detail: String::new(),
+        transfer_cert_fingerprint: "ff".into(),
+    }];
+    let (reply, _) = core.heartbeat(at(2), &node, "boot", 5, Vec::new());
+    assert_eq!(reply.outcome, HeartbeatOutcome::Accepted);
+    assert_eq!(reply.desired.len(), 1);
+    // A stale heartbeat (sequence not above 5) is answered with the desired
+    // set, but its reports may be older than what is known: ignored.
+    let (reply, events) = core.heartbeat(at(3), &node, "boot", 4, running.clone());
+    assert_eq!(reply.outcome, HeartbeatOutcome::Stale);
+    assert_eq!(reply.desired.len(), 1);
+    assert!(events.is_empty());
+    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Starting);
+    // An unknown boot is told to register again, with no desired set.
+    let (reply, _) = core.heartbeat(at(3), &node, "other-boot", 6, running.clone());
+    assert_eq!(reply.outcome, HeartbeatOutcome::RegisterAgain);
+    assert!(reply.desired.is_empty());
+    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Starting);
+    // Accepted: the report counts.
+    let (_, events) = core.heartbeat(at(4), &node, "boot", 6, running);
+    assert_eq!(events[0].kind, EventKind::InstanceRunning);
+    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Running);
+}

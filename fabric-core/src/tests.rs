@@ -53,7 +53,7 @@ fn expires_exactly_at_node_timeout() {
     let just_before = TIMEOUT - Duration::from_nanos(1);
     assert!(core.expire(at(just_before)).is_empty());
     assert_eq!(state(&core, &id), NodeState::Ready);
-    assert_eq!(core.next_expiry(), Some(TIMEOUT));
+    assert_eq!(core.next_deadline(at(just_before)), Some(TIMEOUT));
 
     let events = core.expire(at(TIMEOUT));
     assert_eq!(state(&core, &id), NodeState::Unresponsive);
@@ -63,14 +63,19 @@ fn expires_exactly_at_node_timeout() {
     assert!(events[0].reason.contains("no heartbeat for 5.0s"));
     // Once Unresponsive, nothing more to expire and no repeated event.
     assert!(core.expire(at(TIMEOUT * 3)).is_empty());
-    assert_eq!(core.next_expiry(), None);
+    // The next deadline is its Unresponsive grace, not another expiry.
+    assert_eq!(
+        core.next_deadline(at(TIMEOUT * 3)),
+        Some(TIMEOUT + config().unresponsive_grace)
+    );
 }
 
 #[test]
 fn heartbeat_brings_an_unresponsive_node_back() {
     let (mut core, id) = core_with("host-1");
     core.expire(at(TIMEOUT));
-    let (outcome, events) = core.heartbeat(at(TIMEOUT * 2), &id, "boot-1", 1);
+    let (HeartbeatReply { outcome, .. }, events) =
+        core.heartbeat(at(TIMEOUT * 2), &id, "boot-1", 1, vec![]);
     assert_eq!(outcome, HeartbeatOutcome::Accepted);
     assert_eq!(state(&core, &id), NodeState::Ready);
     assert_eq!(events[0].kind, EventKind::NodeReady);
@@ -80,7 +85,7 @@ fn heartbeat_brings_an_unresponsive_node_back() {
 #[test]
 fn restart_is_recognised_by_a_new_boot_id() {
     let (mut core, id) = core_with("host-1");
-    core.heartbeat(at(HB), &id, "boot-1", 7);
+    core.heartbeat(at(HB), &id, "boot-1", 7, vec![]);
     let (outcome, events) = core.register(at(HB * 2), id.clone(), info(), "boot-2");
     assert_eq!(outcome, RegisterOutcome::Restarted);
     assert_eq!(events[0].kind, EventKind::NodeRestarted);
@@ -93,12 +98,16 @@ fn restart_is_recognised_by_a_new_boot_id() {
     // The new boot's first heartbeat (sequence 1) is accepted although the old
     // boot had reached 7.
     assert_eq!(
-        core.heartbeat(at(HB * 3), &id, "boot-2", 1).0,
+        core.heartbeat(at(HB * 3), &id, "boot-2", 1, vec![])
+            .0
+            .outcome,
         HeartbeatOutcome::Accepted
     );
     // A late heartbeat from the old boot is not accepted.
     assert_eq!(
-        core.heartbeat(at(HB * 3), &id, "boot-1", 8).0,
+        core.heartbeat(at(HB * 3), &id, "boot-1", 8, vec![])
+            .0
+            .outcome,
         HeartbeatOutcome::RegisterAgain
     );
     // Same boot id again is a reconnect, not a restart.
@@ -121,13 +130,15 @@ fn restart_after_silence_makes_the_node_ready() {
 fn stale_heartbeats_are_ignored() {
     let (mut core, id) = core_with("host-1");
     assert_eq!(
-        core.heartbeat(at(HB), &id, "boot-1", 5).0,
+        core.heartbeat(at(HB), &id, "boot-1", 5, vec![]).0.outcome,
         HeartbeatOutcome::Accepted
     );
     // Older and duplicate sequence numbers change nothing, not even liveness.
     for seq in [4, 5] {
         assert_eq!(
-            core.heartbeat(at(HB * 4), &id, "boot-1", seq).0,
+            core.heartbeat(at(HB * 4), &id, "boot-1", seq, vec![])
+                .0
+                .outcome,
             HeartbeatOutcome::Stale
         );
     }
@@ -141,11 +152,15 @@ fn unknown_nodes_are_asked_to_register() {
     let mut core = FabricCore::new(config(), at(Duration::ZERO));
     let id = NodeId::new("host-9");
     assert_eq!(
-        core.heartbeat(at(HB), &id, "b", 1).0,
+        core.heartbeat(at(HB), &id, "b", 1, vec![]).0.outcome,
         HeartbeatOutcome::RegisterAgain
     );
     assert_eq!(
-        core.report_fault(at(HB), &id, "x", "v", &[]),
+        core.report_fault(
+            at(HB),
+            &id,
+            &FaultReport::new(FaultCause::HostHardware, "x", "v", vec![])
+        ),
         Err(CoreError::UnknownNode(id))
     );
 }
@@ -154,7 +169,16 @@ fn unknown_nodes_are_asked_to_register() {
 fn fault_reports_are_recorded_with_their_reason() {
     let (mut core, id) = core_with("host-1");
     let events = core
-        .report_fault(at(HB), &id, "guest agent never connected", "0.1.0", &[])
+        .report_fault(
+            at(HB),
+            &id,
+            &FaultReport::new(
+                FaultCause::GuestTimeouts,
+                "guest agent never connected",
+                "0.1.0",
+                vec![],
+            ),
+        )
         .unwrap();
     let event = &events[0];
     assert_eq!(event.kind, EventKind::NodeFaultReported);
@@ -180,7 +204,7 @@ proptest! {
                 prop_assert!(core.expire(at(t)).is_empty());
             }
             now += gap;
-            let (outcome, events) = core.heartbeat(at(now), &id, "boot-1", i as u64 + 1);
+            let (HeartbeatReply { outcome, .. }, events) = core.heartbeat(at(now), &id, "boot-1", i as u64 + 1, vec![]);
             prop_assert_eq!(outcome, HeartbeatOutcome::Accepted);
             prop_assert!(events.is_empty());
             prop_assert_eq!(state(&core, &id), NodeState::Ready);
@@ -194,7 +218,7 @@ proptest! {
         let (mut core, id) = core_with("host-1");
         let mut max = 0;
         for (i, seq) in seqs.iter().enumerate() {
-            let (outcome, _) = core.heartbeat(at(HB * i as u32), &id, "boot-1", *seq);
+            let (HeartbeatReply { outcome, .. }, _) = core.heartbeat(at(HB * i as u32), &id, "boot-1", *seq, vec![]);
             if *seq > max {
                 prop_assert_eq!(outcome, HeartbeatOutcome::Accepted);
                 max = *seq;

@@ -3,13 +3,15 @@
 //! In 2012 every "server faulty" report moved its server to Human
 //! Investigate, although the cause was a guest agent bug: healing then moved
 //! the VMs to healthy servers, where the bug struck again. With
-//! classification on (the default), a report whose reason is a guest-agent
-//! failure holds its server in service for `classification_hold`; if servers
-//! numbering `software_fault_min_nodes` report the same reason at the same
-//! agent version, it is a software fault: none of them goes to HI, healing of
-//! the affected roles pauses, and an event names the common cause. A report
-//! that stays alone goes to HI when its hold runs out. Any other reason (the
-//! host agent suspects its hardware) moves the server to HI at once.
+//! classification on (the default), a report whose cause is a guest-agent
+//! failure ([`FaultCause::is_guest_software`]) holds its server in service for
+//! `classification_hold`; if servers numbering `software_fault_min_nodes`
+//! report the same reason at the same agent version, it is a software fault:
+//! none of them goes to HI, healing of the affected roles pauses, and an event
+//! names the common cause. A report that stays alone goes to HI when its hold
+//! runs out. Any other cause (the host agent suspects its hardware) moves the
+//! server to HI at once. The cause is a typed field of the report, set by the
+//! host agent where it sees the failure; the reason text is for people only.
 
 use super::CoreError;
 use super::clock::Moment;
@@ -20,20 +22,84 @@ use super::fabric::{FabricCore, secs};
 use super::node::{FaultHold, NodeId, NodeState};
 use std::collections::BTreeSet;
 
-/// Reasons host agents give for guest-software failures start with this.
-pub const GUEST_REASON_PREFIX: &str = "guest agent";
+/// Why a host agent reports its server faulty, as the host agent saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultCause {
+    /// Clean VMs whose guest agents never connected or fell silent, struck
+    /// `clean_vm_strikes` times (the 2012 report).
+    GuestTimeouts,
+    /// Clean VMs whose guest agents reported an init error or sent an
+    /// unusable Hello.
+    GuestInitError,
+    /// The host agent sees trouble on its own server (it cannot start VMs).
+    HostHardware,
+    /// An operator asked for the report.
+    Operator,
+    /// The host agent did not say (an older agent): treated as hardware, the
+    /// cautious reading.
+    Unspecified,
+}
+
+impl FaultCause {
+    /// Whether the fault lies in guest software, so that the same report from
+    /// several servers points at the software rather than at each server.
+    pub fn is_guest_software(self) -> bool {
+        matches!(self, FaultCause::GuestTimeouts | FaultCause::GuestInitError)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultCause::GuestTimeouts => "guest timeouts",
+            FaultCause::GuestInitError => "guest init error",
+            FaultCause::HostHardware => "host hardware",
+            FaultCause::Operator => "operator",
+            FaultCause::Unspecified => "unspecified",
+        }
+    }
+}
+
+/// A host agent's report that its server is faulty, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultReport {
+    pub cause: FaultCause,
+    /// In words, for people; classification compares it but never parses it.
+    pub reason: String,
+    /// The version of the agent whose failure is reported.
+    pub agent_version: String,
+    /// The VMs whose failures led to the report (may be empty).
+    pub vms: Vec<InstanceId>,
+}
+
+impl FaultReport {
+    pub fn new(
+        cause: FaultCause,
+        reason: impl Into<String>,
+        agent_version: impl Into<String>,
+        vms: Vec<InstanceId>,
+    ) -> Self {
+        Self {
+            cause,
+            reason: reason.into(),
+            agent_version: agent_version.into(),
+            vms,
+        }
+    }
+}
 
 impl FabricCore {
-    /// A host agent reports its server faulty, naming the VMs whose failures
-    /// led to it (may be empty).
+    /// Input: a host agent reports its server faulty.
     pub fn report_fault(
         &mut self,
         now: Moment,
         id: &NodeId,
-        reason: &str,
-        agent_version: &str,
-        vms: &[InstanceId],
+        report: &FaultReport,
     ) -> Result<Vec<ClusterEvent>, CoreError> {
+        let FaultReport {
+            cause,
+            reason,
+            agent_version,
+            vms,
+        } = report;
         let Some(node) = self.nodes.get_mut(id) else {
             return Err(CoreError::UnknownNode(id.clone()));
         };
@@ -43,13 +109,15 @@ impl FabricCore {
             now,
             EventKind::NodeFaultReported,
             Some(id),
-            format!("host agent reports the server faulty: {reason} (agent {agent_version})"),
+            format!(
+                "host agent reports the server faulty ({}): {reason} (agent {agent_version})",
+                cause.as_str()
+            ),
         )];
         if already_hi {
             return Ok(events);
         }
-        let guest_software = reason.starts_with(GUEST_REASON_PREFIX);
-        if !self.config.fault_classification || !guest_software {
+        if !self.config.fault_classification || !cause.is_guest_software() {
             let why = if self.config.fault_classification {
                 format!("fault reported: {reason}")
             } else {

@@ -14,8 +14,8 @@
 //! swaps the served certificate without a restart).
 
 use super::{Line, Outcome, Phase, Report, line, service};
-use crate::core::{CoreConfig, EventKind};
-use crate::sim::{SimConfig, World};
+use crate::{SimConfig, World};
+use fabric_core::{CoreConfig, EventKind};
 use std::time::{Duration, SystemTime};
 
 const DAY: Duration = Duration::from_secs(86_400);

@@ -2,7 +2,7 @@
 //!
 //! Plain data in, decisions out. The core never reads a clock (the caller
 //! passes `now`), never touches the network or disk, and never spawns tasks.
-//! gRPC handlers and background loops (see [`crate::server`]) are thin shells
+//! gRPC handlers and background loops (fabric-controller's server) are thin shells
 //! that lock the core, call one method, and carry out what it returns. This is
 //! what lets the tests drive thousands of heartbeats in virtual time and what
 //! keeps the controller's logic readable in one place.
@@ -40,12 +40,13 @@ pub mod placement;
 pub mod services;
 pub mod snapshot;
 
-pub use clock::{Clock, ManualClock, Moment, SystemClock};
+pub use clock::{Clock, ManualClock, Moment};
 pub use cluster::{ClusterMode, ClusterState, Switch, Switches};
 pub use config::{CoreConfig, HiThreshold};
 pub use deployment::{CertificateInfo, DeploymentSpec, InstanceId, Name, RoleSpec};
 pub use events::{ClusterEvent, EventKind, EventLog};
-pub use fabric::{FabricCore, HeartbeatOutcome, RegisterOutcome};
+pub use fabric::{FabricCore, HeartbeatOutcome, HeartbeatReply, RegisterOutcome};
+pub use faults::{FaultCause, FaultReport};
 pub use instance::{InstanceState, RoleInstance, VmAssignment, VmObservation, VmState};
 pub use node::{NodeId, NodeInfo, NodeRecord, NodeState};
 

@@ -226,7 +226,7 @@ impl FabricCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{CertificateInfo, CoreConfig, DeploymentSpec, RoleSpec};
+    use crate::{CertificateInfo, CoreConfig, DeploymentSpec, RoleSpec};
 
     const DAY: Duration = Duration::from_secs(86_400);
 

@@ -1,9 +1,9 @@
 //! A modelled host agent and its guest agents, following the real daemons'
 //! rules (see host-agent/src/vm/ and the VM contract in docs/architecture.md).
 
-use crate::core::{
-    ClusterEvent, FabricCore, HeartbeatOutcome, InstanceId, Moment, NodeId, NodeInfo,
-    VmObservation, VmState,
+use fabric_core::{
+    ClusterEvent, FabricCore, FaultCause, FaultReport, HeartbeatOutcome, InstanceId, Moment,
+    NodeId, NodeInfo, VmAssignment, VmObservation, VmState,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,19 +41,21 @@ impl Default for GuestModel {
 
 impl GuestModel {
     /// How long until a new VM's guest agent fails, if it does, and why.
-    fn failure(&self) -> Option<(Duration, String)> {
+    fn failure(&self) -> Option<(Duration, FaultCause, String)> {
         if !self.leap_day_bug {
             return None;
         }
         Some(if self.fail_fast {
             (
                 Duration::from_millis(100),
+                FaultCause::GuestInitError,
                 "guest agent failed creating transfer certificate: invalid valid-to date 2013-02-29"
                     .into(),
             )
         } else {
             (
                 self.connect_timeout,
+                FaultCause::GuestTimeouts,
                 format!(
                     "guest agent never connected within {}",
                     humantime::format_duration(self.connect_timeout)
@@ -103,7 +105,7 @@ pub struct SimHost {
     pub vms: BTreeMap<InstanceId, SimVm>,
     /// Highest incarnation run so far per VM, so a respawn goes higher.
     last_incarnation: BTreeMap<InstanceId, u64>,
-    pending_fault: Option<(String, Vec<InstanceId>)>,
+    pending_fault: Option<FaultReport>,
 }
 
 impl SimHost {
@@ -193,7 +195,7 @@ impl SimHost {
                     vm.reported = false;
                 }
                 None => {}
-                Some((after, reason)) if age >= after => {
+                Some((after, cause, reason)) if age >= after => {
                     // Reinitialize: a new incarnation of a clean VM.
                     vm.strikes += 1;
                     vm.incarnation += 1;
@@ -202,10 +204,17 @@ impl SimHost {
                     self.last_incarnation.insert(id.clone(), vm.incarnation);
                     if vm.clean && vm.strikes >= guest.clean_vm_strikes && !vm.reported {
                         vm.reported = true;
-                        let entry = self
-                            .pending_fault
-                            .get_or_insert_with(|| (reason.clone(), Vec::new()));
-                        entry.1.push(id.clone());
+                        self.pending_fault
+                            .get_or_insert_with(|| {
+                                FaultReport::new(
+                                    cause,
+                                    reason.clone(),
+                                    guest.agent_version.clone(),
+                                    Vec::new(),
+                                )
+                            })
+                            .vms
+                            .push(id.clone());
                     }
                 }
                 Some(_) => {}
@@ -253,20 +262,16 @@ impl SimHost {
         }
         self.sequence += 1;
         let reports = self.reports();
-        let (outcome, raised) = core.heartbeat(now, &self.id, &self.boot_id(), self.sequence);
+        let (reply, raised) =
+            core.heartbeat(now, &self.id, &self.boot_id(), self.sequence, reports);
         events.extend(raised);
-        match outcome {
-            HeartbeatOutcome::RegisterAgain => {
-                self.registered = false;
-                return events;
-            }
-            HeartbeatOutcome::Accepted => events.extend(core.observe_vms(now, &self.id, reports)),
-            HeartbeatOutcome::Stale => {}
+        if reply.outcome == HeartbeatOutcome::RegisterAgain {
+            self.registered = false;
+            return events;
         }
-        self.converge(core, now);
-        if let Some((reason, vms)) = self.pending_fault.take()
-            && let Ok(raised) =
-                core.report_fault(now, &self.id, &reason, &guest.agent_version, &vms)
+        self.converge(&reply.desired, now);
+        if let Some(report) = self.pending_fault.take()
+            && let Ok(raised) = core.report_fault(now, &self.id, &report)
         {
             events.extend(raised);
         }
@@ -293,8 +298,7 @@ impl SimHost {
     }
 
     /// Start what is desired and missing, stop what is not desired.
-    fn converge(&mut self, core: &FabricCore, now: Moment) {
-        let desired = core.desired_vms(&self.id);
+    fn converge(&mut self, desired: &[VmAssignment], now: Moment) {
         self.vms.retain(|id, _| desired.iter().any(|d| &d.id == id));
         for d in desired {
             let replace = self

@@ -26,17 +26,17 @@ impl FabricCore {
         if node.state != NodeState::HumanInvestigate {
             return Err(CoreError::NotInHumanInvestigate(id.clone(), node.state));
         }
-        node.state = NodeState::Ready;
-        node.state_since = now;
         node.last_heard = now.mono;
-        node.hold = None;
-        node.state_reason = format!("repaired by {who}: {why}");
-        let mut events = vec![self.events.record(
-            now,
-            EventKind::NodeRepaired,
-            Some(id),
-            node.state_reason.clone(),
-        )];
+        let mut events: Vec<ClusterEvent> = self
+            .move_node(
+                now,
+                id,
+                NodeState::Ready,
+                format!("repaired by {who}: {why}"),
+                None,
+            )
+            .into_iter()
+            .collect();
         events.extend(self.heal(now));
         Ok(events)
     }

@@ -14,8 +14,9 @@
 //! step; scenarios (the 2012 cascade) run here in seconds.
 
 pub mod host;
+pub mod scenarios;
 
-use crate::core::{ClusterEvent, CoreConfig, DeploymentSpec, FabricCore, Moment, NodeId, Switch};
+use fabric_core::{ClusterEvent, CoreConfig, DeploymentSpec, FabricCore, Moment, NodeId, Switch};
 use host::{GuestModel, SimHost};
 use std::time::{Duration, SystemTime};
 
@@ -96,7 +97,7 @@ impl World {
     fn record(&mut self, events: Vec<ClusterEvent>) {
         let healed = events
             .iter()
-            .any(|e| e.kind == crate::core::EventKind::InstanceHealing);
+            .any(|e| e.kind == fabric_core::EventKind::InstanceHealing);
         if healed && !self.core.cluster().healing_allowed() {
             self.healing_violations.push(format!(
                 "healing at {:?} while mode {} and healing switch {}",
@@ -140,13 +141,13 @@ impl World {
         }
     }
 
-    pub fn deploy(&mut self, spec: DeploymentSpec) -> Result<(), crate::core::CoreError> {
+    pub fn deploy(&mut self, spec: DeploymentSpec) -> Result<(), fabric_core::CoreError> {
         let (_, events) = self.core.deploy(self.now, spec)?;
         self.record(events);
         Ok(())
     }
 
-    pub fn repair(&mut self, node: &NodeId) -> Result<(), crate::core::CoreError> {
+    pub fn repair(&mut self, node: &NodeId) -> Result<(), fabric_core::CoreError> {
         let events = self
             .core
             .repair(self.now, node, "sim", "simulated repair")?;
