@@ -14,8 +14,8 @@ use crate::store::sealed_keys::AtRestKey;
 use crate::store::{PersistedState, Store, StoreError};
 use fabric_core::services::DeployOutcome;
 use fabric_core::{
-    Clock, ClusterEvent, CoreError, FabricCore, FaultReport, HeartbeatReply, InstanceId, Moment,
-    NodeId, NodeInfo, RegisterOutcome, RoleInstance, VmObservation,
+    Clock, ClusterEvent, CoreError, FabricCore, FaultReport, HeartbeatReply, InstanceId,
+    InstanceState, Moment, NodeId, NodeInfo, RegisterOutcome, RoleInstance, VmObservation,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -212,11 +212,12 @@ impl Controller {
         self.secrets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Input: create or rotate a deployment; returns its instances.
+    /// Input: create or rotate a deployment; returns its instances, each with
+    /// the state status shows for it.
     pub fn deploy(
         &self,
         deployment: ValidatedDeployment,
-    ) -> Result<(DeployOutcome, Vec<RoleInstance>), ControllerError> {
+    ) -> Result<(DeployOutcome, Vec<(RoleInstance, InstanceState)>), ControllerError> {
         let name = deployment.spec.name.clone();
         self.decide(Save::Always, |core, now| {
             let (outcome, events) = core.deploy(now, deployment.spec)?;
@@ -227,7 +228,7 @@ impl Controller {
             let instances = core
                 .instances()
                 .filter(|i| i.id.deployment == name)
-                .cloned()
+                .map(|i| (i.clone(), core.status_of(i)))
                 .collect();
             Ok(((outcome, instances), events))
         })
@@ -239,13 +240,13 @@ impl Controller {
         deployment: &str,
         role: &str,
         count: u32,
-    ) -> Result<Vec<RoleInstance>, ControllerError> {
+    ) -> Result<Vec<(RoleInstance, InstanceState)>, ControllerError> {
         self.decide(Save::Always, |core, now| {
             let events = core.scale(now, deployment, role, count)?;
             let instances = core
                 .instances()
                 .filter(|i| i.id.deployment.as_str() == deployment && i.id.role.as_str() == role)
-                .cloned()
+                .map(|i| (i.clone(), core.status_of(i)))
                 .collect();
             Ok((instances, events))
         })

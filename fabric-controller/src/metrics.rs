@@ -228,11 +228,15 @@ impl ControllerMetrics {
             InstanceState::Provisioned,
             InstanceState::Running,
             InstanceState::Reinitializing,
+            InstanceState::Unknown,
+            InstanceState::Lost,
         ] {
             self.instances.get_or_create(&label(state.as_str())).set(0);
         }
         for i in core.instances() {
-            self.instances.get_or_create(&label(i.state.as_str())).inc();
+            self.instances
+                .get_or_create(&label(core.status_of(i).as_str()))
+                .inc();
         }
         self.cluster_mode.clear();
         let mode = core.cluster().mode;

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 
 /// Why the controller could not run.
@@ -115,8 +116,12 @@ pub async fn run(
     health
         .set_serving::<OperatorServiceServer<OperatorApi>>()
         .await;
-    let reflection_v1 = fabric_proto::reflection().build_v1()?;
-    let reflection_v1alpha = fabric_proto::reflection().build_v1alpha()?;
+    let served = [
+        <NodeServiceServer<NodeApi> as NamedService>::NAME,
+        <OperatorServiceServer<OperatorApi> as NamedService>::NAME,
+    ];
+    let reflection_v1 = fabric_proto::reflection(&served).build_v1()?;
+    let reflection_v1alpha = fabric_proto::reflection(&served).build_v1alpha()?;
 
     // Aborted when this function returns or its future is dropped, so no
     // tick of a stopped controller can change (or save) state.
@@ -304,7 +309,7 @@ mod tests {
             .read()
             .instances()
             .find(|i| i.id.deployment.as_str() == "web")
-            .and_then(|i| i.node.clone())
+            .and_then(|i| i.node().cloned())
             .unwrap();
         let mut events = controller.subscribe();
         // web's server fails: no room elsewhere, so web's instance waits.

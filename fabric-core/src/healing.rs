@@ -20,7 +20,7 @@ use super::clock::Moment;
 use super::deployment::{InstanceId, Name};
 use super::events::{ClusterEvent, EventKind};
 use super::fabric::FabricCore;
-use super::instance::{Healing, InstanceState};
+use super::instance::InstanceState;
 use super::node::NodeState;
 use super::placement;
 
@@ -31,7 +31,7 @@ impl FabricCore {
         let Some(i) = self.instances.get(id) else {
             return false;
         };
-        match &i.node {
+        match i.node() {
             None => true,
             Some(n) => self
                 .nodes
@@ -44,7 +44,7 @@ impl FabricCore {
     pub fn healing_in_flight(&self) -> usize {
         self.instances
             .values()
-            .filter(|i| i.healing.is_some() && i.node.is_some())
+            .filter(|i| i.healing_in_flight())
             .count()
     }
 
@@ -52,7 +52,7 @@ impl FabricCore {
     pub fn pending_instances(&self) -> usize {
         self.instances
             .values()
-            .filter(|i| i.state == InstanceState::Pending)
+            .filter(|i| i.state() == InstanceState::Pending)
             .count()
     }
 
@@ -114,26 +114,14 @@ impl FabricCore {
             match chosen {
                 Some(nodes) => {
                     let to = nodes.into_iter().next().expect("placed one");
-                    let from = instance.node.take();
-                    instance.incarnation += 1;
-                    instance.node = Some(to.clone());
-                    instance.state = InstanceState::Starting;
-                    instance.endpoint.clear();
-                    instance.pid = 0;
-                    instance.transfer_cert_fingerprint.clear();
-                    instance.detail = match &from {
+                    let note = match instance.node() {
                         Some(f) => format!("healed off {f}"),
                         None => "placed after waiting for capacity".into(),
                     };
-                    instance.healing = Some(Healing {
-                        since: instance.healing.as_ref().map_or(now, |h| h.since),
-                        from: from
-                            .clone()
-                            .or_else(|| instance.healing.as_ref().and_then(|h| h.from.clone())),
-                    });
+                    let from = instance.reincarnate(now, to.clone(), note);
                     let reason = format!(
                         "{id} incarnation {} placed on {to}{}",
-                        instance.incarnation,
+                        instance.incarnation(),
                         from.map(|f| format!(", healed off {f}"))
                             .unwrap_or_default()
                     );
@@ -146,16 +134,9 @@ impl FabricCore {
                     placed += 1;
                 }
                 None => {
-                    if instance.state != InstanceState::Pending {
-                        let from = instance.node.take();
-                        instance.state = InstanceState::Pending;
-                        instance.endpoint.clear();
-                        instance.pid = 0;
-                        instance.detail = "no Ready server with a free VM slot".into();
-                        instance.healing = Some(Healing {
-                            since: now,
-                            from: from.clone(),
-                        });
+                    if instance.state() != InstanceState::Pending {
+                        let from =
+                            instance.unplace(now, "no Ready server with a free VM slot".into());
                         events.push(self.events.record(
                             now,
                             EventKind::InstancePending,

@@ -69,8 +69,8 @@ fn beat_all_but(core: &mut FabricCore, dead: &[&str], t: u64, seq: u64) {
 fn node_of(core: &FabricCore, instance: &str) -> Option<NodeId> {
     core.instance(&InstanceId::parse(instance).unwrap())
         .unwrap()
-        .node
-        .clone()
+        .node()
+        .cloned()
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn healing_moves_instances_with_a_new_incarnation_within_the_concurrency() {
     let victim = node_of(&core, "web.a.0").unwrap();
     let on_victim: Vec<_> = core
         .instances()
-        .filter(|i| i.node.as_ref() == Some(&victim))
+        .filter(|i| i.node() == Some(&victim))
         .map(|i| i.id.clone())
         .collect();
     core.report_fault(
@@ -166,12 +166,12 @@ fn healing_moves_instances_with_a_new_incarnation_within_the_concurrency() {
     core.tick(at(1));
     let moving: Vec<_> = core
         .instances()
-        .filter(|i| on_victim.contains(&i.id) && i.node.as_ref() != Some(&victim))
+        .filter(|i| on_victim.contains(&i.id) && i.node() != Some(&victim))
         .collect();
     assert_eq!(moving.len(), on_victim.len().min(2), "concurrency 2");
     for i in &moving {
-        assert_eq!(i.incarnation, 2);
-        assert_eq!(i.state, InstanceState::Starting);
+        assert_eq!(i.incarnation(), 2);
+        assert_eq!(i.state(), InstanceState::Starting);
         assert!(
             core.desired_vms(&victim).iter().all(|d| d.id != i.id),
             "not fenced"
@@ -206,7 +206,7 @@ fn roles_that_lost_the_most_capacity_heal_first() {
     // both roles compete for the single healing slot.
     assert!(
         core.instances()
-            .any(|i| i.id.role.as_str() == "many" && i.node.as_ref() == Some(&solo)),
+            .any(|i| i.id.role.as_str() == "many" && i.node() == Some(&solo)),
         "precondition: host of solo also runs an instance of many"
     );
     core.report_fault(
@@ -218,7 +218,7 @@ fn roles_that_lost_the_most_capacity_heal_first() {
     core.tick(at(1));
     let healing: Vec<_> = core
         .instances()
-        .filter(|i| i.healing.is_some() && i.node.is_some())
+        .filter(|i| i.healing().is_some() && i.node().is_some())
         .map(|i| i.id.to_string())
         .collect();
     assert_eq!(healing, vec!["web.solo.0"]);
@@ -238,15 +238,15 @@ fn instances_wait_pending_for_capacity_and_are_never_dropped() {
     core.tick(at(1));
     let pending: Vec<_> = core
         .instances()
-        .filter(|i| i.state == InstanceState::Pending)
+        .filter(|i| i.state() == InstanceState::Pending)
         .collect();
     assert_eq!(pending.len(), 1);
-    assert!(pending[0].detail.contains("no Ready server"));
+    assert!(pending[0].detail().contains("no Ready server"));
     assert_eq!(core.instances().count(), 2);
     // Capacity returns: the operator repairs host-1.
     core.repair(at(2), &h1, "op", "fixed").unwrap();
     assert_eq!(core.pending_instances(), 0);
-    assert!(core.instances().all(|i| i.node.is_some()));
+    assert!(core.instances().all(|i| i.node().is_some()));
 }
 
 #[test]
@@ -276,15 +276,10 @@ fn threshold_trips_hi_mode_which_stops_healing_until_resume() {
         .unwrap();
     assert!(trip.reason.contains("2 of 5 nodes"), "{}", trip.reason);
     // host-2's instances stay put: no healing in HI mode.
-    let stuck = core
-        .instances()
-        .filter(|i| i.node.as_ref() == Some(&h2))
-        .count();
+    let stuck = core.instances().filter(|i| i.node() == Some(&h2)).count();
     core.tick(at(3));
     assert_eq!(
-        core.instances()
-            .filter(|i| i.node.as_ref() == Some(&h2))
-            .count(),
+        core.instances().filter(|i| i.node() == Some(&h2)).count(),
         stuck
     );
     // Management stays available in HI mode.
@@ -293,9 +288,7 @@ fn threshold_trips_hi_mode_which_stops_healing_until_resume() {
     core.resume(at(100), "alice");
     assert_eq!(core.cluster().mode, ClusterMode::Normal);
     assert_eq!(
-        core.instances()
-            .filter(|i| i.node.as_ref() == Some(&h2))
-            .count(),
+        core.instances().filter(|i| i.node() == Some(&h2)).count(),
         0
     );
     assert!(
@@ -327,4 +320,91 @@ fn switches_stop_what_they_name() {
     let events = core.set_switch(at(2), Switch::Healing, true, "op");
     assert!(events.iter().any(|e| e.kind == EventKind::InstanceHealing));
     assert_ne!(node_of(&core, "web.a.0"), Some(victim));
+}
+
+#[test]
+fn a_healed_pending_instance_carries_nothing_its_old_vm_reported() {
+    let mut core = cluster(2, 1, 5, 4);
+    core.deploy(at(0), spec(&[("a", 1)])).unwrap();
+    let id = InstanceId::parse("web.a.0").unwrap();
+    let home = node_of(&core, "web.a.0").unwrap();
+    let report = VmObservation {
+        id: id.clone(),
+        incarnation: 1,
+        state: VmState::Running,
+        pid: 4242,
+        endpoint: "127.0.0.1:19000".into(),
+        detail: "serving".into(),
+        transfer_cert_fingerprint: "old-transfer-cert".into(),
+    };
+    core.heartbeat(at(1), &home, "b", 1, vec![report]);
+    assert_eq!(core.instance(&id).unwrap().pid(), 4242);
+    // Fill the only other server, then lose the instance's own: it waits.
+    let other = core
+        .nodes()
+        .map(|n| n.id.clone())
+        .find(|n| n != &home)
+        .unwrap();
+    let mut filler = spec(&[("b", 1)]);
+    filler.name = Name::parse("d", "filler").unwrap();
+    core.deploy(at(1), filler).unwrap();
+    core.report_fault(
+        at(2),
+        &home,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+    )
+    .unwrap();
+    core.tick(at(2));
+    let pending = core.instance(&id).unwrap();
+    assert_eq!(pending.state(), InstanceState::Pending);
+    assert_eq!(pending.transfer_cert_fingerprint(), "");
+    // Room returns: the new incarnation starts with no observation at all.
+    core.delete(at(3), "filler").unwrap();
+    core.tick(at(3));
+    let healed = core.instance(&id).unwrap();
+    assert_eq!(healed.node(), Some(&other));
+    assert_eq!(healed.incarnation(), 2);
+    assert_eq!(healed.state(), InstanceState::Starting);
+    assert_eq!(
+        (
+            healed.pid(),
+            healed.endpoint(),
+            healed.transfer_cert_fingerprint()
+        ),
+        (0, "", "")
+    );
+    // Status says how it got there until its host reports.
+    assert!(
+        healed.detail().contains("placed after waiting"),
+        "{}",
+        healed.detail()
+    );
+}
+
+#[test]
+fn status_never_shows_a_vm_on_a_silent_or_failed_server_as_running() {
+    let mut core = cluster(3, 2, 5, 4);
+    core.deploy(at(0), spec(&[("a", 1)])).unwrap();
+    let id = InstanceId::parse("web.a.0").unwrap();
+    let home = node_of(&core, "web.a.0").unwrap();
+    let running = VmObservation {
+        id: id.clone(),
+        incarnation: 1,
+        state: VmState::Running,
+        pid: 1,
+        endpoint: "127.0.0.1:1".into(),
+        detail: String::new(),
+        transfer_cert_fingerprint: String::new(),
+    };
+    core.heartbeat(at(1), &home, "b", 1, vec![running]);
+    let shown = |core: &FabricCore| core.status_of(core.instance(&id).unwrap());
+    assert_eq!(shown(&core), InstanceState::Running);
+    // Its server falls silent: what it said last may no longer hold.
+    core.set_switch(at(1), Switch::Healing, false, "op");
+    core.tick(at(1 + TIMEOUT.as_secs()));
+    assert_eq!(shown(&core), InstanceState::Unknown);
+    // In HI with healing off, nothing moves it: it is lost, not Running.
+    core.tick(at(1 + TIMEOUT.as_secs() + GRACE.as_secs()));
+    assert_eq!(core.node(&home).unwrap().state, NodeState::HumanInvestigate);
+    assert_eq!(shown(&core), InstanceState::Lost);
 }

@@ -40,10 +40,28 @@ impl FabricCore {
         self.instances.get(id)
     }
 
+    /// The state to show for an instance: what its host reported, unless the
+    /// controller can no longer trust that report. On an Unresponsive server
+    /// a VM may have died unseen (Unknown); on a server in Human
+    /// Investigate nothing it reported counts until it is healed (Lost).
+    /// Status, the dashboard and metrics show this, never a dead VM as
+    /// Running.
+    pub fn status_of(&self, instance: &RoleInstance) -> InstanceState {
+        match instance
+            .node()
+            .and_then(|n| self.nodes.get(n))
+            .map(|n| n.state)
+        {
+            Some(NodeState::Unresponsive) => InstanceState::Unknown,
+            Some(NodeState::HumanInvestigate) => InstanceState::Lost,
+            Some(NodeState::Ready) | None => instance.state(),
+        }
+    }
+
     /// Used slots of every node with instances, in one pass.
     pub fn slots_in_use(&self) -> std::collections::HashMap<&NodeId, u32> {
         let mut used = std::collections::HashMap::new();
-        for node in self.instances.values().filter_map(|i| i.node.as_ref()) {
+        for node in self.instances.values().filter_map(RoleInstance::node) {
             *used.entry(node).or_insert(0) += 1;
         }
         used
@@ -76,7 +94,7 @@ impl FabricCore {
             .map(|r| (r.clone(), RoleSpread::default()))
             .collect();
         for i in self.instances.values() {
-            let Some(node) = i.node.as_ref().and_then(|n| self.nodes.get(n)) else {
+            let Some(node) = i.node().and_then(|n| self.nodes.get(n)) else {
                 continue;
             };
             if node.state == NodeState::HumanInvestigate {
@@ -96,7 +114,7 @@ impl FabricCore {
             if &i.id.deployment != deployment || &i.id.role != role {
                 continue;
             }
-            if let Some(n) = i.node.as_ref().and_then(|n| self.nodes.get(n))
+            if let Some(n) = i.node().and_then(|n| self.nodes.get(n))
                 && n.state != NodeState::HumanInvestigate
             {
                 spread.add(&n.id, n.info.fault_domain, n.info.update_domain);
@@ -200,20 +218,8 @@ impl FabricCore {
             Some(&node),
             format!("{id} incarnation 1"),
         );
-        self.instances.insert(
-            id.clone(),
-            RoleInstance {
-                id,
-                node: Some(node),
-                incarnation: 1,
-                state: InstanceState::Starting,
-                endpoint: String::new(),
-                pid: 0,
-                detail: String::new(),
-                transfer_cert_fingerprint: String::new(),
-                healing: None,
-            },
-        );
+        self.instances
+            .insert(id.clone(), RoleInstance::placed(id, node));
         event
     }
 
@@ -311,10 +317,10 @@ impl FabricCore {
     pub(crate) fn desired_vms(&self, node: &NodeId) -> Vec<VmAssignment> {
         self.instances
             .values()
-            .filter(|i| i.node.as_ref() == Some(node))
+            .filter(|i| i.node() == Some(node))
             .map(|i| VmAssignment {
                 id: i.id.clone(),
-                incarnation: i.incarnation,
+                incarnation: i.incarnation(),
                 secrets_version: self
                     .deployments
                     .get(&i.id.deployment)
@@ -339,7 +345,7 @@ impl FabricCore {
             let Some(instance) = self.instances.get_mut(&report.id) else {
                 continue;
             };
-            if instance.node.as_ref() != Some(node) || report.incarnation < instance.incarnation {
+            if instance.node() != Some(node) || report.incarnation < instance.incarnation() {
                 continue;
             }
             let new_state = match report.state {
@@ -349,7 +355,7 @@ impl FabricCore {
                 VmState::Reinitializing => InstanceState::Reinitializing,
                 VmState::Stopped => continue,
             };
-            if report.incarnation > instance.incarnation {
+            if report.incarnation > instance.incarnation() {
                 events.push(self.events.record(
                     now,
                     EventKind::InstanceReinitialized,
@@ -357,7 +363,7 @@ impl FabricCore {
                     format!(
                         "{} incarnation {} -> {}: {}",
                         report.id,
-                        instance.incarnation,
+                        instance.incarnation(),
                         report.incarnation,
                         if report.detail.is_empty() {
                             "reinitialized by the host agent"
@@ -366,9 +372,9 @@ impl FabricCore {
                         }
                     ),
                 ));
-                instance.incarnation = report.incarnation;
+                instance.follow_incarnation(report.incarnation);
             }
-            if new_state == InstanceState::Running && instance.state != InstanceState::Running {
+            if new_state == InstanceState::Running && instance.state() != InstanceState::Running {
                 events.push(self.events.record(
                     now,
                     EventKind::InstanceRunning,
@@ -378,7 +384,7 @@ impl FabricCore {
                         report.id, report.incarnation, report.endpoint
                     ),
                 ));
-                if let Some(healing) = instance.healing.take() {
+                if let Some(healing) = instance.finish_healing() {
                     let took = now.since(healing.since.mono);
                     events.push(self.events.record_timed(
                         now,
@@ -397,11 +403,7 @@ impl FabricCore {
                     ));
                 }
             }
-            instance.state = new_state;
-            instance.endpoint = report.endpoint;
-            instance.pid = report.pid;
-            instance.detail = report.detail;
-            instance.transfer_cert_fingerprint = report.transfer_cert_fingerprint;
+            instance.observe(report, new_state);
         }
         events
     }
@@ -415,7 +417,7 @@ impl FabricCore {
         incarnation: u64,
     ) -> Result<(Name, Name), CoreError> {
         match self.instances.get(vm) {
-            Some(i) if i.node.as_ref() == Some(node) && incarnation >= i.incarnation => {
+            Some(i) if i.node() == Some(node) && incarnation >= i.incarnation() => {
                 Ok((vm.deployment.clone(), vm.role.clone()))
             }
             _ => Err(CoreError::NotAssigned {

@@ -55,7 +55,7 @@ fn spec(name: &str, roles: &[(&str, u32)], fingerprint: &str) -> DeploymentSpec 
 fn nodes_of(core: &FabricCore, role: &str) -> Vec<NodeId> {
     core.instances()
         .filter(|i| i.id.role.as_str() == role)
-        .filter_map(|i| i.node.clone())
+        .filter_map(|i| i.node().cloned())
         .collect()
 }
 
@@ -87,8 +87,8 @@ fn deploy_spreads_instances_across_fault_domains() {
         "frontend's two instances share a fault domain"
     );
     for i in core.instances() {
-        assert_eq!(i.incarnation, 1);
-        assert_eq!(i.state, InstanceState::Starting);
+        assert_eq!(i.incarnation(), 1);
+        assert_eq!(i.state(), InstanceState::Starting);
     }
 }
 
@@ -122,7 +122,7 @@ fn redeploying_the_same_shape_rotates_certificates() {
     let mut core = cluster(2, 4);
     core.deploy(at(1), spec("web", &[("a", 2)], "aaaa"))
         .unwrap();
-    let node = core.instances().next().unwrap().node.clone().unwrap();
+    let node = core.instances().next().unwrap().node().cloned().unwrap();
     let before = core.desired_vms(&node)[0].secrets_version.clone();
     let (outcome, events) = core
         .deploy(at(2), spec("web", &[("a", 2)], "bbbb"))
@@ -132,7 +132,7 @@ fn redeploying_the_same_shape_rotates_certificates() {
     let after = core.desired_vms(&node)[0].secrets_version.clone();
     assert_ne!(before, after);
     // Nothing was re-placed or reincarnated.
-    assert!(core.instances().all(|i| i.incarnation == 1));
+    assert!(core.instances().all(|i| i.incarnation() == 1));
 }
 
 #[test]
@@ -195,23 +195,23 @@ fn vm_reports_update_instances_and_raise_events() {
     };
     let events = core.observe_vms(at(2), &node, vec![report(1, VmState::Running)]);
     assert_eq!(events[0].kind, EventKind::InstanceRunning);
-    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Running);
+    assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Running);
     // A reinitialization by the host agent raises the incarnation for good.
     let events = core.observe_vms(at(3), &node, vec![report(2, VmState::Starting)]);
     assert_eq!(events[0].kind, EventKind::InstanceReinitialized);
     assert!(events[0].reason.contains("heartbeat timed out"));
-    assert_eq!(core.instance(&id).unwrap().incarnation, 2);
+    assert_eq!(core.instance(&id).unwrap().incarnation(), 2);
     assert_eq!(core.desired_vms(&node)[0].incarnation, 2);
     // An older incarnation's report changes nothing.
     core.observe_vms(at(4), &node, vec![report(1, VmState::Running)]);
-    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Starting);
+    assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Starting);
     // Another node's report about this instance is ignored.
     core.observe_vms(
         at(5),
         &NodeId::new("host-9"),
         vec![report(3, VmState::Running)],
     );
-    assert_eq!(core.instance(&id).unwrap().incarnation, 2);
+    assert_eq!(core.instance(&id).unwrap().incarnation(), 2);
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn only_the_assigned_node_may_fetch_secrets() {
     let mut core = cluster(2, 1);
     core.deploy(at(1), spec("web", &[("a", 1)], "aa")).unwrap();
     let id = InstanceId::parse("web.a.0").unwrap();
-    let owner = core.instance(&id).unwrap().node.clone().unwrap();
+    let owner = core.instance(&id).unwrap().node().cloned().unwrap();
     let other = core
         .nodes()
         .map(|n| n.id.clone())
@@ -263,14 +263,14 @@ fn a_heartbeat_counts_its_reports_only_when_accepted() {
     assert_eq!(reply.outcome, HeartbeatOutcome::Stale);
     assert_eq!(reply.desired.len(), 1);
     assert!(events.is_empty());
-    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Starting);
+    assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Starting);
     // An unknown boot is told to register again, with no desired set.
     let (reply, _) = core.heartbeat(at(3), &node, "other-boot", 6, running.clone());
     assert_eq!(reply.outcome, HeartbeatOutcome::RegisterAgain);
     assert!(reply.desired.is_empty());
-    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Starting);
+    assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Starting);
     // Accepted: the report counts.
     let (_, events) = core.heartbeat(at(4), &node, "boot", 6, running);
     assert_eq!(events[0].kind, EventKind::InstanceRunning);
-    assert_eq!(core.instance(&id).unwrap().state, InstanceState::Running);
+    assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Running);
 }

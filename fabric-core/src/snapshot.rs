@@ -65,9 +65,7 @@ impl FabricCore {
         }
         let mut instances = std::collections::BTreeMap::new();
         for mut i in snapshot.instances {
-            if let Some(h) = i.healing.as_mut() {
-                h.since.mono = now.mono;
-            }
+            i.rebase(now);
             instances.insert(i.id.clone(), i);
         }
         events.record(

@@ -12,12 +12,22 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fabric_descriptor.bin"));
 
-/// A reflection service builder that knows Fabric's protos and the standard
-/// health service, so grpcurl and Python's grpcio can discover them. Call
-/// `.build_v1()` and `.build_v1alpha()` on two of these: Python's reflection
-/// client still speaks only v1alpha.
-pub fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+/// A reflection service builder for a server that serves `services` (their
+/// full names, `NamedService::NAME`): it lists those, the standard health
+/// service and reflection itself, and nothing else of Fabric's protos, so
+/// grpcurl and Python's grpcio discover what this process really answers.
+/// Call `.build_v1()` and `.build_v1alpha()` on two of these: Python's
+/// reflection client still speaks only v1alpha.
+pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let standard = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    services.iter().chain(&standard).fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        |builder, name| builder.with_service_name(*name),
+    )
 }

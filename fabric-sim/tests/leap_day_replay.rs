@@ -107,7 +107,7 @@ fn healing_spreads_the_bug_to_healthy_servers() {
     let first: BTreeSet<String> = w
         .core
         .instances()
-        .filter_map(|i| i.node.as_ref().map(|n| n.to_string()))
+        .filter_map(|i| i.node().map(|n| n.to_string()))
         .collect();
     w.run_for(Duration::from_secs(6 * 3600));
     let hi = hi_nodes(&w);

@@ -89,24 +89,26 @@ impl Checker {
         }
         // 2. Incarnations never go down; track moves.
         for i in core.instances() {
-            let node = i.node.as_ref().map(|n| n.to_string());
-            let prev = self.max_incarnation.insert(i.id.clone(), i.incarnation);
-            if prev.is_some_and(|p| p > i.incarnation) {
+            let node = i.node().map(|n| n.to_string());
+            let prev = self.max_incarnation.insert(i.id.clone(), i.incarnation());
+            if prev.is_some_and(|p| p > i.incarnation()) {
                 return Err(format!("{} incarnation went down", i.id));
             }
             let entry =
                 self.moved_at
                     .entry(i.id.clone())
-                    .or_insert((now, node.clone(), i.incarnation));
+                    .or_insert((now, node.clone(), i.incarnation()));
             // A move to another server is a new VM: a new incarnation.
-            if node.is_some() && entry.1 != node && i.incarnation <= entry.2 {
+            if node.is_some() && entry.1 != node && i.incarnation() <= entry.2 {
                 return Err(format!(
                     "{} moved {:?} -> {node:?} keeping incarnation {}",
-                    i.id, entry.1, i.incarnation
+                    i.id,
+                    entry.1,
+                    i.incarnation()
                 ));
             }
-            if entry.1 != node || entry.2 != i.incarnation {
-                *entry = (now, node, i.incarnation);
+            if entry.1 != node || entry.2 != i.incarnation() {
+                *entry = (now, node, i.incarnation());
             }
         }
         // 3. Never two live VMs for one instance: among hosts that have heard
@@ -227,8 +229,8 @@ fn run(seed: u64) -> Result<(), String> {
     let not_running: Vec<String> = world
         .core
         .instances()
-        .filter(|i| i.state != InstanceState::Running)
-        .map(|i| format!("{} {}", i.id, i.state))
+        .filter(|i| i.state() != InstanceState::Running)
+        .map(|i| format!("{} {}", i.id, i.state()))
         .collect();
     if !not_running.is_empty() {
         return Err(format!("after recovery, not running: {not_running:?}"));
@@ -275,9 +277,16 @@ fn a_lost_server_is_healed_within_detection_plus_grace() {
         world
             .core
             .instances()
-            .all(|i| i.state == InstanceState::Running)
+            .all(|i| i.state() == InstanceState::Running)
     );
-    let victim = world.core.instances().next().unwrap().node.clone().unwrap();
+    let victim = world
+        .core
+        .instances()
+        .next()
+        .unwrap()
+        .node()
+        .cloned()
+        .unwrap();
     world.host(victim.as_str()).power_off();
     world.run_for(Duration::from_secs(25));
     assert_eq!(
@@ -285,8 +294,8 @@ fn a_lost_server_is_healed_within_detection_plus_grace() {
         NodeState::HumanInvestigate
     );
     for i in world.core.instances() {
-        assert_ne!(i.node.as_ref(), Some(&victim));
-        assert_eq!(i.state, InstanceState::Running, "{}", i.id);
+        assert_ne!(i.node(), Some(&victim));
+        assert_eq!(i.state(), InstanceState::Running, "{}", i.id);
     }
     assert!(
         world

@@ -21,7 +21,9 @@ pub struct InstanceJson {
     pub index: u32,
     /// The node it is placed on; empty while pending.
     pub node: String,
-    /// "Pending", "Starting", "Provisioned", "Running" or "Reinitializing".
+    /// "Pending", "Starting", "Provisioned", "Running" or "Reinitializing";
+    /// "Unknown" while its server is Unresponsive, "Lost" while its server is
+    /// in Human Investigate and it has not been healed.
     pub state: String,
     pub incarnation: u64,
     /// The role's HTTPS endpoint (host:port); empty until running.

@@ -152,11 +152,12 @@ pub async fn run(
         controller = %config.controller,
         "host agent serving"
     );
+    let served = [<HostServiceServer<HostApi> as tonic::server::NamedService>::NAME];
     let result = tonic::transport::Server::builder()
         .tls_config(tls.server_config())?
         .add_service(health_service)
-        .add_service(fabric_proto::reflection().build_v1()?)
-        .add_service(fabric_proto::reflection().build_v1alpha()?)
+        .add_service(fabric_proto::reflection(&served).build_v1()?)
+        .add_service(fabric_proto::reflection(&served).build_v1alpha()?)
         .add_service(HostServiceServer::new(HostApi { state, vms }))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await;

@@ -89,6 +89,15 @@ async fn python_grpcio_health_and_reflection_over_mtls() {
     );
     assert!(out.contains("-> SERVING"), "{out}");
     assert!(out.contains("fabric.v1.OperatorService"), "{out}");
+    // Only what the controller serves: the host agent's and guest agents'
+    // services are answered elsewhere.
+    for elsewhere in [
+        "fabric.v1.HostService",
+        "fabric.v1.GuestService",
+        "fabric.v1.GuestAgentService",
+    ] {
+        assert!(!out.contains(elsewhere), "{elsewhere} listed:\n{out}");
+    }
 
     // The script presents a self-signed certificate it makes itself (it
     // still verifies the server with the cluster CA).

@@ -514,3 +514,51 @@ fn make_transfer_cert_on_the_leap_day() {
     assert!(stderr.contains("2013-02-29"), "{stderr}");
     assert!(!buggy.path().join("transfer.key").exists());
 }
+
+/// A service deleted and deployed again is a new service: its instances
+/// start at incarnation 1, and no host agent claims to have reinitialized
+/// them (the host agents forget a VM that is no longer theirs).
+#[test]
+fn a_deleted_service_deployed_again_starts_at_incarnation_one() {
+    let _one = one_cluster_at_a_time();
+    let definition = services::example_file("service.toml");
+    let mut cluster = LocalCluster::start(&[
+        "--hosts",
+        "3",
+        "--heartbeat-interval",
+        &ms(NODE_HEARTBEAT),
+        "--node-timeout",
+        "3s",
+        "--deploy",
+        &path_arg(&definition),
+    ]);
+    let up = cluster.wait_for(COME_UP, "every web instance Running", |s| {
+        all_running(s, WEB, WEB_INSTANCES)
+    });
+    let old_pids: Vec<u32> = instances(&up, WEB).iter().map(|i| i.pid).collect();
+    cluster.run_ok(&["delete", WEB]);
+    fabric_tests::cluster::poll_until(
+        COME_UP,
+        fabric_tests::cluster::POLL,
+        "the deleted service's guest agents gone",
+        || {
+            old_pids
+                .iter()
+                .all(|&pid| !fabric_tests::procs::alive(pid))
+                .then_some(())
+        },
+    );
+    cluster.run_ok(&["deploy", &path_arg(&definition)]);
+    let again = cluster.wait_for(COME_UP, "every web instance Running again", |s| {
+        all_running(s, WEB, WEB_INSTANCES)
+    });
+    for i in instances(&again, WEB) {
+        assert_eq!(i.incarnation, 1, "{i:#?}");
+    }
+    let events = cluster.events().expect("events");
+    let reinitialized: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "instance.reinitialized")
+        .collect();
+    assert!(reinitialized.is_empty(), "{reinitialized:#?}");
+}

@@ -78,7 +78,7 @@ fn main() {
         .collect();
     let on_failed = core
         .instances()
-        .filter(|i| i.node.as_ref().is_some_and(|n| failed.contains(n)))
+        .filter(|i| i.node().is_some_and(|n| failed.contains(n)))
         .count();
     for id in &failed {
         core.report_fault(
@@ -108,7 +108,7 @@ fn main() {
         .count();
     let left = core
         .instances()
-        .filter(|i| i.node.as_ref().is_some_and(|n| failed.contains(n)))
+        .filter(|i| i.node().is_some_and(|n| failed.contains(n)))
         .count();
 
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();

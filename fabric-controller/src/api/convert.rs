@@ -159,7 +159,8 @@ pub fn event(e: &ClusterEvent) -> pb::ClusterEvent {
 
 use crate::secrets::RoleCertificate;
 use fabric_core::{
-    DeploymentSpec, InstanceId, Name, RoleInstance, RoleSpec, VmAssignment, VmObservation, VmState,
+    DeploymentSpec, FabricCore, InstanceId, InstanceState, Name, RoleInstance, RoleSpec,
+    VmAssignment, VmObservation, VmState,
 };
 
 /// Largest PEM accepted for one certificate or key.
@@ -308,19 +309,20 @@ pub fn assignment(a: &VmAssignment) -> pb::VmAssignment {
     }
 }
 
-pub fn instance_status(i: &RoleInstance) -> pb::RoleInstanceStatus {
+/// An instance as status shows it; `shown` is [`fabric_core::FabricCore::status_of`].
+pub fn instance_status(i: &RoleInstance, shown: InstanceState) -> pb::RoleInstanceStatus {
     pb::RoleInstanceStatus {
         instance_id: i.id.to_string(),
         deployment: i.id.deployment.to_string(),
         role: i.id.role.to_string(),
         index: i.id.index,
-        node_id: i.node.as_ref().map(|n| n.to_string()).unwrap_or_default(),
-        state: i.state.as_str().to_owned(),
-        incarnation: i.incarnation,
-        endpoint: i.endpoint.clone(),
-        pid: i.pid,
-        detail: i.detail.clone(),
-        transfer_cert_fingerprint: i.transfer_cert_fingerprint.clone(),
+        node_id: i.node().map(|n| n.to_string()).unwrap_or_default(),
+        state: shown.as_str().to_owned(),
+        incarnation: i.incarnation(),
+        endpoint: i.endpoint().to_owned(),
+        pid: i.pid(),
+        detail: i.detail().to_owned(),
+        transfer_cert_fingerprint: i.transfer_cert_fingerprint().to_owned(),
         healing_from: i
             .healing_from()
             .map(ToString::to_string)
@@ -364,15 +366,13 @@ pub fn switches(s: &fabric_core::Switches) -> pb::Switches {
     }
 }
 
-pub fn deployment_status<'a>(
-    spec: &DeploymentSpec,
-    instances: impl Iterator<Item = &'a RoleInstance>,
-) -> pb::DeploymentStatus {
+pub fn deployment_status(spec: &DeploymentSpec, core: &FabricCore) -> pb::DeploymentStatus {
     pb::DeploymentStatus {
         name: spec.name.to_string(),
-        instances: instances
+        instances: core
+            .instances()
             .filter(|i| i.id.deployment == spec.name)
-            .map(instance_status)
+            .map(|i| instance_status(i, core.status_of(i)))
             .collect(),
         certificate_not_after: spec
             .roles

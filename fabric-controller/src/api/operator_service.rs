@@ -38,7 +38,7 @@ impl OperatorService for OperatorApi {
             .collect();
         let deployments = core
             .deployments()
-            .map(|d| convert::deployment_status(d, core.instances()))
+            .map(|d| convert::deployment_status(d, &core))
             .collect();
         let cluster = core.cluster();
         Ok(Response::new(pb::ClusterStatus {
@@ -79,7 +79,10 @@ impl OperatorService for OperatorApi {
         Ok(Response::new(pb::DeployResponse {
             deployment: name,
             rotated: outcome == DeployOutcome::Rotated,
-            instances: instances.iter().map(convert::instance_status).collect(),
+            instances: instances
+                .iter()
+                .map(|(i, shown)| convert::instance_status(i, *shown))
+                .collect(),
         }))
     }
 
@@ -153,7 +156,10 @@ impl OperatorService for OperatorApi {
             .scale(&req.deployment, &req.role, req.instances)
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::ScaleResponse {
-            instances: instances.iter().map(convert::instance_status).collect(),
+            instances: instances
+                .iter()
+                .map(|(i, shown)| convert::instance_status(i, *shown))
+                .collect(),
         }))
     }
 

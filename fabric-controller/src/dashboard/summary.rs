@@ -130,18 +130,19 @@ impl Summary {
         let mut counts = InstanceCounts::default();
         for i in core.instances() {
             counts.total += 1;
-            match (i.state, i.healing.is_some()) {
+            let shown = core.status_of(i);
+            match (shown, i.healing().is_some()) {
                 (InstanceState::Pending, _) => counts.pending += 1,
                 (_, true) => counts.healing += 1,
                 (InstanceState::Running, false) => counts.running += 1,
                 _ => counts.other += 1,
             }
-            if let Some(node) = &i.node {
+            if let Some(node) = i.node() {
                 vms.entry(node.to_string()).or_default().push(VmView {
                     instance: i.id.to_string(),
-                    state: i.state.as_str(),
-                    incarnation: i.incarnation,
-                    healing: i.healing.is_some(),
+                    state: shown.as_str(),
+                    incarnation: i.incarnation(),
+                    healing: i.healing().is_some(),
                 });
             }
         }
@@ -190,8 +191,15 @@ impl Summary {
             incidents.push(IncidentView {
                 kind: "server in Human Investigate",
                 summary: format!(
-                    "{}: {}; its instances are healed elsewhere; `fabricctl node repair {}` once it was looked at",
-                    n.id, n.state_reason, n.id
+                    "{}: {}; {}; `fabricctl node repair {}` once it was looked at",
+                    n.id,
+                    n.state_reason,
+                    if state.healing_allowed() {
+                        "its instances are healed elsewhere"
+                    } else {
+                        "healing is stopped, so its instances are lost until it resumes"
+                    },
+                    n.id
                 ),
             });
         }
@@ -234,15 +242,15 @@ impl Summary {
                     .filter(|i| i.id.deployment == d.name)
                     .map(|i| InstanceView {
                         id: i.id.to_string(),
-                        node: i.node.as_ref().map(|n| n.to_string()).unwrap_or_default(),
-                        state: i.state.as_str(),
-                        incarnation: i.incarnation,
-                        endpoint: i.endpoint.clone(),
+                        node: i.node().map(|n| n.to_string()).unwrap_or_default(),
+                        state: core.status_of(i).as_str(),
+                        incarnation: i.incarnation(),
+                        endpoint: i.endpoint().to_owned(),
                         healing_from: i
                             .healing_from()
                             .map(ToString::to_string)
                             .unwrap_or_default(),
-                        detail: i.detail.clone(),
+                        detail: i.detail().to_owned(),
                     })
                     .collect(),
             })

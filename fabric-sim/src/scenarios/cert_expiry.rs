@@ -9,7 +9,7 @@
 //! rotates at the warning: no incident, clients never see an expired
 //! certificate. A day of cluster time is a simulated hour step.
 //!
-//! Parts: fabric-controller/src/core/expiry.rs (the watch),
+//! Parts: fabric-core/src/expiry.rs (the watch),
 //! fabricctl deploy (rotation), guest-agent/src/cert_resolver.rs (the role
 //! swaps the served certificate without a restart).
 

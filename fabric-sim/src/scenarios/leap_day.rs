@@ -13,7 +13,7 @@
 //!
 //! The code that plays each part: guest-agent/src/transfer_cert.rs (the
 //! bug, on demand), host-agent/src/vm/record.rs (the strike rule),
-//! fabric-controller/src/core/faults.rs (classification),
+//! fabric-core/src/faults.rs (classification),
 //! core/lifecycle.rs (the threshold), core/healing.rs.
 
 use super::{Line, Outcome, Phase, Report, line, service};

@@ -9,7 +9,7 @@
 //! instance running: the single-instance service is down until its one
 //! instance is healed, the two-instance one never goes down.
 //!
-//! Parts: fabric-controller/src/core/healing.rs (bounded concurrency,
+//! Parts: fabric-core/src/healing.rs (bounded concurrency,
 //! most-hurt roles first), core/placement.rs (fault domains).
 
 use super::{Line, Outcome, Phase, Report, line, service};
@@ -54,7 +54,7 @@ fn phase(concurrency: u32) -> Phase {
     let mut single_home = String::new();
     let mut pair_homes = Vec::new();
     for i in w.core.instances() {
-        if let Some(n) = &i.node {
+        if let Some(n) = i.node() {
             *load.entry(n.to_string()).or_default() += 1;
             match i.id.deployment.as_str() {
                 "single" => single_home = n.to_string(),
@@ -87,10 +87,8 @@ fn phase(concurrency: u32) -> Phase {
         let mut all = true;
         for i in w.core.instances() {
             let d = i.id.deployment.to_string();
-            let r = i.state == InstanceState::Running
-                && i.node
-                    .as_ref()
-                    .is_some_and(|n| !victims.contains(&n.to_string()));
+            let r = i.state() == InstanceState::Running
+                && i.node().is_some_and(|n| !victims.contains(&n.to_string()));
             *running.entry(d).or_default() += usize::from(r);
             all &= r;
         }

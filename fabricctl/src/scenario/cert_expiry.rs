@@ -14,7 +14,7 @@
 //!    swap it in without a restart, no incident is raised and no client
 //!    ever fails.
 //!
-//! Parts: fabric-controller/src/core/expiry.rs (the watch),
+//! Parts: fabric-core/src/expiry.rs (the watch),
 //! guest-agent/src/cert_resolver.rs (serving a rotated certificate).
 
 use super::local::{POLL, ScenarioCluster, running_instances, since};

@@ -13,7 +13,7 @@
 //! as a client would (the owner's CA, dates and names checked), so the
 //! outage figures are what clients saw, not what the controller believes.
 //!
-//! Parts: fabric-controller/src/core/healing.rs (bounded concurrency, most
+//! Parts: fabric-core/src/healing.rs (bounded concurrency, most
 //! hurt roles first), core/placement.rs (fault domains).
 
 use super::local::{POLL, ScenarioCluster, running_instances, since};

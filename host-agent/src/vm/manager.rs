@@ -44,8 +44,9 @@ pub struct VmIdentity {
 struct Table {
     records: BTreeMap<String, VmRecord>,
     processes: HashMap<String, GuestProcess>,
-    /// The last incarnation run of every VM ever run here, so a VM stopped
-    /// and assigned again never reuses an incarnation (and its secrets).
+    /// The last incarnation run of every VM assigned here, so a VM that this
+    /// host agent reinitialized (or found on disk at start) never goes back
+    /// to a lower incarnation while it stays assigned.
     last_incarnation: HashMap<String, u64>,
 }
 
@@ -270,6 +271,13 @@ impl VmManager {
                 .cloned()
                 .collect();
             for vm_id in unlisted {
+                // No longer ours (deleted, scaled in or moved): the
+                // controller's incarnation is the authority if it comes back,
+                // so a redeployed service starts at incarnation 1 again. Its
+                // old guest is killed and wiped below, and every new
+                // incarnation gets a new start token and transfer
+                // certificate, so nothing of the old one can be reused.
+                table.last_incarnation.remove(&vm_id);
                 if let Some(record) = table.records.remove(&vm_id) {
                     let process = table.processes.remove(&vm_id);
                     stops.push((vm_id, record.incarnation, process));
