@@ -26,6 +26,16 @@ if ! command -v chromedriver >/dev/null 2>&1; then
   fi
 fi
 
+# The metrics test lints /metrics with Prometheus's own promtool.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  else
+    echo "test.sh: no promtool and cannot apt-get it: the metrics test will say more" >&2
+  fi
+fi
+
 cargo build --workspace --bins --locked
 if docker info >/dev/null 2>&1; then
   ./scripts/build-images.sh

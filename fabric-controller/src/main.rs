@@ -23,13 +23,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     if let Some(path) = &config.addr_file {
-        write_atomically(path, &listener.local_addr()?.to_string())?;
+        fabric_daemon::files::write_atomically(path, listener.local_addr()?.to_string())?;
     }
     server::run(
         config,
         listener,
         Arc::new(SystemClock::new()),
-        shutdown_signal(),
+        fabric_daemon::shutdown::signal(),
     )
     .await?;
     Ok(())
@@ -42,22 +42,4 @@ async fn probe(config: &ControllerConfig, timeout: std::time::Duration) -> anyho
     fabric_pki::probe::check_serving(&url, "localhost", &config.tls, timeout).await?;
     println!("fabric controller at {url}: SERVING");
     Ok(())
-}
-
-/// Writes via a temporary file and rename so readers never see half a file.
-fn write_atomically(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
 }

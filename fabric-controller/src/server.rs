@@ -12,6 +12,7 @@ use crate::store::file::FileStore;
 use crate::store::sealed_keys::AtRestKey;
 use crate::store::{Store, StoreError};
 use fabric_core::{Clock, FabricCore};
+use fabric_daemon::task::AbortOnDrop;
 use fabric_proto::v1::{
     node_service_server::NodeServiceServer, operator_service_server::OperatorServiceServer,
 };
@@ -181,7 +182,7 @@ async fn start_dashboard(
     config: &ControllerConfig,
     addr: std::net::SocketAddr,
     controller: Arc<Controller>,
-) -> Result<AbortOnDrop, ServeError> {
+) -> Result<AbortOnDrop<()>, ServeError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError::Http(format!("cannot listen on {addr}: {e}")))?;
@@ -189,9 +190,7 @@ async fn start_dashboard(
         .local_addr()
         .map_err(|e| ServeError::Http(e.to_string()))?;
     if let Some(path) = &config.http_addr_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bound.to_string())
-            .and_then(|()| std::fs::rename(&tmp, path))
+        fabric_daemon::files::write_atomically(path, bound.to_string())
             .map_err(|e| ServeError::Http(format!("cannot write {}: {e}", path.display())))?;
     }
     tracing::info!(dashboard = %format!("http://{bound}/"), metrics = %format!("http://{bound}/metrics"), "dashboard serving");
@@ -201,15 +200,6 @@ async fn start_dashboard(
             tracing::error!("dashboard server: {e}");
         }
     })))
-}
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Sleeps until the core's next deadline (a heartbeat expiring, a grace or a

@@ -179,7 +179,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             boot_time: args.boot_time,
             start_token,
         };
-        guest_agent::run::run(config, shutdown_signal()).await
+        guest_agent::run::run(config, fabric_daemon::shutdown::signal()).await
     })?;
     Ok(())
 }
@@ -198,23 +198,6 @@ fn role_binding(args: &RunArgs) -> anyhow::Result<RoleBinding> {
         ports,
         advertise_ip: args.role_advertise_ip,
     })
-}
-
-/// Completes on SIGTERM (how the host agent stops us) or SIGINT (an operator's Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn make_transfer_cert(args: MakeTransferCertArgs) -> anyhow::Result<()> {

@@ -21,10 +21,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fabric_daemon::task::AbortOnDrop;
 use fabric_proto::v1::{GuestFailure, GuestHello};
 use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
-use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::TransferCert;
@@ -214,15 +214,6 @@ impl Failures {
             }
         }
         RunError::Init { stage, message }
-    }
-}
-
-/// Aborts a spawned task when dropped, so nothing outlives [`run`].
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 pub fn write(path: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, addr.to_string())
-        .and_then(|()| std::fs::rename(&tmp, path))
+    fabric_daemon::files::write_atomically(path, addr.to_string())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }

@@ -21,13 +21,14 @@ pub async fn serve(listener: TcpListener, vms: Arc<VmManager>) -> std::io::Resul
     axum::serve(listener, app).await
 }
 
-async fn metrics(State(vms): State<Arc<VmManager>>) -> impl IntoResponse {
+/// OpenMetrics for Prometheus, the classic text format for anyone who did
+/// not ask for it (see `fabric_daemon::metrics_text`).
+async fn metrics(
+    State(vms): State<Arc<VmManager>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     let text = vms.metrics().render(&vms.vm_states());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = fabric_daemon::metrics_text::negotiate(accept, text);
+    ([(header::CONTENT_TYPE, content_type)], body)
 }

@@ -27,15 +27,5 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &config.addr_file {
         host_agent::addr_file::write(path, listener.local_addr()?)?;
     }
-    server::run(config, listener, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
+    server::run(config, listener, fabric_daemon::shutdown::signal()).await
 }

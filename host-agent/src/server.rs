@@ -15,6 +15,7 @@ use crate::host_service::HostApi;
 use crate::state::HostState;
 use crate::vm::process::ProcessLauncher;
 use crate::vm::{Policy, VmManager, VmSettings, supervisor};
+use fabric_daemon::task::AbortOnDrop;
 use fabric_pki::Role;
 use fabric_proto::v1::{
     self as pb, guest_service_server::GuestServiceServer, host_service_server::HostServiceServer,
@@ -205,10 +206,7 @@ async fn bind_guest_listener(
             .map_err(|e| anyhow::anyhow!("cannot listen for guests on {configured}: {e}"))?,
     };
     let bound = listener.local_addr()?;
-    let tmp = file.with_extension("addr.tmp");
-    if let Err(e) =
-        std::fs::write(&tmp, bound.to_string()).and_then(|()| std::fs::rename(&tmp, &file))
-    {
+    if let Err(e) = fabric_daemon::files::write_atomically(&file, bound.to_string()) {
         tracing::warn!(path = %file.display(), "cannot record the guest listen address: {e}");
     }
     Ok(listener)
@@ -224,15 +222,5 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
         SocketAddr::new(ip, addr.port())
     } else {
         addr
-    }
-}
-
-/// Aborts a background task when dropped (the metrics server ends with the
-/// host agent).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -19,19 +19,24 @@ pub struct Answer {
 /// `GET path` from `addr` ("ip:port" or "http://ip:port/"), over HTTP/1.1;
 /// a non-2xx status is an error.
 pub fn get(addr: &str, path: &str) -> Result<Answer, String> {
+    get_accepting(addr, path, None)
+}
+
+/// [`get`] with an Accept header.
+pub fn get_accepting(addr: &str, path: &str, accept: Option<&str>) -> Result<Answer, String> {
     let addr = addr
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
     let rt = crate::https::runtime();
     rt.block_on(async {
-        tokio::time::timeout(GET_TIMEOUT, get_async(&addr, path))
+        tokio::time::timeout(GET_TIMEOUT, get_async(&addr, path, accept))
             .await
             .unwrap_or_else(|_| Err(format!("{addr}{path}: no answer within {GET_TIMEOUT:?}")))
     })
 }
 
-async fn get_async(addr: &str, path: &str) -> Result<Answer, String> {
+async fn get_async(addr: &str, path: &str, accept: Option<&str>) -> Result<Answer, String> {
     let fail = |e: &dyn std::fmt::Display| format!("{addr}{path}: {e}");
     let stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -40,10 +45,11 @@ async fn get_async(addr: &str, path: &str) -> Result<Answer, String> {
         .await
         .map_err(|e| fail(&e))?;
     let driver = tokio::spawn(conn);
-    let request = hyper::Request::get(path)
-        .header("host", addr)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| fail(&e))?;
+    let mut request = hyper::Request::get(path).header("host", addr);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let request = request.body(Empty::<Bytes>::new()).map_err(|e| fail(&e))?;
     let response = send.send_request(request).await.map_err(|e| fail(&e))?;
     let status = response.status();
     let content_type = response
@@ -68,9 +74,13 @@ async fn get_async(addr: &str, path: &str) -> Result<Answer, String> {
     })
 }
 
-/// GETs `/metrics` from `addr` and parses it as Prometheus text.
+/// What Prometheus sends when it scrapes.
+pub const PROMETHEUS_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// GETs `/metrics` from `addr` as Prometheus does and parses it.
 pub fn metrics(addr: &str) -> Result<Scrape, String> {
-    let answer = get(addr, "/metrics")?;
+    let answer = get_accepting(addr, "/metrics", Some(PROMETHEUS_ACCEPT))?;
     if !answer
         .content_type
         .starts_with("application/openmetrics-text")
@@ -96,4 +106,35 @@ pub fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         Value::Histogram(buckets) => buckets.last().map(|b| b.count),
         Value::Summary(_) => None,
     }
+}
+
+/// Prometheus's own linter on `/metrics` as a client that asks for no
+/// format in particular reads it (the classic text format): what
+/// `promtool check metrics` says, empty when it finds nothing. `Err` when
+/// promtool cannot be run.
+pub fn promtool_check(addr: &str) -> Result<(bool, String), String> {
+    use std::io::Write as _;
+    let answer = get(addr, "/metrics")?;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run promtool (Debian package prometheus): {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(answer.body.as_bytes())
+        .map_err(|e| format!("promtool stdin: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("promtool: {e}"))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), said.trim().to_owned()))
 }

@@ -126,10 +126,12 @@ fn metrics_follow_a_failure_and_its_healing() {
     // survivors now run all three VMs, each timed from spawn to Running
     // where it runs.
     let (mut running, mut inits) = (0.0, 0.0);
+    lint(&url);
     for n in after_nodes(&cluster, &victim) {
         let file = cluster.state_dir.join(format!("run/{n}-http.addr"));
         let addr =
             std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        lint(&format!("http://{}/", addr.trim()));
         let host = scrape(&format!("http://{}/", addr.trim()));
         running += value(&host, "fabric_host_vms", &[("state", "Running")]);
         inits += count(&host, "fabric_host_guest_init_seconds");
@@ -144,6 +146,17 @@ fn metrics_follow_a_failure_and_its_healing() {
         detection >= 1.0,
         "detection latency {detection}s below node_timeout"
     );
+}
+
+/// `promtool check metrics` reports nothing on `url`'s /metrics. Without
+/// promtool the check is skipped with a notice, and fails under CI (where
+/// scripts/test.sh installs it).
+fn lint(url: &str) {
+    match scrape::promtool_check(url) {
+        Ok((ok, said)) => assert!(ok && said.is_empty(), "promtool on {url}: {said}"),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{e}"),
+        Err(e) => eprintln!("skipping promtool on {url}: {e}"),
+    }
 }
 
 /// The nodes other than `victim`.

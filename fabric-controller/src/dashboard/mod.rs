@@ -113,18 +113,19 @@ async fn summary_stream(
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>))
 }
 
-async fn metrics(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
+/// OpenMetrics for Prometheus, the classic text format for anyone who did
+/// not ask for it (see `fabric_daemon::metrics_text`).
+async fn metrics(
+    State(controller): State<Arc<Controller>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     let text = {
         let core = controller.read();
         controller.metrics().render(&core)
     };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = fabric_daemon::metrics_text::negotiate(accept, text);
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 #[cfg(test)]

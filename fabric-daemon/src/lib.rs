@@ -1,0 +1,11 @@
+//! The small tools every Fabric daemon shares, each in one home.
+//!
+//! - [`shutdown`]: the signal that stops a daemon (SIGTERM or Ctrl-C).
+//! - [`task`]: a background task that ends with whatever owns it.
+//! - [`files`]: a file written whole or not at all (write, then rename).
+//! - [`metrics_text`]: /metrics in the format the scraper asked for.
+
+pub mod files;
+pub mod metrics_text;
+pub mod shutdown;
+pub mod task;
