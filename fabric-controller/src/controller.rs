@@ -185,12 +185,22 @@ impl Controller {
         Ok(reply)
     }
 
+    /// [`Controller::decide`] for the inputs the core never refuses and
+    /// nobody waits on (registrations, heartbeats, ticks): saved when they
+    /// raised events, and a failed save is logged, not returned.
+    fn observe<R>(
+        &self,
+        decide: impl FnOnce(&mut FabricCore, Moment) -> (R, Vec<ClusterEvent>),
+    ) -> R {
+        match self.decide(Save::IfChanged, |core, now| Ok(decide(core, now))) {
+            Ok(reply) => reply,
+            Err(e) => unreachable!("Save::IfChanged and an infallible core call: {e}"),
+        }
+    }
+
     /// Input: a host agent registers.
     pub fn register(&self, id: NodeId, info: NodeInfo, boot_id: &str) -> RegisterOutcome {
-        self.decide(Save::IfChanged, |core, now| {
-            Ok(core.register(now, id, info, boot_id))
-        })
-        .expect("registration is never refused by the core")
+        self.observe(|core, now| core.register(now, id, info, boot_id))
     }
 
     /// Input: a heartbeat and its VM reports; returns what the node is told.
@@ -202,10 +212,7 @@ impl Controller {
         vms: Vec<VmObservation>,
     ) -> HeartbeatReply {
         self.metrics.heartbeat();
-        self.decide(Save::IfChanged, |core, now| {
-            Ok(core.heartbeat(now, id, boot_id, sequence, vms))
-        })
-        .expect("heartbeats are never refused by the core")
+        self.observe(|core, now| core.heartbeat(now, id, boot_id, sequence, vms))
     }
 
     fn secrets(&self) -> MutexGuard<'_, SecretStore> {
@@ -323,11 +330,10 @@ impl Controller {
     /// Input: time passes. Runs the core's time-driven work (expiry, HI,
     /// healing); returns the monotonic time of the next deadline.
     pub fn tick(&self) -> Option<Duration> {
-        self.decide(Save::IfChanged, |core, now| {
+        self.observe(|core, now| {
             let events = core.tick(now);
-            Ok((core.next_deadline(now), events))
+            (core.next_deadline(now), events)
         })
-        .expect("ticks are never refused by the core")
     }
 
     /// Resolves when a decision may have changed what the tick loop should

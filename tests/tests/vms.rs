@@ -92,16 +92,8 @@ fn pem_body_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn web_serves_its_certificate_rotates_in_place_and_a_killed_guest_comes_back() {
-    let _one = one_cluster_at_a_time();
-    let web_pem = services::example_file("certs/web.pem");
-    let rotated_pem = services::example_file("certs/web-rotated.pem");
-    let web_der = cert_der(&web_pem);
-    let rotated_der = cert_der(&rotated_pem);
-    assert_ne!(web_der, rotated_der);
-    let rt = runtime();
-
+/// Three hosts running the example service, every instance Running.
+fn web_cluster() -> (LocalCluster, StatusJson) {
     let mut cluster = LocalCluster::start(&[
         "--hosts",
         "3",
@@ -119,6 +111,20 @@ fn web_serves_its_certificate_rotates_in_place_and_a_killed_guest_comes_back() {
     let up = cluster.wait_for(COME_UP, "every web instance Running", |s| {
         all_running(s, WEB, WEB_INSTANCES)
     });
+    (cluster, up)
+}
+
+#[test]
+fn web_serves_its_certificate_rotates_in_place_and_a_killed_guest_comes_back() {
+    let _one = one_cluster_at_a_time();
+    let web_pem = services::example_file("certs/web.pem");
+    let rotated_pem = services::example_file("certs/web-rotated.pem");
+    let web_der = cert_der(&web_pem);
+    let rotated_der = cert_der(&rotated_pem);
+    assert_ne!(web_der, rotated_der);
+    let rt = runtime();
+
+    let (mut cluster, up) = web_cluster();
     let before: Vec<InstanceJson> = instances(&up, WEB).to_vec();
     let roles: Vec<(&str, u32)> = before.iter().map(|i| (i.role.as_str(), i.index)).collect();
     assert_eq!(roles, [("api", 0), ("frontend", 0), ("frontend", 1)]);
@@ -522,19 +528,7 @@ fn make_transfer_cert_on_the_leap_day() {
 fn a_deleted_service_deployed_again_starts_at_incarnation_one() {
     let _one = one_cluster_at_a_time();
     let definition = services::example_file("service.toml");
-    let mut cluster = LocalCluster::start(&[
-        "--hosts",
-        "3",
-        "--heartbeat-interval",
-        &ms(NODE_HEARTBEAT),
-        "--node-timeout",
-        "3s",
-        "--deploy",
-        &path_arg(&definition),
-    ]);
-    let up = cluster.wait_for(COME_UP, "every web instance Running", |s| {
-        all_running(s, WEB, WEB_INSTANCES)
-    });
+    let (mut cluster, up) = web_cluster();
     let old_pids: Vec<u32> = instances(&up, WEB).iter().map(|i| i.pid).collect();
     cluster.run_ok(&["delete", WEB]);
     fabric_tests::cluster::poll_until(

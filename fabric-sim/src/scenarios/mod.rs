@@ -1,7 +1,7 @@
 //! Real incidents replayed in virtual time against the real core: the 2012
 //! leap-day cascade, the 2009 serial recovery, the 2013 certificate expiry.
 //!
-//! Each scenario runs the [`crate::sim`] world twice, first as the incident
+//! Each scenario runs the simulated [`crate::World`] twice, first as the incident
 //! happened and then with Fabric's improvements, and returns a [`Report`]:
 //! a timeline (virtual time since the scenario's start), a summary, and an
 //! [`Outcome`] that tests and `fabricctl scenario run --simulate` check. A
