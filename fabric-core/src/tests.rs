@@ -186,6 +186,28 @@ fn fault_reports_are_recorded_with_their_reason() {
     assert!(event.reason.contains("0.1.0"));
 }
 
+#[test]
+fn classification_reads_the_cause_not_the_reasons_words() {
+    // A guest-software cause is held in service, whatever its text says.
+    let (mut core, id) = core_with("host-1");
+    let held = FaultReport::new(
+        FaultCause::GuestTimeouts,
+        "VM boot stalled",
+        "0.1.0",
+        vec![],
+    );
+    let events = core.report_fault(at(HB), &id, &held).unwrap();
+    assert_eq!(events.last().unwrap().kind, EventKind::NodeFaultHeld);
+    assert_eq!(state(&core, &id), NodeState::Ready);
+    // Hardware, or no cause given, goes to HI at once, even in a guest's words.
+    for cause in [FaultCause::HostHardware, FaultCause::Unspecified] {
+        let (mut core, id) = core_with("host-1");
+        let report = FaultReport::new(cause, "guest agent never connected", "0.1.0", vec![]);
+        core.report_fault(at(HB), &id, &report).unwrap();
+        assert_eq!(state(&core, &id), NodeState::HumanInvestigate, "{cause:?}");
+    }
+}
+
 proptest! {
     /// Heartbeats that each arrive within `node_timeout` of the previous one
     /// never let the node leave Ready, however the expiry checks interleave.

@@ -83,6 +83,13 @@ pub fn agent_version(value: &str) -> Result<String, ApiError> {
 /// reads as unspecified, which the core treats as hardware: the cautious
 /// reading, and the report is not lost.
 pub fn fault_report(report: pb::FaultReport) -> Result<FaultReport, ApiError> {
+    // A server runs at most MAX_VM_SLOTS VMs, so no honest report names more.
+    if report.vm_ids.len() > MAX_VM_SLOTS as usize {
+        return Err(ApiError::InvalidArgument(format!(
+            "fault report names {} VMs, above the maximum of {MAX_VM_SLOTS} a server can run",
+            report.vm_ids.len()
+        )));
+    }
     let cause = match pb::FaultCause::try_from(report.cause) {
         Ok(pb::FaultCause::GuestTimeouts) => FaultCause::GuestTimeouts,
         Ok(pb::FaultCause::GuestInitError) => FaultCause::GuestInitError,
@@ -423,5 +430,38 @@ mod tests {
             boot_id: "b".into(),
         };
         assert!(registration(no_node, &me).is_err());
+    }
+
+    fn fault(cause: i32, vms: usize) -> pb::FaultReport {
+        pb::FaultReport {
+            node_id: String::new(),
+            boot_id: "b".into(),
+            reason: "guest agent never connected within 25m".into(),
+            agent_version: "0.1.0".into(),
+            vm_ids: (0..vms).map(|i| format!("web.a.{i}")).collect(),
+            cause,
+        }
+    }
+
+    #[test]
+    fn fault_reports_keep_their_cause_and_bound_their_vms() {
+        let timeouts = fault(pb::FaultCause::GuestTimeouts as i32, 1);
+        assert_eq!(
+            fault_report(timeouts).unwrap().cause,
+            FaultCause::GuestTimeouts
+        );
+        // Not given, or a number this controller does not know: the report
+        // is kept, read as unspecified (the core treats it as hardware).
+        for unknown in [0, 99] {
+            assert_eq!(
+                fault_report(fault(unknown, 1)).unwrap().cause,
+                FaultCause::Unspecified
+            );
+        }
+        assert!(fault_report(fault(1, MAX_VM_SLOTS as usize)).is_ok());
+        assert!(matches!(
+            fault_report(fault(1, MAX_VM_SLOTS as usize + 1)),
+            Err(ApiError::InvalidArgument(m)) if m.contains("VMs")
+        ));
     }
 }

@@ -715,6 +715,53 @@ mod tests {
         );
     }
 
+    /// The cause each fault report carries, for the controller to classify.
+    fn causes(actions: &[Action]) -> Vec<pb::FaultCause> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ReportFault { cause, .. } => Some(*cause),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fault_reports_name_the_cause_the_host_agent_saw() {
+        // Timeouts: the guest never connected.
+        let mut now = Instant::now();
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            spawn(&mut vm, now);
+            now += POLICY.connect_timeout;
+            seen.extend(causes(&vm.on_deadline(now, &POLICY)));
+        }
+        assert_eq!(seen, vec![pb::FaultCause::GuestTimeouts]);
+        // The guest said why it failed.
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            spawn(&mut vm, now);
+            seen.extend(causes(&vm.failure_reported(now, "secrets", "bad", &POLICY)));
+        }
+        assert_eq!(seen, vec![pb::FaultCause::GuestInitError]);
+        // The caller names its own (the manager: a VM it cannot start).
+        let mut vm = VmRecord::new(&assignment(), 1, now);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            spawn(&mut vm, now);
+            let reason = "cannot start guest agent".to_owned();
+            seen.extend(causes(&vm.fail(
+                now,
+                pb::FaultCause::HostHardware,
+                reason,
+                &POLICY,
+            )));
+        }
+        assert_eq!(seen, vec![pb::FaultCause::HostHardware]);
+    }
+
     #[test]
     fn running_resets_strikes_and_a_dirty_timeout_is_no_strike() {
         let mut now = Instant::now();
