@@ -201,6 +201,17 @@ pub struct RoleEndpoints {
     pub advertise_ip: Option<IpAddr>,
 }
 
+impl RoleEndpoints {
+    /// What a VM of this host may report as its role endpoint: the IP it is
+    /// told to advertise (or bind), within the port range it is given.
+    pub fn rule(&self, vm_listen_ip: IpAddr) -> crate::vm::endpoint::EndpointRule {
+        crate::vm::endpoint::EndpointRule {
+            ip: self.advertise_ip.or(self.listen_ip).unwrap_or(vm_listen_ip),
+            ports: self.ports,
+        }
+    }
+}
+
 impl Default for GuestConfig {
     /// The flags' defaults (for tests and embedders that build a
     /// [`HostConfig`] by hand).

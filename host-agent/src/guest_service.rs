@@ -20,9 +20,12 @@ use crate::vm::record::HelloInfo;
 use crate::vm::refusal::Refusal;
 use crate::vm::token;
 use fabric_proto::v1::{self as pb, guest_service_server::GuestService};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
+
+/// The largest message a guest may send: its transfer certificate (about
+/// 1 KiB of DER) and a few short fields fit many times over.
+pub const MAX_GUEST_MESSAGE: usize = 64 * 1024;
 
 pub struct GuestApi {
     pub vms: Arc<VmManager>,
@@ -34,18 +37,30 @@ fn refuse(call: &str, vm_id: &str, incarnation: u64, refusal: Refusal) -> Status
         return Status::unauthenticated(refusal.to_string());
     }
     tracing::warn!(vm = %vm_id, incarnation, "refusing {call}: {refusal}");
-    Status::permission_denied(refusal.to_string())
+    match refusal {
+        Refusal::BadEndpoint(_) => Status::invalid_argument(refusal.to_string()),
+        _ => Status::permission_denied(refusal.to_string()),
+    }
 }
 
 impl GuestApi {
+    /// Where the host agent will call the guest agent back (rotations): on
+    /// the VM's own IP, never an address a guest picks, so no guest can
+    /// point the host agent at another machine.
+    fn check_guest_agent_endpoint(&self, hello: &pb::GuestHello) -> Result<(), String> {
+        self.vms
+            .settings()
+            .guest_agent_endpoint
+            .check(&hello.guest_agent_endpoint, |_| false)
+            .map(|_| ())
+            .map_err(|e| format!("guest agent endpoint: {e}"))
+    }
+
     /// Hello with the session token of a re-adopted VM (see the module doc).
     fn resume(&self, hello: &pb::GuestHello) -> Result<Response<pb::GuestWelcome>, Status> {
         let (vm_id, incarnation) = (hello.vm_id.as_str(), hello.incarnation);
-        if hello.guest_agent_endpoint.parse::<SocketAddr>().is_err() {
-            return Err(Status::invalid_argument(format!(
-                "guest_agent_endpoint {:?} is not IP:PORT",
-                hello.guest_agent_endpoint
-            )));
+        if let Err(e) = self.check_guest_agent_endpoint(hello) {
+            return Err(Status::invalid_argument(e));
         }
         let (identity, secrets_version) = self
             .vms
@@ -106,11 +121,8 @@ impl GuestService for GuestApi {
         if let Err(e) = secrets::check_transfer_cert(der) {
             return Err(invalid(e.to_string()));
         }
-        if hello.guest_agent_endpoint.parse::<SocketAddr>().is_err() {
-            return Err(invalid(format!(
-                "guest_agent_endpoint {:?} is not IP:PORT",
-                hello.guest_agent_endpoint
-            )));
+        if let Err(e) = self.check_guest_agent_endpoint(&hello) {
+            return Err(invalid(e));
         }
 
         let sealed = match secrets::fetch_sealed(self.vms.controller(), vm_id, incarnation, der)

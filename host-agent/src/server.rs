@@ -13,6 +13,7 @@ use crate::controller_link::{self, Link};
 use crate::guest_service::GuestApi;
 use crate::host_service::HostApi;
 use crate::state::HostState;
+use crate::vm::endpoint::EndpointRule;
 use crate::vm::process::ProcessLauncher;
 use crate::vm::{Policy, VmManager, VmSettings, supervisor};
 use fabric_daemon::task::AbortOnDrop;
@@ -86,6 +87,11 @@ pub async fn run(
                 clean_vm_strikes: guests.clean_vm_strikes,
             },
             heartbeat_interval: guests.heartbeat_interval,
+            role_endpoint: guests.role.rule(guests.vm_listen_ip),
+            guest_agent_endpoint: EndpointRule {
+                ip: guests.vm_listen_ip,
+                ports: None,
+            },
         },
         Box::new(launcher),
         controller.clone(),
@@ -119,7 +125,13 @@ pub async fn run(
     let guest_server = tokio::spawn(
         tonic::transport::Server::builder()
             .tls_config(guest_tls)?
-            .add_service(GuestServiceServer::new(GuestApi { vms: vms.clone() }))
+            // A guest's messages are small (a transfer certificate is the
+            // largest field); the 4 MiB default would let one VM make this
+            // host agent buffer and log megabytes per call.
+            .add_service(
+                GuestServiceServer::new(GuestApi { vms: vms.clone() })
+                    .max_decoding_message_size(crate::guest_service::MAX_GUEST_MESSAGE),
+            )
             .serve_with_incoming(TcpIncoming::from(guest_listener)),
     );
 

@@ -137,6 +137,12 @@ impl Harness {
                     clean_vm_strikes: 3,
                 },
                 heartbeat_interval: Duration::from_secs(3),
+                role_endpoint: host_agent::config::RoleEndpoints::default()
+                    .rule("127.0.0.1".parse().unwrap()),
+                guest_agent_endpoint: host_agent::vm::endpoint::EndpointRule {
+                    ip: "127.0.0.1".parse().unwrap(),
+                    ports: None,
+                },
             },
             Box::new(FakeLauncher(tx)),
             controller,
@@ -414,4 +420,92 @@ async fn clean_failures_report_one_fault() {
     // Unlisted VMs stop and vanish from the reports.
     h.vms.apply_desired(&[]);
     assert!(h.vms.reports().is_empty());
+}
+
+/// Issue 13, finding 1: a hostile guest reports endpoints that are not its
+/// own. Each is refused as that VM's failure (reinitialized, a strike while
+/// clean), its neighbour keeps running, and nothing of it reaches a report.
+#[tokio::test]
+async fn a_hostile_role_endpoint_fails_only_its_own_vm() {
+    let mut h = Harness::start().await;
+    h.vms.apply_desired(&[assignment(0), assignment(1)]);
+    let mut tokens = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let (vm, _, token) = h.launched().await;
+        tokens.insert(vm, token);
+    }
+    let (der, _) = transfer_cert();
+    let mut sessions = std::collections::HashMap::new();
+    for vm in ["web.frontend.0", "web.frontend.1"] {
+        let welcome = h
+            .guest
+            .hello(hello(vm, 1, &tokens[vm], &der))
+            .await
+            .unwrap()
+            .into_inner();
+        sessions.insert(vm, welcome.session_token);
+    }
+    let beat = |vm: &str, incarnation, session: &str, endpoint: &str| pb::GuestHeartbeatRequest {
+        vm_id: vm.into(),
+        incarnation,
+        session_token: session.into(),
+        sequence: 1,
+        role_state: pb::RoleState::RoleRunning as i32,
+        role_endpoint: endpoint.into(),
+    };
+    // The neighbour serves at 127.0.0.1:8443.
+    h.guest
+        .guest_heartbeat(beat(
+            "web.frontend.1",
+            1,
+            &sessions["web.frontend.1"],
+            "127.0.0.1:8443",
+        ))
+        .await
+        .unwrap();
+
+    let attacks = [
+        ("127.0.0.1:8443", "already another VM's"),
+        ("6.6.6.6:443", "not on 127.0.0.1"),
+        (&*"9".repeat(60 * 1024), "longer than"),
+    ];
+    let mut session = sessions["web.frontend.0"].clone();
+    for (incarnation, (endpoint, why)) in (1..).zip(attacks) {
+        if incarnation > 1 {
+            let (_, _, token) = h.launched().await;
+            session = h
+                .guest
+                .hello(hello("web.frontend.0", incarnation, &token, &der))
+                .await
+                .unwrap()
+                .into_inner()
+                .session_token;
+        }
+        let err = h
+            .guest
+            .guest_heartbeat(beat("web.frontend.0", incarnation, &session, endpoint))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(why), "{why}: {}", err.message());
+        let report = h.report("web.frontend.0");
+        assert_eq!(report.state, pb::VmState::VmReinitializing as i32);
+        assert!(report.endpoint.is_empty(), "{report:?}");
+        assert!(report.detail.contains(why), "{report:?}");
+        let neighbour = h.report("web.frontend.1");
+        assert_eq!(neighbour.state, pb::VmState::VmRunning as i32);
+        assert_eq!(neighbour.endpoint, "127.0.0.1:8443");
+    }
+    // The VM was clean throughout, so each refusal was a strike against it,
+    // and its third made one fault report, whose cause is the guest's
+    // software, not the server's hardware.
+    assert_eq!(h.report("web.frontend.0").strikes, 3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.faults.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no fault report");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let faults = h.faults.lock().unwrap().clone();
+    assert_eq!(faults[0].cause, pb::FaultCause::GuestInitError as i32);
+    assert_eq!(faults[0].vm_ids, ["web.frontend.0"]);
 }

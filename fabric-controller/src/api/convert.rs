@@ -269,9 +269,15 @@ pub fn instance_id(value: &str) -> Result<InstanceId, ApiError> {
 
 /// VM reports from a heartbeat. Malformed ones are dropped, not fatal: one
 /// bad entry must not stop a server's liveness from being recorded.
+///
+/// A host runs at most [`MAX_VM_SLOTS`] VMs, so no more reports are read. An
+/// endpoint that is not `IP:PORT` is dropped: host agents check their guests'
+/// endpoints, and this is the second wall, so that no text a guest chose is
+/// ever shown to operators as an instance's address.
 pub fn vm_observations(reports: Vec<pb::VmReport>) -> Vec<VmObservation> {
     reports
         .into_iter()
+        .take(MAX_VM_SLOTS as usize)
         .filter_map(|r| {
             let state = match pb::VmState::try_from(r.state).ok()? {
                 pb::VmState::VmStarting => VmState::Starting,
@@ -286,12 +292,21 @@ pub fn vm_observations(reports: Vec<pb::VmReport>) -> Vec<VmObservation> {
                 incarnation: r.incarnation,
                 state,
                 pid: r.pid,
-                endpoint: truncate(r.endpoint),
+                endpoint: socket_address(r.endpoint),
                 detail: truncate(r.detail),
                 transfer_cert_fingerprint: truncate(r.transfer_cert_fingerprint),
             })
         })
         .collect()
+}
+
+/// `text` if it is an `IP:PORT`, else nothing.
+fn socket_address(text: String) -> String {
+    if text.len() <= 64 && text.parse::<std::net::SocketAddr>().is_ok() {
+        text
+    } else {
+        String::new()
+    }
 }
 
 fn truncate(mut s: String) -> String {
@@ -441,6 +456,26 @@ mod tests {
             vm_ids: (0..vms).map(|i| format!("web.a.{i}")).collect(),
             cause,
         }
+    }
+
+    #[test]
+    fn vm_reports_show_only_addresses_and_are_bounded() {
+        let report = |endpoint: &str| pb::VmReport {
+            vm_id: "web.frontend.0".into(),
+            incarnation: 1,
+            state: pb::VmState::VmRunning as i32,
+            endpoint: endpoint.into(),
+            ..Default::default()
+        };
+        let seen = vm_observations(vec![
+            report("127.0.0.1:8443"),
+            report("<script>alert(1)</script>"),
+            report(&"1".repeat(4 << 20)),
+        ]);
+        let endpoints: Vec<_> = seen.iter().map(|o| o.endpoint.as_str()).collect();
+        assert_eq!(endpoints, ["127.0.0.1:8443", "", ""]);
+        let many = vec![report("127.0.0.1:1"); MAX_VM_SLOTS as usize + 10];
+        assert_eq!(vm_observations(many).len(), MAX_VM_SLOTS as usize);
     }
 
     #[test]

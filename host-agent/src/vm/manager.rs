@@ -5,6 +5,7 @@
 //! whatever they learn is written back only if the VM is still at the same
 //! incarnation, so a late result never lands on a newer guest agent.
 
+use super::endpoint::EndpointRule;
 use super::persist;
 use super::process::{self, GuestProcess, LaunchSpec, Launcher, VmPaths};
 use super::record::{Action, HelloInfo, Phase, Policy, VmRecord};
@@ -30,6 +31,10 @@ pub struct VmSettings {
     pub policy: Policy,
     /// Asked of guest agents in GuestWelcome.
     pub heartbeat_interval: Duration,
+    /// The role endpoints this host's VMs may report.
+    pub role_endpoint: EndpointRule,
+    /// Where guest agents may say their GuestAgentService listens.
+    pub guest_agent_endpoint: EndpointRule,
 }
 
 /// Who a VM is, for GuestWelcome.
@@ -537,27 +542,70 @@ impl VmManager {
         Ok(result)
     }
 
-    pub fn guest_heartbeat(&self, beat: &pb::GuestHeartbeatRequest) -> Result<(), Refusal> {
+    /// A GuestHeartbeat. A role endpoint the host did not give this VM
+    /// (see [`super::endpoint`]) fails the VM, its own fault: the heartbeat
+    /// is refused and the VM reinitialized, and nothing of it reaches the
+    /// controller.
+    pub fn guest_heartbeat(
+        self: &Arc<Self>,
+        beat: &pb::GuestHeartbeatRequest,
+    ) -> Result<(), Refusal> {
         let role_state = RoleState::try_from(beat.role_state).unwrap_or(RoleState::Unspecified);
-        self.with_record(&beat.vm_id, |r| {
-            r.check_session(beat.incarnation, &beat.session_token)?;
-            let was = (r.phase, r.endpoint.clone());
-            r.heartbeat(
+        let rule = self.settings.role_endpoint;
+        let mut table = self.table();
+        let record = table
+            .records
+            .get(&beat.vm_id)
+            .ok_or_else(|| Refusal::UnknownVm(beat.vm_id.clone()))?;
+        record.check_session(beat.incarnation, &beat.session_token)?;
+        let checked = if beat.role_endpoint.is_empty() {
+            Ok(())
+        } else {
+            let taken = |addr: std::net::SocketAddr| {
+                let text = addr.to_string();
+                table
+                    .records
+                    .values()
+                    .any(|other| other.vm_id != beat.vm_id && other.endpoint == text)
+            };
+            rule.check(&beat.role_endpoint, taken).map(|_| ())
+        };
+        let r = table
+            .records
+            .get_mut(&beat.vm_id)
+            .expect("looked up above under the same lock");
+        if let Err(e) = checked {
+            let reason = format!("guest agent reported an unusable role endpoint: {e}");
+            tracing::warn!(vm = %r.vm_id, incarnation = r.incarnation, "{reason}; reinitializing the VM");
+            let actions = r.fail(
                 Instant::now(),
-                beat.sequence,
-                role_state,
-                &beat.role_endpoint,
+                pb::FaultCause::GuestInitError,
+                reason,
                 &self.settings.policy,
             );
-            if was.0 != Phase::Running && r.phase == Phase::Running {
-                self.metrics.role_running(&r.vm_id, r.incarnation);
-                tracing::info!(vm = %r.vm_id, incarnation = r.incarnation, endpoint = %r.endpoint, "role running");
-            }
-            if was != (r.phase, r.endpoint.clone()) {
-                self.persist(r);
-            }
-            Ok(())
-        })?;
+            self.persist(r);
+            let vm_id = r.vm_id.clone();
+            drop(table);
+            self.execute(actions.into_iter().map(|a| (vm_id.clone(), a)).collect());
+            self.wake.notify_one();
+            return Err(Refusal::BadEndpoint(e));
+        }
+        let was = (r.phase, r.endpoint.clone());
+        r.heartbeat(
+            Instant::now(),
+            beat.sequence,
+            role_state,
+            &beat.role_endpoint,
+            &self.settings.policy,
+        );
+        if was.0 != Phase::Running && r.phase == Phase::Running {
+            self.metrics.role_running(&r.vm_id, r.incarnation);
+            tracing::info!(vm = %r.vm_id, incarnation = r.incarnation, endpoint = %r.endpoint, "role running");
+        }
+        if was != (r.phase, r.endpoint.clone()) {
+            self.persist(r);
+        }
+        drop(table);
         self.wake.notify_one();
         Ok(())
     }

@@ -9,7 +9,9 @@
 //! - [`persist`]: each VM's on-disk record, for re-adoption after a restart.
 //! - [`rotation`]: pushing rotated certificates to guest agents.
 //! - [`token`]: start and session tokens.
+//! - [`endpoint`]: the role endpoints a VM may report.
 
+pub mod endpoint;
 pub mod manager;
 pub mod persist;
 pub mod process;

@@ -22,4 +22,7 @@ pub enum Refusal {
     SessionNotResumed,
     #[error("the transfer certificate differs from the one this session was established with")]
     TransferCertChanged,
+    /// The VM's own failure: it is reinitialized (see `super::endpoint`).
+    #[error("{0}; the VM is reinitialized")]
+    BadEndpoint(super::endpoint::EndpointError),
 }
