@@ -91,6 +91,18 @@ pub struct Args {
     /// Raise an incident this long before it expires [default: 90 days].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub certificate_incident: Option<Duration>,
+    /// How far a heartbeat's sequence number may run ahead of the last one,
+    /// beyond one per 50 ms of silence, before it is refused [default: 1024].
+    #[arg(long)]
+    pub sequence_jump_limit: Option<u64>,
+    /// Stale heartbeats in a row before the host is told to register again
+    /// [default: 3].
+    #[arg(long)]
+    pub stale_heartbeats_before_register: Option<u32>,
+    /// A tick this late means the controller itself stalled: every node gets
+    /// a fresh heartbeat grace [default: 5s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub stall_tolerance: Option<Duration>,
 }
 
 /// What to do instead of serving.
@@ -136,6 +148,10 @@ pub struct FileConfig {
     pub certificate_warning: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub certificate_incident: Option<Duration>,
+    pub sequence_jump_limit: Option<u64>,
+    pub stale_heartbeats_before_register: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub stall_tolerance: Option<Duration>,
 }
 
 /// Everything the controller needs to run, validated.
@@ -213,6 +229,18 @@ impl Args {
                 .certificate_incident
                 .or(file.certificate_incident)
                 .unwrap_or(defaults.certificate_incident),
+            sequence_jump_limit: self
+                .sequence_jump_limit
+                .or(file.sequence_jump_limit)
+                .unwrap_or(defaults.sequence_jump_limit),
+            stale_heartbeats_before_register: self
+                .stale_heartbeats_before_register
+                .or(file.stale_heartbeats_before_register)
+                .unwrap_or(defaults.stale_heartbeats_before_register),
+            stall_tolerance: self
+                .stall_tolerance
+                .or(file.stall_tolerance)
+                .unwrap_or(defaults.stall_tolerance),
         };
         core.validate()?;
         let cluster = self

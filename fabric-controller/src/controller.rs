@@ -329,9 +329,9 @@ impl Controller {
 
     /// Input: time passes. Runs the core's time-driven work (expiry, HI,
     /// healing); returns the monotonic time of the next deadline.
-    pub fn tick(&self) -> Option<Duration> {
+    pub fn tick(&self, late: Duration) -> Option<Duration> {
         self.observe(|core, now| {
-            let events = core.tick(now);
+            let events = core.tick_late(now, late);
             (core.next_deadline(now), events)
         })
     }

@@ -209,17 +209,23 @@ async fn start_dashboard(
 /// capacity or for in-flight heals is woken this way): no blind polling.
 async fn tick_loop(controller: Arc<Controller>) {
     let origin = tokio::time::Instant::now() - controller.clock().now().mono;
+    // How late the timer fired past the deadline it slept until (zero when
+    // woken early): a large lateness is the controller's own stall.
+    let mut late = Duration::ZERO;
     loop {
-        let next = controller.tick();
+        let next = controller.tick(late);
         let deadline = async {
             match next {
-                Some(deadline) => tokio::time::sleep_until(origin + deadline).await,
+                Some(deadline) => {
+                    tokio::time::sleep_until(origin + deadline).await;
+                    (origin + deadline).elapsed()
+                }
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            () = deadline => {}
-            () = controller.woken() => {}
+            overdue = deadline => late = overdue,
+            () = controller.woken() => late = Duration::ZERO,
         }
     }
 }

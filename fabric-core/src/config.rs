@@ -38,6 +38,20 @@ pub struct CoreConfig {
     pub certificate_warning: Duration,
     /// This close, an incident event (2013: under 90 days is an incident).
     pub certificate_incident: Duration,
+    /// A heartbeat sequence number may run ahead of the last accepted one by
+    /// this many, plus one per 50 ms of silence (no honest host agent beats
+    /// faster than 20 times a second): a larger jump is implausible and
+    /// refused, so one poisoned heartbeat cannot make every later one stale.
+    pub sequence_jump_limit: u64,
+    /// After this many stale heartbeats in a row, the host agent is told to
+    /// register again (its sequence then starts over) rather than being
+    /// ignored until it is declared lost.
+    pub stale_heartbeats_before_register: u32,
+    /// The controller's own stall: a tick this much later than its deadline
+    /// means the controller was stopped or starved (SIGSTOP, a VM pause, an
+    /// overloaded machine), not that hosts were silent, so every node gets a
+    /// fresh heartbeat grace instead of a flap to Unresponsive and back.
+    pub stall_tolerance: Duration,
 }
 
 /// The per-cluster HI threshold: a node count or a share of the nodes.
@@ -101,6 +115,9 @@ impl Default for CoreConfig {
             software_fault_min_nodes: 2,
             certificate_warning: Duration::from_secs(180 * 86_400),
             certificate_incident: Duration::from_secs(90 * 86_400),
+            sequence_jump_limit: 1024,
+            stale_heartbeats_before_register: 3,
+            stall_tolerance: Duration::from_secs(5),
         }
     }
 }
@@ -126,6 +143,8 @@ pub enum ConfigError {
     NoHealingConcurrency,
     #[error("software_fault_min_nodes must be at least 2 (one server is not a pattern)")]
     SoftwareFaultMinNodes,
+    #[error("stale_heartbeats_before_register must be at least 1")]
+    NoStaleHeartbeats,
 }
 
 impl CoreConfig {
@@ -147,6 +166,9 @@ impl CoreConfig {
         }
         if self.software_fault_min_nodes < 2 {
             return Err(ConfigError::SoftwareFaultMinNodes);
+        }
+        if self.stale_heartbeats_before_register == 0 {
+            return Err(ConfigError::NoStaleHeartbeats);
         }
         if self.certificate_incident > self.certificate_warning {
             return Err(ConfigError::ExpiryWindows);

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     ControllerStarted,
+    ControllerStalled,
     NodeRegistered,
     NodeRestarted,
     NodeUnresponsive,
@@ -44,6 +45,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::ControllerStarted => "controller.started",
+            EventKind::ControllerStalled => "controller.stalled",
             EventKind::NodeRegistered => "node.registered",
             EventKind::NodeRestarted => "node.restarted",
             EventKind::NodeUnresponsive => "node.unresponsive",

@@ -8,7 +8,13 @@
 //!   heartbeat sequence numbers start over.
 //! - A heartbeat whose sequence number is not above the last accepted one
 //!   (late, duplicated or reordered on the wire) is ignored entirely: it
-//!   neither refreshes the node nor changes its state.
+//!   neither refreshes the node nor changes its state. After
+//!   `stale_heartbeats_before_register` of them in a row the host agent is
+//!   told to register again, and its sequence starts over: a host whose
+//!   numbers went wrong is recovered, not declared lost.
+//! - A sequence number implausibly far ahead (more than
+//!   `sequence_jump_limit` plus one per 50 ms of silence) is refused: one bad
+//!   heartbeat must not make every later one stale.
 
 use super::clock::Moment;
 use super::cluster::ClusterState;
@@ -46,8 +52,14 @@ pub enum HeartbeatOutcome {
     Accepted,
     /// Sequence number not above the last accepted one: ignored.
     Stale,
-    /// Unknown node or a boot id the core has not seen registered.
+    /// Unknown node, a boot id the core has not seen registered, or too many
+    /// stale heartbeats in a row.
     RegisterAgain,
+    /// The sequence number jumps implausibly far: refused, nothing changes.
+    ImplausibleSequence {
+        last: u64,
+        limit: u64,
+    },
 }
 
 /// The controller's state and decisions. See the module docs for the rules.
@@ -136,6 +148,7 @@ impl FabricCore {
                     state_since: now,
                     boot_id: boot_id.to_owned(),
                     last_sequence: 0,
+                    stale_streak: 0,
                     last_heard: now.mono,
                     restarts: 0,
                     last_fault_report: None,
@@ -146,12 +159,16 @@ impl FabricCore {
             return (RegisterOutcome::New, raised);
         };
 
+        // Either way the sequence starts over: a new boot counts from 1, and
+        // a host told to register again after stale heartbeats is believed
+        // from its next number on.
+        node.last_sequence = 0;
+        node.stale_streak = 0;
         let outcome = if node.boot_id == boot_id {
             RegisterOutcome::Reconnected
         } else {
             node.restarts += 1;
             node.boot_id = boot_id.to_owned();
-            node.last_sequence = 0;
             raised.push(self.events.record(
                 now,
                 EventKind::NodeRestarted,
@@ -199,7 +216,9 @@ impl FabricCore {
             events.extend(self.observe_vms(now, id, vms));
         }
         let desired = match outcome {
-            HeartbeatOutcome::RegisterAgain => Vec::new(),
+            HeartbeatOutcome::RegisterAgain | HeartbeatOutcome::ImplausibleSequence { .. } => {
+                Vec::new()
+            }
             HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => self.desired_vms(id),
         };
         (HeartbeatReply { outcome, desired }, events)
@@ -220,11 +239,30 @@ impl FabricCore {
         if node.boot_id != boot_id {
             return (HeartbeatOutcome::RegisterAgain, Vec::new());
         }
+        let silence = now.since(node.last_heard);
         if sequence <= node.last_sequence {
+            node.stale_streak += 1;
+            if node.stale_streak >= self.config.stale_heartbeats_before_register {
+                return (HeartbeatOutcome::RegisterAgain, Vec::new());
+            }
             return (HeartbeatOutcome::Stale, Vec::new());
         }
+        let limit = node.last_sequence.saturating_add(
+            self.config
+                .sequence_jump_limit
+                .saturating_add((silence.as_millis() / 50) as u64),
+        );
+        if sequence > limit {
+            return (
+                HeartbeatOutcome::ImplausibleSequence {
+                    last: node.last_sequence,
+                    limit,
+                },
+                Vec::new(),
+            );
+        }
         node.last_sequence = sequence;
-        let silence = now.since(node.last_heard);
+        node.stale_streak = 0;
         node.last_heard = now.mono;
         let mut raised = Vec::new();
         if node.state == NodeState::Unresponsive {

@@ -68,6 +68,10 @@ pub struct FaultReport {
     pub agent_version: String,
     /// The VMs whose failures led to the report (may be empty).
     pub vms: Vec<InstanceId>,
+    /// The boot of the host agent that made the report, when it said: a
+    /// report from a boot other than the registered one (a delayed call of
+    /// a host agent since restarted) is refused, not acted on.
+    pub boot_id: Option<String>,
 }
 
 impl FaultReport {
@@ -82,7 +86,14 @@ impl FaultReport {
             reason: reason.into(),
             agent_version: agent_version.into(),
             vms,
+            boot_id: None,
         }
+    }
+
+    /// The same report, as made by host agent boot `boot_id`.
+    pub fn from_boot(mut self, boot_id: impl Into<String>) -> Self {
+        self.boot_id = Some(boot_id.into());
+        self
     }
 }
 
@@ -99,10 +110,19 @@ impl FabricCore {
             reason,
             agent_version,
             vms,
+            boot_id,
         } = report;
         let Some(node) = self.nodes.get_mut(id) else {
             return Err(CoreError::UnknownNode(id.clone()));
         };
+        if let Some(boot) = boot_id
+            && *boot != node.boot_id
+        {
+            return Err(CoreError::OtherBoot {
+                node: id.clone(),
+                reported: boot.clone(),
+            });
+        }
         node.last_fault_report = Some(format!("{reason} (agent {agent_version})"));
         let already_hi = node.state == NodeState::HumanInvestigate;
         let mut events = vec![self.events.record(

@@ -77,6 +77,11 @@ pub enum CoreError {
         incarnation: u64,
         node: NodeId,
     },
+    #[error(
+        "node {node}: this report comes from host agent boot {reported}, not the one registered; \
+         register again"
+    )]
+    OtherBoot { node: NodeId, reported: String },
 }
 
 #[cfg(test)]

@@ -39,6 +39,40 @@ impl FabricCore {
         &self.cluster
     }
 
+    /// Input: the controller's own timer fired `late` after the deadline it
+    /// was set for. Up to `stall_tolerance` that is ordinary scheduling and
+    /// this is a plain [`FabricCore::tick`]. Beyond it the controller itself
+    /// was stopped or starved (SIGSTOP, a paused VM, an overloaded machine):
+    /// the heartbeats that arrived meanwhile were not read either, so the
+    /// silence is the controller's, not the hosts'. Every node then gets a
+    /// fresh heartbeat grace, as after a restart, instead of a flap to
+    /// Unresponsive and back (and a false alarm in events and metrics). A
+    /// host that is really gone is found one `node_timeout` later.
+    pub fn tick_late(&mut self, now: Moment, late: Duration) -> Vec<ClusterEvent> {
+        let mut events = Vec::new();
+        if late >= self.config.stall_tolerance {
+            for node in self.nodes.values_mut() {
+                node.last_heard = node.last_heard.max(now.mono);
+                if node.state == NodeState::Unresponsive {
+                    node.state_since = now;
+                }
+            }
+            events.push(self.events.record(
+                now,
+                EventKind::ControllerStalled,
+                None,
+                format!(
+                    "the controller itself stalled: its timer fired {} late (stall_tolerance {}); \
+                     every node has a fresh heartbeat grace",
+                    secs(late),
+                    secs(self.config.stall_tolerance)
+                ),
+            ));
+        }
+        events.extend(self.tick(now));
+        events
+    }
+
     /// Everything time-driven: heartbeat expiry, Unresponsive -> HI after the
     /// grace, expired fault holds -> HI, then one round of service healing.
     pub fn tick(&mut self, now: Moment) -> Vec<ClusterEvent> {

@@ -76,6 +76,9 @@ pub struct NodeRecord {
     pub boot_id: String,
     /// Highest heartbeat sequence number accepted in this boot.
     pub last_sequence: u64,
+    /// Stale heartbeats in a row (see `CoreConfig::stale_heartbeats_before_register`).
+    #[serde(default)]
+    pub stale_streak: u32,
     /// Monotonic time of the last registration or accepted heartbeat.
     pub last_heard: Duration,
     /// How many times a new boot id was seen.

@@ -35,7 +35,11 @@ fn info() -> NodeInfo {
 }
 
 fn core_with(node: &str) -> (FabricCore, NodeId) {
-    let mut core = FabricCore::new(config(), at(Duration::ZERO));
+    core_configured(node, config())
+}
+
+fn core_configured(node: &str, config: CoreConfig) -> (FabricCore, NodeId) {
+    let mut core = FabricCore::new(config, at(Duration::ZERO));
     let id = NodeId::new(node);
     let (outcome, events) = core.register(at(Duration::ZERO), id.clone(), info(), "boot-1");
     assert_eq!(outcome, RegisterOutcome::New);
@@ -147,6 +151,88 @@ fn stale_heartbeats_are_ignored() {
     assert_eq!(state(&core, &id), NodeState::Unresponsive);
 }
 
+/// Issue 13, finding 5: one heartbeat numbered 2^64-1 under a host's own
+/// identity is refused, so the host's own heartbeats go on being accepted.
+#[test]
+fn an_implausible_sequence_jump_is_refused() {
+    let (mut core, id) = core_with("host-1");
+    let beat = |core: &mut FabricCore, t, seq| core.heartbeat(at(t), &id, "boot-1", seq, vec![]).0;
+    assert_eq!(beat(&mut core, HB, 1).outcome, HeartbeatOutcome::Accepted);
+    let refused = beat(&mut core, HB * 2, u64::MAX);
+    assert!(
+        matches!(
+            refused.outcome,
+            HeartbeatOutcome::ImplausibleSequence { last: 1, .. }
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.desired.is_empty());
+    assert_eq!(core.node(&id).unwrap().last_sequence, 1);
+    assert_eq!(
+        beat(&mut core, HB * 3, 2).outcome,
+        HeartbeatOutcome::Accepted
+    );
+    // A long silence allows a longer gap: one per 50 ms, plus the limit.
+    let after_an_hour = Duration::from_secs(3600);
+    assert_eq!(
+        beat(&mut core, after_an_hour, 2 + 1024 + 60_000).outcome,
+        HeartbeatOutcome::Accepted
+    );
+}
+
+/// Issue 13, finding 5: a host whose heartbeats stay stale (its numbers
+/// went wrong) is told to register again, and is believed afterwards.
+#[test]
+fn a_host_whose_heartbeats_stay_stale_registers_again() {
+    let (mut core, id) = core_with("host-1");
+    assert_eq!(
+        core.heartbeat(at(HB), &id, "boot-1", 500, vec![]).0.outcome,
+        HeartbeatOutcome::Accepted
+    );
+    let outcomes: Vec<_> = (1..=3)
+        .map(|seq| {
+            core.heartbeat(at(HB * (1 + seq)), &id, "boot-1", seq as u64, vec![])
+                .0
+                .outcome
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            HeartbeatOutcome::Stale,
+            HeartbeatOutcome::Stale,
+            HeartbeatOutcome::RegisterAgain
+        ]
+    );
+    let (outcome, _) = core.register(at(HB * 5), id.clone(), info(), "boot-1");
+    assert_eq!(outcome, RegisterOutcome::Reconnected);
+    assert_eq!(
+        core.heartbeat(at(HB * 6), &id, "boot-1", 4, vec![])
+            .0
+            .outcome,
+        HeartbeatOutcome::Accepted
+    );
+}
+
+/// Issue 13, finding 9: a controller whose own timer fired long after its
+/// deadline (it was stopped) gives every node a fresh grace: no flap to
+/// Unresponsive, and an event that says why.
+#[test]
+fn a_stalled_controller_gives_nodes_a_fresh_grace() {
+    let (mut core, id) = core_with("host-1");
+    let woke = TIMEOUT * 4;
+    let events = core.tick_late(at(woke), woke - TIMEOUT);
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::ControllerStalled]);
+    assert!(events[0].reason.contains("fresh heartbeat grace"));
+    assert_eq!(state(&core, &id), NodeState::Ready);
+    assert_eq!(core.next_deadline(at(woke)), Some(woke + TIMEOUT));
+    // Ordinary lateness is a plain tick: a silent node still expires.
+    let (mut core, id) = core_with("host-1");
+    core.tick_late(at(TIMEOUT), Duration::from_millis(10));
+    assert_eq!(state(&core, &id), NodeState::Unresponsive);
+}
+
 #[test]
 fn unknown_nodes_are_asked_to_register() {
     let mut core = FabricCore::new(config(), at(Duration::ZERO));
@@ -237,7 +323,12 @@ proptest! {
     /// number is the maximum seen and only increasing ones were accepted.
     #[test]
     fn reordered_heartbeats_only_move_forward(seqs in prop::collection::vec(1u64..50, 1..100)) {
-        let (mut core, id) = core_with("host-1");
+        // Runs of stale heartbeats are this property's point, so the
+        // register-again rule (tested on its own) stays out of the way.
+        let (mut core, id) = core_configured("host-1", CoreConfig {
+            stale_heartbeats_before_register: u32::MAX,
+            ..config()
+        });
         let mut max = 0;
         for (i, seq) in seqs.iter().enumerate() {
             let (HeartbeatReply { outcome, .. }, _) = core.heartbeat(at(HB * i as u32), &id, "boot-1", *seq, vec![]);
@@ -250,4 +341,20 @@ proptest! {
             prop_assert_eq!(core.node(&id).unwrap().last_sequence, max);
         }
     }
+}
+
+/// Issue 13, finding 9: a fault report from a host agent boot other than the
+/// registered one (a late call of a process since restarted) moves nothing.
+#[test]
+fn a_fault_report_from_another_boot_is_refused() {
+    let (mut core, id) = core_with("host-1");
+    let report = FaultReport::new(FaultCause::HostHardware, "disk", "test", vec![]);
+    let err = core
+        .report_fault(at(HB), &id, &report.clone().from_boot("boot-0"))
+        .unwrap_err();
+    assert!(matches!(err, CoreError::OtherBoot { .. }), "{err}");
+    assert_eq!(state(&core, &id), NodeState::Ready);
+    core.report_fault(at(HB), &id, &report.from_boot("boot-1"))
+        .unwrap();
+    assert_eq!(state(&core, &id), NodeState::HumanInvestigate);
 }

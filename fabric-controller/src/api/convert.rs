@@ -97,15 +97,23 @@ pub fn fault_report(report: pb::FaultReport) -> Result<FaultReport, ApiError> {
         Ok(pb::FaultCause::Operator) => FaultCause::Operator,
         Ok(pb::FaultCause::Unspecified) | Err(_) => FaultCause::Unspecified,
     };
-    Ok(FaultReport {
+    let vms = report
+        .vm_ids
+        .iter()
+        .map(|v| instance_id(v))
+        .collect::<Result<_, _>>()?;
+    let made = FaultReport::new(
         cause,
-        reason: reason(&report.reason)?,
-        agent_version: agent_version(&report.agent_version)?,
-        vms: report
-            .vm_ids
-            .iter()
-            .map(|v| instance_id(v))
-            .collect::<Result<_, _>>()?,
+        reason(&report.reason)?,
+        agent_version(&report.agent_version)?,
+        vms,
+    );
+    // An older host agent may not say which boot reports; a newer one must
+    // be its registered boot (checked by the core).
+    Ok(if report.boot_id.is_empty() {
+        made
+    } else {
+        made.from_boot(boot_id(&report.boot_id)?)
     })
 }
 

@@ -67,7 +67,7 @@ impl From<fabric_core::CoreError> for ApiError {
             E::ZeroInstances(_) => ApiError::InvalidArgument(message),
             E::NotEnoughSlots { .. } => ApiError::ResourceExhausted(message),
             E::NotAssigned { .. } => ApiError::PermissionDenied(message),
-            E::ManagementOff | E::NotInHumanInvestigate(..) => {
+            E::ManagementOff | E::NotInHumanInvestigate(..) | E::OtherBoot { .. } => {
                 ApiError::FailedPrecondition(message)
             }
         }

@@ -53,6 +53,7 @@ impl NodeService for NodeApi {
         let req = request.into_inner();
         convert::check_claimed_node(&req.node_id, &node)?;
         let boot_id = convert::boot_id(&req.boot_id)?;
+        let req_sequence = req.sequence;
         let vms = convert::vm_observations(req.vms);
         let reply = self
             .controller
@@ -61,6 +62,13 @@ impl NodeService for NodeApi {
             HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
             HeartbeatOutcome::Stale => pb::heartbeat_response::Disposition::Stale,
             HeartbeatOutcome::RegisterAgain => pb::heartbeat_response::Disposition::RegisterAgain,
+            HeartbeatOutcome::ImplausibleSequence { last, limit } => {
+                tracing::warn!(%node, sequence = req_sequence, last, limit, "refusing a heartbeat whose sequence number jumps implausibly far");
+                return Err(Status::invalid_argument(format!(
+                    "heartbeat sequence {req_sequence} jumps implausibly far past the last accepted \
+                     {last} (at most {limit} now); a host agent counts up by one per heartbeat"
+                )));
+            }
         };
         Ok(Response::new(pb::HeartbeatResponse {
             disposition: disposition as i32,
