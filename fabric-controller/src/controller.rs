@@ -6,6 +6,15 @@
 //! the new state (before anyone acts on the decision: the reply is sent after
 //! the save), publish the events the core raised (to the tracing log and to
 //! live `WatchEvents` subscribers), and wake the tick loop.
+//!
+//! Save before act, also when saving fails: an operator's decision that
+//! cannot be saved is taken back (the core and secrets as they were) and
+//! refused. A decision nobody waits on (a heartbeat's, a tick's: a node
+//! declared lost, an instance moved) cannot be refused, so it is *held*:
+//! until a save succeeds, heartbeats are answered HOLD (liveness recorded,
+//! no desired set, so no host starts or stops anything on its word), the tick
+//! loop retries the save every second, and status, dashboard and metrics
+//! show the incident.
 
 use crate::api::convert::ValidatedDeployment;
 use crate::metrics::ControllerMetrics;
@@ -14,8 +23,9 @@ use crate::store::sealed_keys::AtRestKey;
 use crate::store::{PersistedState, Store, StoreError};
 use fabric_core::services::DeployOutcome;
 use fabric_core::{
-    Clock, ClusterEvent, CoreError, FabricCore, FaultReport, HeartbeatReply, InstanceId,
-    InstanceState, Moment, NodeId, NodeInfo, RegisterOutcome, RoleInstance, VmObservation,
+    Clock, ClusterEvent, CoreError, FabricCore, FaultReport, HeartbeatOutcome, HeartbeatReply,
+    InstanceId, InstanceState, Moment, NodeId, NodeInfo, RegisterOutcome, RoleInstance,
+    VmObservation,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,6 +50,27 @@ pub struct Controller {
     persistence: Option<Mutex<Persistence>>,
     /// Counters fed here, gauges read from the core at scrape time.
     metrics: ControllerMetrics,
+    /// Set while decisions are held because their save failed.
+    unsaved: Mutex<Option<SaveTrouble>>,
+}
+
+/// A condition of the controller itself, for status and the dashboard.
+#[derive(Clone, Debug)]
+pub struct Alarm {
+    pub kind: &'static str,
+    pub summary: String,
+    pub since: std::time::SystemTime,
+}
+
+/// Decisions held because the state could not be saved (see the module doc).
+#[derive(Clone, Debug)]
+pub struct SaveTrouble {
+    /// When the first held save failed.
+    pub since: std::time::SystemTime,
+    /// The last failure, in words.
+    pub error: String,
+    /// Failed attempts so far.
+    pub failures: u64,
 }
 
 /// A store and the key that encrypts secrets in it.
@@ -76,6 +107,7 @@ impl Controller {
             closing: watch::channel(false).0,
             persistence: persistence.map(Mutex::new),
             metrics: ControllerMetrics::new(),
+            unsaved: Mutex::new(None),
         })
     }
 
@@ -165,14 +197,32 @@ impl Controller {
     ) -> Result<R, ControllerError> {
         let now = self.clock.now();
         let mut core = self.read();
+        // What to go back to if an operator's decision cannot be saved: it
+        // is then refused as if never made (operator calls are rare, so the
+        // copy costs little).
+        let before = match save {
+            Save::Always if self.persistence.is_some() => {
+                Some((core.clone(), self.secrets().clone()))
+            }
+            _ => None,
+        };
         let (reply, events) = decide(&mut core, now)?;
         match save {
-            Save::Always => self.persist(&core)?,
-            Save::IfChanged if !events.is_empty() => {
+            Save::Always => {
                 if let Err(e) = self.persist(&core) {
-                    // Nobody waits on this decision (a heartbeat, a tick):
-                    // say so loudly; the next change saves everything again.
-                    tracing::error!("could not save controller state: {e}");
+                    if let Some((core_before, secrets_before)) = before {
+                        *core = core_before;
+                        *self.secrets() = secrets_before;
+                    }
+                    self.metrics.save_failed();
+                    return Err(e.into());
+                }
+                self.saved();
+            }
+            Save::IfChanged if !events.is_empty() || self.held().is_some() => {
+                match self.persist(&core) {
+                    Ok(()) => self.saved(),
+                    Err(e) => self.hold(e),
                 }
             }
             Save::IfChanged => {}
@@ -183,6 +233,75 @@ impl Controller {
         }
         self.publish(events);
         Ok(reply)
+    }
+
+    /// A decision nobody waits on could not be saved: hold every decision
+    /// (see the module doc) until a save succeeds.
+    fn hold(&self, e: StoreError) {
+        self.metrics.save_failed();
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        let trouble = unsaved.get_or_insert_with(|| SaveTrouble {
+            since: self.clock.now().wall,
+            error: String::new(),
+            failures: 0,
+        });
+        trouble.failures += 1;
+        trouble.error = e.to_string();
+        tracing::error!(
+            failures = trouble.failures,
+            "could not save controller state: {e}; decisions are held (hosts hear HOLD) until a save succeeds"
+        );
+    }
+
+    /// A save succeeded: held decisions may be acted on.
+    fn saved(&self) {
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(trouble) = unsaved.take() {
+            tracing::warn!(
+                failures = trouble.failures,
+                "controller state saved again; held decisions are acted on from now"
+            );
+        }
+    }
+
+    /// Decisions held because their save failed, if any.
+    pub fn held(&self) -> Option<SaveTrouble> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The controller's own troubles, for status and the dashboard.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        let mut alarms = Vec::new();
+        if let Some(t) = self.held() {
+            alarms.push(Alarm {
+                kind: "state not saved",
+                summary: format!(
+                    "{} save(s) failed, the last: {}. Decisions since are held: hosts are \
+                     answered HOLD and start or stop nothing until a save succeeds (retried \
+                     every second)",
+                    t.failures, t.error
+                ),
+                since: t.since,
+            });
+        }
+        alarms
+    }
+
+    /// The tick loop's retry of a held save.
+    pub fn retry_save(&self) {
+        if self.held().is_none() {
+            return;
+        }
+        let core = self.read();
+        match self.persist(&core) {
+            Ok(()) => self.saved(),
+            Err(e) => self.hold(e),
+        }
+        drop(core);
+        self.wake.notify_one();
     }
 
     /// [`Controller::decide`] for the inputs the core never refuses and
@@ -212,7 +331,15 @@ impl Controller {
         vms: Vec<VmObservation>,
     ) -> HeartbeatReply {
         self.metrics.heartbeat();
-        self.observe(|core, now| core.heartbeat(now, id, boot_id, sequence, vms))
+        let mut reply = self.observe(|core, now| core.heartbeat(now, id, boot_id, sequence, vms));
+        if self.held().is_some() && reply.outcome == HeartbeatOutcome::Accepted {
+            // The desired set may rest on decisions not yet saved.
+            reply = HeartbeatReply {
+                outcome: HeartbeatOutcome::Hold,
+                desired: Vec::new(),
+            };
+        }
+        reply
     }
 
     fn secrets(&self) -> MutexGuard<'_, SecretStore> {
@@ -351,3 +478,7 @@ enum Save {
     /// Nobody waits (heartbeats, ticks): saved when it raised events.
     IfChanged,
 }
+
+#[cfg(test)]
+#[path = "save_failure_tests.rs"]
+mod save_failure_tests;

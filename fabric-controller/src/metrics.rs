@@ -51,6 +51,7 @@ struct CertificateLabels {
 pub struct ControllerMetrics {
     registry: Registry,
     heartbeats: Counter,
+    save_failures: Counter,
     secret_deliveries: Family<ResultLabel, Counter>,
     healing_started: Counter,
     healing_completed: Counter,
@@ -77,6 +78,7 @@ impl ControllerMetrics {
         let mut this = Self {
             registry: Registry::with_prefix("fabric"),
             heartbeats: Counter::default(),
+            save_failures: Counter::default(),
             secret_deliveries: Family::default(),
             healing_started: Counter::default(),
             healing_completed: Counter::default(),
@@ -97,6 +99,12 @@ impl ControllerMetrics {
             "heartbeats_received",
             "Host-agent heartbeats the controller received",
             &this.heartbeats,
+        );
+        add(
+            &mut this.registry,
+            "state_save_failures",
+            "Saves of the controller's state that failed (the decision was refused or held)",
+            &this.save_failures,
         );
         add(
             &mut this.registry,
@@ -176,6 +184,10 @@ impl ControllerMetrics {
 
     pub fn heartbeat(&self) {
         self.heartbeats.inc();
+    }
+
+    pub fn save_failed(&self) {
+        self.save_failures.inc();
     }
 
     pub fn secrets(&self, delivered: bool) {

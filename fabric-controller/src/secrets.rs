@@ -28,7 +28,7 @@ impl std::fmt::Debug for RoleCertificate {
 }
 
 /// Certificates by deployment and role.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct SecretStore {
     roles: HashMap<(Name, Name), Vec<RoleCertificate>>,
 }

@@ -207,13 +207,25 @@ async fn start_dashboard(
 /// lets the core act. Woken early by any decision that raised events, which
 /// is every change that could give it work sooner (healing waiting for
 /// capacity or for in-flight heals is woken this way): no blind polling.
+/// How often a failed save of held decisions is tried again.
+const SAVE_RETRY: Duration = Duration::from_secs(1);
+
 async fn tick_loop(controller: Arc<Controller>) {
     let origin = tokio::time::Instant::now() - controller.clock().now().mono;
     // How late the timer fired past the deadline it slept until (zero when
     // woken early): a large lateness is the controller's own stall.
     let mut late = Duration::ZERO;
     loop {
+        controller.retry_save();
         let next = controller.tick(late);
+        // Held decisions (a failed save) are retried every second.
+        let retry = controller
+            .held()
+            .map(|_| controller.clock().now().mono + SAVE_RETRY);
+        let next = match (next, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let deadline = async {
             match next {
                 Some(deadline) => {

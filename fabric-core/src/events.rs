@@ -91,7 +91,7 @@ pub struct ClusterEvent {
 }
 
 /// A bounded, append-only log of cluster events.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct EventLog {
     events: VecDeque<ClusterEvent>,
     next_sequence: u64,

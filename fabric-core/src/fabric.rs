@@ -60,10 +60,17 @@ pub enum HeartbeatOutcome {
         last: u64,
         limit: u64,
     },
+    /// Accepted (the node's liveness is recorded), but the controller cannot
+    /// stand by its desired set (it is not saved, or the controller lost its
+    /// state): the host keeps running what it runs. Set by the shell, or by
+    /// the core in state-lost mode.
+    Hold,
 }
 
 /// The controller's state and decisions. See the module docs for the rules.
-#[derive(Debug)]
+/// `Clone` so the shell can take back an operator's decision that could not
+/// be saved.
+#[derive(Clone, Debug)]
 pub struct FabricCore {
     pub(super) config: CoreConfig,
     pub(super) nodes: BTreeMap<NodeId, NodeRecord>,
@@ -216,9 +223,9 @@ impl FabricCore {
             events.extend(self.observe_vms(now, id, vms));
         }
         let desired = match outcome {
-            HeartbeatOutcome::RegisterAgain | HeartbeatOutcome::ImplausibleSequence { .. } => {
-                Vec::new()
-            }
+            HeartbeatOutcome::RegisterAgain
+            | HeartbeatOutcome::ImplausibleSequence { .. }
+            | HeartbeatOutcome::Hold => Vec::new(),
             HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => self.desired_vms(id),
         };
         (HeartbeatReply { outcome, desired }, events)

@@ -21,6 +21,13 @@ use fabric_proto::v1::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// A condition of the controller itself (see `fabricctl status`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlarmJson {
+    pub kind: String,
+    pub summary: String,
+}
+
 /// `fabricctl status -o json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusJson {
@@ -51,6 +58,9 @@ pub struct StatusJson {
     pub hi_threshold_nodes: u32,
     #[serde(default)]
     pub switches: SwitchesJson,
+    /// The controller's own troubles (state not saved, state lost).
+    #[serde(default)]
+    pub alarms: Vec<AlarmJson>,
     /// Fault reports grouped by cause, oldest first.
     #[serde(default)]
     pub incidents: Vec<IncidentJson>,
@@ -326,6 +336,14 @@ impl StatusJson {
             hi_threshold: status.hi_threshold.clone(),
             hi_threshold_nodes: status.hi_threshold_nodes,
             switches: SwitchesJson::from_proto(status.switches.as_ref()),
+            alarms: status
+                .alarms
+                .iter()
+                .map(|a| AlarmJson {
+                    kind: a.kind.clone(),
+                    summary: a.summary.clone(),
+                })
+                .collect(),
             incidents: status
                 .incidents
                 .iter()
@@ -464,6 +482,12 @@ impl StatusJson {
                     n.id,
                     instances::truncate(report, 2 * DETAIL_WIDTH)
                 ));
+            }
+        }
+        if !self.alarms.is_empty() {
+            out.push_str("\nCONTROLLER ALARMS\n");
+            for a in &self.alarms {
+                out.push_str(&format!("  {}: {}\n", a.kind.to_uppercase(), a.summary));
             }
         }
         if !self.incidents.is_empty() {

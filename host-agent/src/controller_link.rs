@@ -78,7 +78,12 @@ impl Link {
                         tracing::info!("controller asked us to register again");
                         break;
                     }
-                    Ok(_) => {
+                    Ok(disposition) => {
+                        if disposition == Disposition::Hold {
+                            tracing::warn!(
+                                "the controller holds its decisions (not saved yet, or its state was lost): running VMs as they are"
+                            );
+                        }
                         self.state.record_success();
                         backoff.reset();
                     }
@@ -133,7 +138,7 @@ impl Link {
         let disposition =
             Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
         // Only these two carry a desired set; an empty list then means "run
-        // nothing", so anything else must not be read as one.
+        // nothing", so anything else (HOLD above all) must not be read as one.
         if matches!(disposition, Disposition::Accepted | Disposition::Stale) {
             self.vms.apply_desired(&response.desired_vms);
         }

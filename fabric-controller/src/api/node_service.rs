@@ -60,6 +60,7 @@ impl NodeService for NodeApi {
             .heartbeat(&node, &boot_id, req.sequence, vms);
         let disposition = match reply.outcome {
             HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
+            HeartbeatOutcome::Hold => pb::heartbeat_response::Disposition::Hold,
             HeartbeatOutcome::Stale => pb::heartbeat_response::Disposition::Stale,
             HeartbeatOutcome::RegisterAgain => pb::heartbeat_response::Disposition::RegisterAgain,
             HeartbeatOutcome::ImplausibleSequence { last, limit } => {

@@ -50,6 +50,16 @@ impl OperatorService for OperatorApi {
             hi_threshold_nodes: core.hi_threshold_nodes() as u32,
             switches: Some(convert::switches(&cluster.switches)),
             incidents: cluster.incidents.values().map(convert::incident).collect(),
+            alarms: self
+                .controller
+                .alarms()
+                .into_iter()
+                .map(|a| pb::ControllerAlarm {
+                    kind: a.kind.to_owned(),
+                    summary: a.summary,
+                    since: Some(convert::timestamp(a.since)),
+                })
+                .collect(),
             healing_in_flight: core.healing_in_flight() as u32,
             pending_instances: core.pending_instances() as u32,
             expiring_certificates: core

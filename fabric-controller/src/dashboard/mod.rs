@@ -63,8 +63,20 @@ async fn page() -> Html<&'static str> {
 
 fn summary_of(controller: &Controller) -> summary::Summary {
     let now = controller.clock().now();
+    let alarms = controller.alarms();
     let core = controller.read();
-    summary::Summary::of(controller.cluster(), &core, now)
+    let mut summary = summary::Summary::of(controller.cluster(), &core, now);
+    // The controller's own troubles come first: they qualify everything else.
+    for (i, a) in alarms.into_iter().enumerate() {
+        summary.incidents.insert(
+            i,
+            summary::IncidentView {
+                kind: a.kind,
+                summary: a.summary,
+            },
+        );
+    }
+    summary
 }
 
 async fn summary_json(State(controller): State<Arc<Controller>>) -> Json<summary::Summary> {
