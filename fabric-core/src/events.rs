@@ -13,6 +13,8 @@ use std::collections::VecDeque;
 pub enum EventKind {
     ControllerStarted,
     ControllerStalled,
+    StateLost,
+    StateRecovered,
     NodeRegistered,
     NodeRestarted,
     NodeUnresponsive,
@@ -46,6 +48,8 @@ impl EventKind {
         match self {
             EventKind::ControllerStarted => "controller.started",
             EventKind::ControllerStalled => "controller.stalled",
+            EventKind::StateLost => "controller.state_lost",
+            EventKind::StateRecovered => "controller.state_recovered",
             EventKind::NodeRegistered => "node.registered",
             EventKind::NodeRestarted => "node.restarted",
             EventKind::NodeUnresponsive => "node.unresponsive",

@@ -82,6 +82,10 @@ pub struct FabricCore {
     pub(super) cluster_certificates: Vec<super::expiry::ClusterCertificate>,
     /// The highest expiry level already raised per certificate.
     pub(super) expiry_raised: BTreeMap<String, super::expiry::ExpiryLevel>,
+    /// Who this cluster is and how new its state (see [`super::identity`]).
+    pub(super) identity: super::identity::ClusterIdentity,
+    /// Set when a host proved this state is not the newest.
+    pub(super) state_lost: Option<super::identity::StateLost>,
 }
 
 impl FabricCore {
@@ -105,6 +109,8 @@ impl FabricCore {
             cluster: ClusterState::default(),
             cluster_certificates: Vec::new(),
             expiry_raised: BTreeMap::new(),
+            identity: Default::default(),
+            state_lost: None,
         }
     }
 
@@ -222,6 +228,11 @@ impl FabricCore {
         if outcome == HeartbeatOutcome::Accepted {
             events.extend(self.observe_vms(now, id, vms));
         }
+        // A controller that lost its state stands by no desired set.
+        let outcome = match outcome {
+            HeartbeatOutcome::Accepted if self.state_lost.is_some() => HeartbeatOutcome::Hold,
+            other => other,
+        };
         let desired = match outcome {
             HeartbeatOutcome::RegisterAgain
             | HeartbeatOutcome::ImplausibleSequence { .. }

@@ -58,7 +58,8 @@ impl FabricCore {
 
     /// One round of service healing. See the module docs.
     pub fn heal(&mut self, now: Moment) -> Vec<ClusterEvent> {
-        if !self.cluster.healing_allowed() {
+        // A controller that lost its state knows neither what runs nor where.
+        if !self.cluster.healing_allowed() || self.state_lost.is_some() {
             return Vec::new();
         }
         let queue: Vec<InstanceId> = self

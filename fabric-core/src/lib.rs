@@ -22,6 +22,8 @@
 //! - [`cluster`]: the cluster's mode, switches and incidents.
 //! - [`snapshot`]: the state to persist, and restoring it with fresh graces.
 //! - [`expiry`]: warning and incident events before certificates expire.
+//! - [`identity`]: the cluster's identity and state generation; state-lost
+//!   mode and its recovery (no silent wipe).
 
 pub mod clock;
 pub mod cluster;
@@ -32,6 +34,7 @@ pub mod expiry;
 pub mod fabric;
 pub mod faults;
 pub mod healing;
+pub mod identity;
 pub mod instance;
 pub mod lifecycle;
 pub mod node;
@@ -47,6 +50,7 @@ pub use deployment::{CertificateInfo, DeploymentSpec, InstanceId, Name, RoleSpec
 pub use events::{ClusterEvent, EventKind, EventLog};
 pub use fabric::{FabricCore, HeartbeatOutcome, HeartbeatReply, RegisterOutcome};
 pub use faults::{FaultCause, FaultReport};
+pub use identity::{ClusterIdentity, HostMemory, Recovery};
 pub use instance::{InstanceState, RoleInstance, VmAssignment, VmObservation, VmState};
 pub use node::{NodeId, NodeInfo, NodeRecord, NodeState};
 
@@ -82,10 +86,19 @@ pub enum CoreError {
          register again"
     )]
     OtherBoot { node: NodeId, reported: String },
+    #[error(
+        "this controller lost its state (a host obeyed a newer one): nothing can be deployed, \
+         scaled or deleted until `fabricctl cluster recover --adopt` (or --wipe --yes)"
+    )]
+    StateLost,
+    #[error("the controller's state is not lost: there is nothing to recover")]
+    StateNotLost,
 }
 
 #[cfg(test)]
 mod healing_tests;
+#[cfg(test)]
+mod identity_tests;
 #[cfg(test)]
 mod services_tests;
 #[cfg(test)]

@@ -306,6 +306,9 @@ impl FabricCore {
     }
 
     fn management_allowed(&self) -> Result<(), CoreError> {
+        if self.state_lost.is_some() {
+            return Err(CoreError::StateLost);
+        }
         if self.cluster.switches.management {
             Ok(())
         } else {

@@ -27,6 +27,9 @@ pub struct CoreSnapshot {
     pub cluster: ClusterState,
     pub events: Vec<ClusterEvent>,
     pub next_event_sequence: u64,
+    /// Absent in state files written before identities existed.
+    #[serde(default)]
+    pub identity: super::identity::ClusterIdentity,
 }
 
 impl FabricCore {
@@ -38,6 +41,7 @@ impl FabricCore {
             cluster: self.cluster.clone(),
             events: self.events.after(0, None),
             next_event_sequence: self.events.last_sequence() + 1,
+            identity: self.identity.clone(),
         }
     }
 
@@ -94,6 +98,8 @@ impl FabricCore {
             cluster: snapshot.cluster,
             cluster_certificates: Vec::new(),
             expiry_raised: std::collections::BTreeMap::new(),
+            identity: snapshot.identity,
+            state_lost: None,
         }
     }
 }
