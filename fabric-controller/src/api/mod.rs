@@ -67,9 +67,11 @@ impl From<fabric_core::CoreError> for ApiError {
             E::ZeroInstances(_) => ApiError::InvalidArgument(message),
             E::NotEnoughSlots { .. } => ApiError::ResourceExhausted(message),
             E::NotAssigned { .. } => ApiError::PermissionDenied(message),
-            E::ManagementOff | E::NotInHumanInvestigate(..) | E::OtherBoot { .. } => {
-                ApiError::FailedPrecondition(message)
-            }
+            E::ManagementOff
+            | E::NotInHumanInvestigate(..)
+            | E::OtherBoot { .. }
+            | E::StateLost
+            | E::StateNotLost => ApiError::FailedPrecondition(message),
         }
     }
 }
