@@ -159,6 +159,7 @@ async fn heartbeat_round_trips(n: usize) {
                 boot_id: boot_id.clone(),
                 sequence,
                 vms: vec![],
+                ..Default::default()
             })
             .await
             .expect("Heartbeat")

@@ -23,9 +23,9 @@ use crate::store::sealed_keys::AtRestKey;
 use crate::store::{PersistedState, Store, StoreError};
 use fabric_core::services::DeployOutcome;
 use fabric_core::{
-    Clock, ClusterEvent, CoreError, FabricCore, FaultReport, HeartbeatOutcome, HeartbeatReply,
-    InstanceId, InstanceState, Moment, NodeId, NodeInfo, RegisterOutcome, RoleInstance,
-    VmObservation,
+    Clock, ClusterEvent, ClusterIdentity, CoreError, FabricCore, FaultReport, HeartbeatOutcome,
+    HeartbeatReply, HostMemory, InstanceId, InstanceState, Moment, NodeId, NodeInfo,
+    RegisterOutcome, RoleInstance, VmObservation,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -113,7 +113,11 @@ impl Controller {
 
     /// Saves the core and the secrets. Called with the core locked, so saves
     /// happen in the order of the decisions.
-    fn persist(&self, core: &FabricCore) -> Result<(), StoreError> {
+    ///
+    /// Each save is the state's next generation (see
+    /// [`fabric_core::identity`]); the core learns the number only once the
+    /// save succeeded, so no host ever hears of a generation not on disk.
+    fn persist(&self, core: &mut FabricCore) -> Result<(), StoreError> {
         let Some(persistence) = &self.persistence else {
             return Ok(());
         };
@@ -123,11 +127,16 @@ impl Controller {
             .entries()
             .map(|(d, r, c)| p.key.encrypt(d.as_str(), r.as_str(), c))
             .collect::<Result<Vec<_>, _>>()?;
+        let generation = core.identity().generation + 1;
+        let mut snapshot = core.snapshot();
+        snapshot.identity.generation = generation;
         let state = PersistedState {
-            core: core.snapshot(),
+            core: snapshot,
             secrets,
         };
-        p.store.save(&state)
+        p.store.save(&state)?;
+        core.saved_as(generation);
+        Ok(())
     }
 
     pub fn cluster(&self) -> &str {
@@ -209,7 +218,7 @@ impl Controller {
         let (reply, events) = decide(&mut core, now)?;
         match save {
             Save::Always => {
-                if let Err(e) = self.persist(&core) {
+                if let Err(e) = self.persist(&mut core) {
                     if let Some((core_before, secrets_before)) = before {
                         *core = core_before;
                         *self.secrets() = secrets_before;
@@ -220,7 +229,7 @@ impl Controller {
                 self.saved();
             }
             Save::IfChanged if !events.is_empty() || self.held().is_some() => {
-                match self.persist(&core) {
+                match self.persist(&mut core) {
                     Ok(()) => self.saved(),
                     Err(e) => self.hold(e),
                 }
@@ -274,7 +283,27 @@ impl Controller {
 
     /// The controller's own troubles, for status and the dashboard.
     pub fn alarms(&self) -> Vec<Alarm> {
+        self.alarms_with(&self.read())
+    }
+
+    /// [`Controller::alarms`] for a caller that holds the core already (the
+    /// lock is not reentrant).
+    pub fn alarms_with(&self, core: &FabricCore) -> Vec<Alarm> {
         let mut alarms = Vec::new();
+        if let Some(lost) = core.state_lost() {
+            let hosts: Vec<_> = lost.evidence.keys().map(NodeId::as_str).collect();
+            alarms.push(Alarm {
+                kind: "state lost",
+                summary: format!(
+                    "host(s) {} obeyed a newer controller state than this one has: its state was \
+                     lost or is old. Nothing is stopped, healed or deployed. Recover with \
+                     `fabricctl cluster recover --adopt` (rebuild from what the hosts run) or \
+                     `fabricctl cluster recover --wipe --yes` (hosts stop every VM)",
+                    hosts.join(", ")
+                ),
+                since: lost.since.wall,
+            });
+        }
         if let Some(t) = self.held() {
             alarms.push(Alarm {
                 kind: "state not saved",
@@ -295,8 +324,8 @@ impl Controller {
         if self.held().is_none() {
             return;
         }
-        let core = self.read();
-        match self.persist(&core) {
+        let mut core = self.read();
+        match self.persist(&mut core) {
             Ok(()) => self.saved(),
             Err(e) => self.hold(e),
         }
@@ -330,8 +359,27 @@ impl Controller {
         sequence: u64,
         vms: Vec<VmObservation>,
     ) -> HeartbeatReply {
+        self.heartbeat_from(id, boot_id, sequence, vms, None).0
+    }
+
+    /// Input: a heartbeat with what its host remembers of the controller it
+    /// last obeyed; returns what the node is told, and whose state (the
+    /// identity the desired set comes from).
+    pub fn heartbeat_from(
+        &self,
+        id: &NodeId,
+        boot_id: &str,
+        sequence: u64,
+        vms: Vec<VmObservation>,
+        memory: Option<HostMemory>,
+    ) -> (HeartbeatReply, ClusterIdentity) {
         self.metrics.heartbeat();
-        let mut reply = self.observe(|core, now| core.heartbeat(now, id, boot_id, sequence, vms));
+        let (mut reply, identity) = self.observe(|core, now| {
+            let mut events = core.host_memory(now, id, memory, &vms);
+            let (reply, more) = core.heartbeat(now, id, boot_id, sequence, vms);
+            events.extend(more);
+            ((reply, core.identity().clone()), events)
+        });
         if self.held().is_some() && reply.outcome == HeartbeatOutcome::Accepted {
             // The desired set may rest on decisions not yet saved.
             reply = HeartbeatReply {
@@ -339,7 +387,7 @@ impl Controller {
                 desired: Vec::new(),
             };
         }
-        reply
+        (reply, identity)
     }
 
     fn secrets(&self) -> MutexGuard<'_, SecretStore> {
@@ -440,6 +488,20 @@ impl Controller {
     /// Input: an operator takes the cluster out of HI mode.
     pub fn resume(&self, who: &str) -> Result<(), ControllerError> {
         self.decide(Save::Always, |core, now| Ok(((), core.resume(now, who))))
+    }
+
+    /// Input: an operator's recovery from state-lost mode; returns what was
+    /// done, in words.
+    pub fn recover(
+        &self,
+        how: fabric_core::Recovery,
+        who: &str,
+    ) -> Result<String, ControllerError> {
+        self.decide(Save::Always, |core, now| {
+            let events = core.recover(now, how, who)?;
+            let summary = events.first().map(|e| e.reason.clone()).unwrap_or_default();
+            Ok((summary, events))
+        })
     }
 
     /// Input: an operator flips a graceful-degradation switch.

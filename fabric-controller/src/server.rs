@@ -50,7 +50,7 @@ fn restore(
     let Some(dir) = &config.state_dir else {
         tracing::warn!("no --state-dir: state is kept in memory and lost on restart");
         return Ok((
-            FabricCore::new(config.core.clone(), now),
+            FabricCore::new(config.core.clone(), now).with_cluster_id(new_cluster_id()),
             SecretStore::default(),
             None,
         ));
@@ -60,8 +60,14 @@ fn restore(
     let mut secrets = SecretStore::default();
     let core = match store.load()? {
         None => {
-            tracing::info!(path = %store.path().display(), "no saved state: a new cluster");
-            FabricCore::new(config.core.clone(), now)
+            let id = new_cluster_id();
+            tracing::warn!(
+                path = %store.path().display(),
+                cluster_id = %id,
+                "no saved state: a new cluster. If host agents remember another cluster, this \
+                 controller enters state-lost mode and stops nothing until an operator recovers"
+            );
+            FabricCore::new(config.core.clone(), now).with_cluster_id(id)
         }
         Some(saved) => {
             for e in &saved.secrets {
@@ -78,8 +84,19 @@ fn restore(
                 };
                 secrets.push(&d, &r, cert);
             }
-            tracing::info!(path = %store.path().display(), "restored saved state");
-            FabricCore::restore(config.core.clone(), saved.core, now)
+            let restored = FabricCore::restore(config.core.clone(), saved.core, now);
+            tracing::info!(
+                path = %store.path().display(),
+                cluster_id = %restored.identity().id,
+                generation = restored.identity().generation,
+                "restored saved state"
+            );
+            if restored.identity().id.is_empty() {
+                // Written before identities existed: no host remembers one.
+                restored.with_cluster_id(new_cluster_id())
+            } else {
+                restored
+            }
         }
     };
     Ok((
@@ -90,6 +107,16 @@ fn restore(
             key,
         }),
     ))
+}
+
+/// A new cluster's identity: 128 random bits, in hex.
+fn new_cluster_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Serves the controller on `listener` until `shutdown` completes.

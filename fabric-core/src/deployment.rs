@@ -128,13 +128,15 @@ impl DeploymentSpec {
 
     /// Same roles with the same instance counts: a redeploy of this shape
     /// only rotates certificates.
+    /// The order roles are listed in does not matter (a deployment rebuilt
+    /// from hosts' reports lists them by name).
     pub fn same_shape(&self, other: &DeploymentSpec) -> bool {
         self.roles.len() == other.roles.len()
-            && self
-                .roles
-                .iter()
-                .zip(&other.roles)
-                .all(|(a, b)| a.name == b.name && a.instances == b.instances)
+            && self.roles.iter().all(|a| {
+                other
+                    .role(&a.name)
+                    .is_some_and(|b| a.instances == b.instances)
+            })
     }
 }
 

@@ -219,6 +219,26 @@ pub enum ClusterCommand {
     Resume,
     /// Switch healing, updates or service management on or off.
     Set(SetArgs),
+    /// Leave state-lost mode (the controller's state was lost or is older
+    /// than what the hosts obeyed): adopt what the hosts run, or wipe.
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["adopt", "wipe"])))]
+pub struct RecoverArgs {
+    /// Rebuild deployments and instances from what the hosts run; nothing is
+    /// stopped. Deploy each definition again afterwards to restore its
+    /// certificates, which hosts never report.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Keep the controller's (empty or old) state: every host stops every VM
+    /// it does not list. Needs --yes.
+    #[arg(long, requires = "yes")]
+    pub wipe: bool,
+    /// Confirms --wipe.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,4 +1,5 @@
-//! `fabricctl cluster resume` and `fabricctl cluster set SWITCH on|off`.
+//! `fabricctl cluster resume`, `fabricctl cluster set SWITCH on|off` and
+//! `fabricctl cluster recover --adopt | --wipe --yes`.
 //!
 //! When too many nodes are in Human Investigate the controller puts the
 //! whole cluster in HI mode: automatic service healing and internal updates
@@ -7,13 +8,14 @@
 //! service management can each be turned off without the others. Both read
 //! the status first, so the output says what changed.
 
-use crate::cli::{GlobalArgs, SetArgs, SwitchName};
+use crate::cli::{GlobalArgs, RecoverArgs, SetArgs, SwitchName};
 use crate::output;
 use crate::status::HI_MODE;
 use crate::target::Target;
 use fabric_proto::v1::operator_service_client::OperatorServiceClient;
 use fabric_proto::v1::{
-    ClusterStatus, GetStatusRequest, NodeState, ResumeClusterRequest, SetSwitchRequest,
+    ClusterStatus, GetStatusRequest, NodeState, RecoverStateRequest, ResumeClusterRequest,
+    SetSwitchRequest, recover_state_request,
 };
 use tonic::transport::Channel;
 
@@ -28,6 +30,25 @@ async fn connect(
         .map_err(|s| target.first_rpc_error("GetStatus", &s))?
         .into_inner();
     Ok((target, client, status))
+}
+
+/// `fabricctl cluster recover --adopt | --wipe --yes`.
+pub async fn recover(global: &GlobalArgs, args: &RecoverArgs) -> anyhow::Result<()> {
+    let (target, mut client, _) = connect(global).await?;
+    let action = if args.adopt {
+        recover_state_request::Action::Adopt
+    } else {
+        recover_state_request::Action::Wipe
+    };
+    let done = client
+        .recover_state(RecoverStateRequest {
+            action: action as i32,
+        })
+        .await
+        .map_err(|s| target.operator_error("recover", None, "RecoverState", &s))?
+        .into_inner();
+    output::line(&done.summary);
+    Ok(())
 }
 
 pub async fn resume(global: &GlobalArgs) -> anyhow::Result<()> {

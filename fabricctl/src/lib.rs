@@ -93,6 +93,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(NodeCommand::Repair(args)) => node::run(&cli.global, args).await,
         Command::Cluster(ClusterCommand::Resume) => cluster::resume(&cli.global).await,
         Command::Cluster(ClusterCommand::Set(args)) => cluster::set(&cli.global, args).await,
+        Command::Cluster(ClusterCommand::Recover(args)) => {
+            cluster::recover(&cli.global, args).await
+        }
         Command::Chaos(command) => chaos::run(&cli.global, command).await,
         Command::Pki(PkiCommand::Init(args)) => pki_init::run(args),
         Command::Supervise(args) => supervise::run(args).await,

@@ -14,6 +14,7 @@
 
 use crate::backoff::Backoff;
 use crate::config::HostConfig;
+use crate::obeyed::{Disobey, ObeyedFile, ReplyState};
 use crate::state::HostState;
 use crate::vm::VmManager;
 use fabric_pki::tls::LoadedTls;
@@ -47,6 +48,10 @@ pub struct Link {
     /// `None`: use the controller's interval.
     pub heartbeat_interval: Option<Duration>,
     pub max_backoff: Duration,
+    /// The newest controller state this host obeyed.
+    pub obeyed: ObeyedFile,
+    /// Why the last desired set was not obeyed, to log each change once.
+    pub disobeyed: Option<Disobey>,
 }
 
 impl Link {
@@ -125,6 +130,7 @@ impl Link {
     }
 
     async fn heartbeat(&mut self, sequence: u64) -> Result<Disposition, tonic::Status> {
+        let known = self.obeyed.get();
         let response = self
             .client
             .heartbeat(pb::HeartbeatRequest {
@@ -132,6 +138,8 @@ impl Link {
                 boot_id: self.state.boot_id.clone(),
                 sequence,
                 vms: self.vms.reports(),
+                known_cluster_id: known.cluster_id,
+                known_generation: known.generation,
             })
             .await?
             .into_inner();
@@ -140,7 +148,25 @@ impl Link {
         // Only these two carry a desired set; an empty list then means "run
         // nothing", so anything else (HOLD above all) must not be read as one.
         if matches!(disposition, Disposition::Accepted | Disposition::Stale) {
-            self.vms.apply_desired(&response.desired_vms);
+            let whose = ReplyState {
+                cluster_id: &response.cluster_id,
+                generation: response.generation,
+                replaces: &response.replaces_cluster_id,
+            };
+            match self.obeyed.obey(&whose) {
+                Ok(()) => {
+                    if self.disobeyed.take().is_some() {
+                        tracing::info!(cluster = %response.cluster_id, generation = response.generation, "obeying the controller again");
+                    }
+                    self.vms.apply_desired(&response.desired_vms);
+                }
+                Err(why) => {
+                    if self.disobeyed.as_ref() != Some(&why) {
+                        tracing::error!("not obeying the controller's desired set: {why}");
+                    }
+                    self.disobeyed = Some(why);
+                }
+            }
         }
         Ok(disposition)
     }

@@ -15,6 +15,7 @@ pub mod guest_tls;
 pub mod host_service;
 pub mod http;
 pub mod metrics;
+pub mod obeyed;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -150,6 +150,8 @@ pub async fn run(
         },
         heartbeat_interval: config.heartbeat_interval,
         max_backoff: config.max_backoff,
+        obeyed: crate::obeyed::ObeyedFile::open(&state_dir)?,
+        disobeyed: None,
     };
     let link = tokio::spawn(link.run());
 

@@ -32,6 +32,7 @@ fn heartbeat(node_id: &str, sequence: u64) -> pb::HeartbeatRequest {
         boot_id: "boot-1".into(),
         sequence,
         vms: vec![],
+        ..Default::default()
     }
 }
 

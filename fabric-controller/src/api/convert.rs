@@ -271,6 +271,22 @@ pub fn service_definition(
     })
 }
 
+/// What a host remembers of the controller it last obeyed; `None` before the
+/// first (or from an older host agent).
+pub fn host_memory(
+    cluster_id: &str,
+    generation: u64,
+) -> Result<Option<fabric_core::HostMemory>, ApiError> {
+    if cluster_id.is_empty() {
+        return Ok(None);
+    }
+    let id = text("known_cluster_id", cluster_id, true)?;
+    Ok(Some(fabric_core::HostMemory {
+        cluster_id: id,
+        generation,
+    }))
+}
+
 pub fn instance_id(value: &str) -> Result<InstanceId, ApiError> {
     InstanceId::parse(value).map_err(|e| ApiError::InvalidArgument(format!("vm_id: {e}")))
 }

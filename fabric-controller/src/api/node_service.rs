@@ -55,9 +55,10 @@ impl NodeService for NodeApi {
         let boot_id = convert::boot_id(&req.boot_id)?;
         let req_sequence = req.sequence;
         let vms = convert::vm_observations(req.vms);
-        let reply = self
-            .controller
-            .heartbeat(&node, &boot_id, req.sequence, vms);
+        let memory = convert::host_memory(&req.known_cluster_id, req.known_generation)?;
+        let (reply, identity) =
+            self.controller
+                .heartbeat_from(&node, &boot_id, req.sequence, vms, memory);
         let disposition = match reply.outcome {
             HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
             HeartbeatOutcome::Hold => pb::heartbeat_response::Disposition::Hold,
@@ -74,6 +75,9 @@ impl NodeService for NodeApi {
         Ok(Response::new(pb::HeartbeatResponse {
             disposition: disposition as i32,
             desired_vms: reply.desired.iter().map(convert::assignment).collect(),
+            cluster_id: identity.id,
+            generation: identity.generation,
+            replaces_cluster_id: identity.replaces.unwrap_or_default(),
         }))
     }
 

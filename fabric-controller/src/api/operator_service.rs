@@ -52,7 +52,7 @@ impl OperatorService for OperatorApi {
             incidents: cluster.incidents.values().map(convert::incident).collect(),
             alarms: self
                 .controller
-                .alarms()
+                .alarms_with(&core)
                 .into_iter()
                 .map(|a| pb::ControllerAlarm {
                     kind: a.kind.to_owned(),
@@ -133,6 +133,28 @@ impl OperatorService for OperatorApi {
             .set_switch(switch, req.on, &who.name)
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::SetSwitchResponse {}))
+    }
+
+    async fn recover_state(
+        &self,
+        request: Request<pb::RecoverStateRequest>,
+    ) -> Result<Response<pb::RecoverStateResponse>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let how = match request.into_inner().action() {
+            pb::recover_state_request::Action::Adopt => fabric_core::Recovery::Adopt,
+            pb::recover_state_request::Action::Wipe => fabric_core::Recovery::Wipe,
+            pb::recover_state_request::Action::Unspecified => {
+                return Err(ApiError::InvalidArgument(
+                    "say how to recover: adopt (rebuild from what the hosts run) or wipe".into(),
+                )
+                .into());
+            }
+        };
+        let summary = self
+            .controller
+            .recover(how, &who.name)
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::RecoverStateResponse { summary }))
     }
 
     async fn delete_deployment(

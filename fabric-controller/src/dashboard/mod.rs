@@ -63,8 +63,8 @@ async fn page() -> Html<&'static str> {
 
 fn summary_of(controller: &Controller) -> summary::Summary {
     let now = controller.clock().now();
-    let alarms = controller.alarms();
     let core = controller.read();
+    let alarms = controller.alarms_with(&core);
     let mut summary = summary::Summary::of(controller.cluster(), &core, now);
     // The controller's own troubles come first: they qualify everything else.
     for (i, a) in alarms.into_iter().enumerate() {
