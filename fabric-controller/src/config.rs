@@ -103,6 +103,16 @@ pub struct Args {
     /// a fresh heartbeat grace [default: 5s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub stall_tolerance: Option<Duration>,
+    /// Longest a TLS handshake on the gRPC listener may take [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// TLS handshakes in progress at once; a new one evicts the oldest
+    /// [default: 256].
+    #[arg(long, value_parser = clap::value_parser!(usize))]
+    pub max_handshaking: Option<usize>,
+    /// Established gRPC connections served at once [default: 4096].
+    #[arg(long, value_parser = clap::value_parser!(usize))]
+    pub max_connections: Option<usize>,
 }
 
 /// What to do instead of serving.
@@ -152,6 +162,10 @@ pub struct FileConfig {
     pub stale_heartbeats_before_register: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     pub stall_tolerance: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub handshake_timeout: Option<Duration>,
+    pub max_handshaking: Option<usize>,
+    pub max_connections: Option<usize>,
 }
 
 /// Everything the controller needs to run, validated.
@@ -166,6 +180,8 @@ pub struct ControllerConfig {
     /// The dashboard and metrics server; `None`: not served.
     pub http_listen: Option<SocketAddr>,
     pub http_addr_file: Option<PathBuf>,
+    /// The gRPC listener's handshake timeout and connection limits.
+    pub accept: fabric_daemon::tls_accept::Limits,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -272,6 +288,23 @@ impl Args {
             state_dir: self.state_dir.or(file.state_dir),
             http_listen: self.http_listen.or(file.http_listen),
             http_addr_file: self.http_addr_file,
+            accept: {
+                let defaults = fabric_daemon::tls_accept::Limits::default();
+                fabric_daemon::tls_accept::Limits {
+                    handshake_timeout: self
+                        .handshake_timeout
+                        .or(file.handshake_timeout)
+                        .unwrap_or(defaults.handshake_timeout),
+                    max_handshaking: self
+                        .max_handshaking
+                        .or(file.max_handshaking)
+                        .unwrap_or(defaults.max_handshaking),
+                    max_connections: self
+                        .max_connections
+                        .or(file.max_connections)
+                        .unwrap_or(defaults.max_connections),
+                }
+            },
         })
     }
 }

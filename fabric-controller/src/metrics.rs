@@ -65,6 +65,8 @@ pub struct ControllerMetrics {
     pending_instances: Gauge,
     healing_in_flight: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
+    /// The gRPC listener's TLS accept counters (fabric_daemon::tls_accept).
+    accept: fabric_daemon::tls_accept::AcceptStats,
 }
 
 impl Default for ControllerMetrics {
@@ -93,7 +95,9 @@ impl ControllerMetrics {
             pending_instances: Gauge::default(),
             healing_in_flight: Gauge::default(),
             certificate_expiry: Family::default(),
+            accept: Default::default(),
         };
+        register_accept(&mut this.registry, &this.accept);
         add(
             &mut this.registry,
             "heartbeats_received",
@@ -180,6 +184,11 @@ impl ControllerMetrics {
             &this.certificate_expiry,
         );
         this
+    }
+
+    /// The counters the gRPC listener feeds.
+    pub fn accept_stats(&self) -> &fabric_daemon::tls_accept::AcceptStats {
+        &self.accept
     }
 
     pub fn heartbeat(&self) {
@@ -299,6 +308,52 @@ impl ControllerMetrics {
 
 /// Registers a clone of `metric` (a clone shares its value), so the struct
 /// keeps the handle it updates and the registry encodes the same metric.
+/// The listener's counters, one metric each (`fabric_tls_*`).
+fn register_accept(registry: &mut Registry, a: &fabric_daemon::tls_accept::AcceptStats) {
+    add(
+        registry,
+        "tls_handshakes_accepted",
+        "TLS handshakes completed and served",
+        &a.accepted,
+    );
+    add(
+        registry,
+        "tls_handshakes_failed",
+        "TLS handshakes refused (no or a stranger's certificate, garbage)",
+        &a.failed,
+    );
+    add(
+        registry,
+        "tls_handshakes_timed_out",
+        "TLS handshakes not finished within the handshake timeout",
+        &a.timed_out,
+    );
+    add(
+        registry,
+        "tls_handshakes_evicted",
+        "TLS handshakes cut off to make room for newer ones",
+        &a.evicted,
+    );
+    add(
+        registry,
+        "tls_connections_over_limit",
+        "Connections closed because the connection limit was reached",
+        &a.over_limit,
+    );
+    add(
+        registry,
+        "tls_accept_errors",
+        "Accept errors on the gRPC listener (usually out of descriptors)",
+        &a.accept_errors,
+    );
+    add(
+        registry,
+        "tls_connections_open",
+        "Established gRPC connections open now",
+        &a.open,
+    );
+}
+
 fn add<M: prometheus_client::registry::Metric + Clone>(
     registry: &mut Registry,
     name: &str,

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
 
 /// Why the controller could not run.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +130,9 @@ pub async fn run(
     if tls.identity.role != fabric_pki::Role::Controller || tls.identity.cluster != config.cluster {
         return Err(ServeError::WrongCertificate(tls.identity.to_string()));
     }
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServeError::Http(e.to_string()))?;
     let (mut core, secrets, persistence) = restore(&config, clock.now())?;
     core.watch_cluster_certificates(own_certificates(&tls)?);
     let controller = Controller::new(config.cluster.clone(), core, secrets, clock, persistence);
@@ -154,8 +156,18 @@ pub async fn run(
     // Aborted when this function returns or its future is dropped, so no
     // tick of a stopped controller can change (or save) state.
     let _ticks = AbortOnDrop(tokio::spawn(tick_loop(controller.clone())));
+    match fabric_daemon::tls_accept::raise_descriptor_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+    let incoming = fabric_daemon::tls_accept::incoming(
+        listener,
+        tls.rustls_server_config()?,
+        config.accept,
+        controller.metrics().accept_stats().clone(),
+        "gRPC",
+    );
     let router = tonic::transport::Server::builder()
-        .tls_config(tls.server_config())?
         // Detect dead host-agent connections even when no RPC is in flight.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
@@ -170,7 +182,7 @@ pub async fn run(
         }));
     tracing::info!(
         cluster = %config.cluster,
-        addr = ?listener.local_addr().ok(),
+        addr = %bound,
         heartbeat_interval = ?config.core.heartbeat_interval,
         node_timeout = ?config.core.node_timeout,
         "fabric controller serving"
@@ -181,7 +193,7 @@ pub async fn run(
         closing.close();
     };
     let result = router
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     Ok(result?)
 }

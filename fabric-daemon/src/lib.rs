@@ -4,8 +4,12 @@
 //! - [`task`]: a background task that ends with whatever owns it.
 //! - [`files`]: a file written whole or not at all (write, then rename).
 //! - [`metrics_text`]: /metrics in the format the scraper asked for.
+//! - [`tls_accept`]: a TLS listener strangers cannot exhaust.
+//! - [`untrusted`]: outside text shown short and safe in logs; throttled logs.
 
 pub mod files;
 pub mod metrics_text;
 pub mod shutdown;
 pub mod task;
+pub mod tls_accept;
+pub mod untrusted;

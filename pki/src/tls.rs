@@ -76,6 +76,39 @@ impl LoadedTls {
             .client_ca_root(Certificate::from_pem(&self.ca))
     }
 
+    /// The same server side as a rustls config, for listeners that run the
+    /// TLS handshake themselves (under a timeout, with connection limits:
+    /// `fabric_daemon::tls_accept`). ALPN offers h2 only, as gRPC needs.
+    pub fn rustls_server_config(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, PkiError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |what: &str, reason: String| PkiError::BadPem {
+            path: what.into(),
+            reason,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
+            let cert = cert.map_err(|e| bad("cluster CA", e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad("cluster CA", e.to_string()))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+            .build()
+            .map_err(|e| bad("cluster CA", e.to_string()))?;
+        let chain = CertificateDer::pem_slice_iter(self.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("certificate", e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes())
+            .map_err(|e| bad("private key", e.to_string()))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| bad("certificate and key", e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(std::sync::Arc::new(config))
+    }
+
     /// Client side: trust only the cluster CA, present our certificate, and
     /// verify the server's name against `domain`.
     pub fn client_config(&self, domain: &str) -> ClientTlsConfig {

@@ -97,6 +97,7 @@ pub fn controller_config(pki: &TestPki, listen: SocketAddr) -> ControllerConfig 
         state_dir: None,
         http_listen: None,
         http_addr_file: None,
+        accept: Default::default(),
     }
 }
 
