@@ -19,6 +19,7 @@ use crate::vm::VmManager;
 use crate::vm::record::HelloInfo;
 use crate::vm::refusal::Refusal;
 use crate::vm::token;
+use fabric_daemon::untrusted::{Throttle, shown};
 use fabric_proto::v1::{self as pb, guest_service_server::GuestService};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -31,12 +32,19 @@ pub struct GuestApi {
     pub vms: Arc<VmManager>,
 }
 
+/// Refusals come at a guest's (or a stranger's) pace: logged at most once a
+/// second, with the count held back.
+static REFUSALS: Throttle = Throttle::new(std::time::Duration::from_secs(1));
+
 fn refuse(call: &str, vm_id: &str, incarnation: u64, refusal: Refusal) -> Status {
+    let vm_id = shown(vm_id);
     if refusal == Refusal::SessionNotResumed {
         tracing::info!(vm = %vm_id, incarnation, "asking the guest agent to resume its session: {refusal}");
         return Status::unauthenticated(refusal.to_string());
     }
-    tracing::warn!(vm = %vm_id, incarnation, "refusing {call}: {refusal}");
+    if let Some(held_back) = REFUSALS.allow() {
+        tracing::warn!(vm = %vm_id, incarnation, held_back, "refusing {call}: {refusal}");
+    }
     match refusal {
         Refusal::BadEndpoint(_) => Status::invalid_argument(refusal.to_string()),
         _ => Status::permission_denied(refusal.to_string()),
@@ -198,12 +206,12 @@ impl GuestService for GuestApi {
             .guest_failure(&failure)
             .map_err(|r| refuse("ReportGuestFailure", &failure.vm_id, failure.incarnation, r))?;
         tracing::warn!(
-            vm = %failure.vm_id,
+            vm = %shown(&failure.vm_id),
             incarnation = failure.incarnation,
-            stage = %failure.stage,
-            version = %failure.agent_version,
+            stage = %shown(&failure.stage),
+            version = %shown(&failure.agent_version),
             "guest agent reported a failure: {}",
-            failure.error
+            shown(&failure.error)
         );
         Ok(Response::new(pb::GuestFailureAck {}))
     }

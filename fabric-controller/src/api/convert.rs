@@ -29,6 +29,13 @@ fn text(field: &str, value: &str, required: bool) -> Result<String, ApiError> {
             "{field} is longer than {MAX_TEXT} bytes"
         )));
     }
+    // Texts end up in events, logs and the dashboard: no line breaks or
+    // terminal escapes that could forge a line there.
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::InvalidArgument(format!(
+            "{field} contains control characters"
+        )));
+    }
     Ok(value.to_owned())
 }
 

@@ -615,7 +615,7 @@ impl VmManager {
         let actions = self.with_record(&failure.vm_id, |r| {
             r.check_any_token(failure.incarnation, &failure.token)?;
             if !failure.agent_version.is_empty() {
-                r.guest_agent_version.clone_from(&failure.agent_version);
+                r.guest_agent_version = super::record::guest_version(&failure.agent_version);
             }
             Ok(r.failure_reported(
                 Instant::now(),

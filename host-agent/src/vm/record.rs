@@ -14,6 +14,7 @@
 use super::persist::StoredVm;
 use super::refusal::Refusal;
 use super::token::{self, TokenDigest};
+use fabric_daemon::untrusted::shown;
 use fabric_proto::v1::{self as pb, RoleState, VmState};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,6 +28,22 @@ pub struct Policy {
     pub heartbeat_timeout: Duration,
     /// Consecutive clean-VM failures that make the host report a fault.
     pub clean_vm_strikes: u32,
+}
+
+/// A guest agent's version as it said it, if it is a plausible version
+/// (it is reported to the controller, which compares versions across
+/// servers); anything else is "unknown".
+pub fn guest_version(said: &str) -> String {
+    let plausible = !said.is_empty()
+        && said.len() <= 64
+        && said
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
+    if plausible {
+        said.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
 }
 
 /// Where a VM is in its life.
@@ -268,7 +285,7 @@ impl VmRecord {
         self.transfer_cert_fingerprint = token::fingerprint(&hello.transfer_cert_der);
         self.transfer_cert_der = hello.transfer_cert_der;
         self.guest_agent_endpoint = hello.guest_agent_endpoint;
-        self.guest_agent_version = hello.agent_version;
+        self.guest_agent_version = guest_version(&hello.agent_version);
         self.secrets_version = hello.secrets_version;
         self.session_digest = Some(token::digest(&hello.session_token));
         self.session_token = Some(hello.session_token);
@@ -306,7 +323,7 @@ impl VmRecord {
         self.guest_agent_endpoint
             .clone_from(&hello.guest_agent_endpoint);
         if !hello.agent_version.is_empty() {
-            self.guest_agent_version.clone_from(&hello.agent_version);
+            self.guest_agent_version = guest_version(&hello.agent_version);
         }
         self.deadline = Some(now + policy.heartbeat_timeout);
         Ok(())
@@ -420,10 +437,13 @@ impl VmRecord {
         error: &str,
         policy: &Policy,
     ) -> Vec<Action> {
+        // The guest's words, cut short: they travel on in the fault report,
+        // which the controller refuses beyond 256 bytes.
+        let error = shown(error);
         let reason = if stage == "transfer_certificate" {
             format!("guest agent failed creating transfer certificate: {error}")
         } else {
-            format!("guest agent failed at {stage}: {error}")
+            format!("guest agent failed at {}: {error}", shown(stage))
         };
         self.fail(now, pb::FaultCause::GuestInitError, reason, policy)
     }

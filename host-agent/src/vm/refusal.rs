@@ -4,7 +4,7 @@ use thiserror::Error;
 
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum Refusal {
-    #[error("no VM {0} on this host")]
+    #[error("no VM {} on this host", fabric_daemon::untrusted::shown(.0))]
     UnknownVm(String),
     #[error("VM is at incarnation {current}, not {presented}")]
     WrongIncarnation { presented: u64, current: u64 },
