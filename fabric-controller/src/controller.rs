@@ -385,6 +385,7 @@ impl Controller {
             reply = HeartbeatReply {
                 outcome: HeartbeatOutcome::Hold,
                 desired: Vec::new(),
+                ..reply
             };
         }
         (reply, identity)

@@ -44,6 +44,9 @@ pub struct HeartbeatReply {
     /// The complete set of VMs the node should run; empty with
     /// [`HeartbeatOutcome::RegisterAgain`].
     pub desired: Vec<VmAssignment>,
+    /// The node is in Human Investigate: it starts nothing (not even a VM it
+    /// would reinitialize) until an operator repairs it.
+    pub human_investigate: bool,
 }
 
 /// What the core did with a heartbeat.
@@ -239,7 +242,18 @@ impl FabricCore {
             | HeartbeatOutcome::Hold => Vec::new(),
             HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => self.desired_vms(id),
         };
-        (HeartbeatReply { outcome, desired }, events)
+        let human_investigate = self
+            .nodes
+            .get(id)
+            .is_some_and(|n| n.state == NodeState::HumanInvestigate);
+        (
+            HeartbeatReply {
+                outcome,
+                desired,
+                human_investigate,
+            },
+            events,
+        )
     }
 
     /// The liveness half of a heartbeat: sequence and boot checks, and

@@ -358,3 +358,34 @@ fn a_fault_report_from_another_boot_is_refused() {
         .unwrap();
     assert_eq!(state(&core, &id), NodeState::HumanInvestigate);
 }
+
+/// Issue 13, finding 8: a node in Human Investigate is told so in every
+/// heartbeat reply, so its host agent starts nothing until repaired.
+#[test]
+fn a_node_in_human_investigate_is_told_so() {
+    let (mut core, id) = core_with("host-1");
+    assert!(
+        !core
+            .heartbeat(at(HB), &id, "boot-1", 1, vec![])
+            .0
+            .human_investigate
+    );
+    core.report_fault(
+        at(HB),
+        &id,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "test", vec![]),
+    )
+    .unwrap();
+    assert!(
+        core.heartbeat(at(HB * 2), &id, "boot-1", 2, vec![])
+            .0
+            .human_investigate
+    );
+    core.repair(at(HB * 3), &id, "alice", "new disk").unwrap();
+    assert!(
+        !core
+            .heartbeat(at(HB * 4), &id, "boot-1", 3, vec![])
+            .0
+            .human_investigate
+    );
+}

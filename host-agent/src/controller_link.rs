@@ -145,27 +145,36 @@ impl Link {
             .into_inner();
         let disposition =
             Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
-        // Only these two carry a desired set; an empty list then means "run
-        // nothing", so anything else (HOLD above all) must not be read as one.
-        if matches!(disposition, Disposition::Accepted | Disposition::Stale) {
-            let whose = ReplyState {
-                cluster_id: &response.cluster_id,
-                generation: response.generation,
-                replaces: &response.replaces_cluster_id,
-            };
-            match self.obeyed.obey(&whose) {
-                Ok(()) => {
-                    if self.disobeyed.take().is_some() {
-                        tracing::info!(cluster = %response.cluster_id, generation = response.generation, "obeying the controller again");
-                    }
+        // Only these carry whose state the reply speaks for, and only the
+        // first two a desired set: an empty list then means "run nothing", so
+        // anything else (HOLD above all: "change nothing") must not be read as
+        // one.
+        if !matches!(
+            disposition,
+            Disposition::Accepted | Disposition::Stale | Disposition::Hold
+        ) {
+            return Ok(disposition);
+        }
+        let whose = ReplyState {
+            cluster_id: &response.cluster_id,
+            generation: response.generation,
+            replaces: &response.replaces_cluster_id,
+        };
+        match self.obeyed.obey(&whose) {
+            Ok(()) => {
+                if self.disobeyed.take().is_some() {
+                    tracing::info!(cluster = %response.cluster_id, generation = response.generation, "obeying the controller again");
+                }
+                self.vms.set_quarantined(response.human_investigate);
+                if disposition != Disposition::Hold {
                     self.vms.apply_desired(&response.desired_vms);
                 }
-                Err(why) => {
-                    if self.disobeyed.as_ref() != Some(&why) {
-                        tracing::error!("not obeying the controller's desired set: {why}");
-                    }
-                    self.disobeyed = Some(why);
+            }
+            Err(why) => {
+                if self.disobeyed.as_ref() != Some(&why) {
+                    tracing::error!("not obeying the controller's desired set: {why}");
                 }
+                self.disobeyed = Some(why);
             }
         }
         Ok(disposition)

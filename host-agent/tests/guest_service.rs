@@ -509,3 +509,33 @@ async fn a_hostile_role_endpoint_fails_only_its_own_vm() {
     assert_eq!(faults[0].cause, pb::FaultCause::GuestInitError as i32);
     assert_eq!(faults[0].vm_ids, ["web.frontend.0"]);
 }
+
+/// Issue 13, finding 8: a server in Human Investigate starts nothing, not
+/// even a VM it would reinitialize, until it is repaired.
+#[tokio::test]
+async fn a_server_in_human_investigate_starts_nothing_until_repaired() {
+    let mut h = Harness::start().await;
+    h.vms.apply_desired(&[assignment(0)]);
+    let (vm, incarnation, token) = h.launched().await;
+    h.vms.set_quarantined(true);
+    h.guest
+        .report_guest_failure(pb::GuestFailure {
+            vm_id: vm.clone(),
+            incarnation,
+            token,
+            stage: "role".into(),
+            error: "crashed".into(),
+            agent_version: "0.1.0".into(),
+        })
+        .await
+        .unwrap();
+    // The respawn would come after 250 ms; nothing comes in 2 s.
+    let held = tokio::time::timeout(Duration::from_secs(2), h.launches.recv()).await;
+    assert!(held.is_err(), "a quarantined server started {held:?}");
+    let report = h.report(&vm);
+    assert!(report.detail.contains("Human Investigate"), "{report:?}");
+    // Repaired: the VM held back starts at once.
+    h.vms.set_quarantined(false);
+    let (again, next, _) = h.launched().await;
+    assert_eq!((again.as_str(), next), (vm.as_str(), incarnation + 1));
+}

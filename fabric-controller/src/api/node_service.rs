@@ -78,6 +78,7 @@ impl NodeService for NodeApi {
             cluster_id: identity.id,
             generation: identity.generation,
             replaces_cluster_id: identity.replaces.unwrap_or_default(),
+            human_investigate: reply.human_investigate,
         }))
     }
 

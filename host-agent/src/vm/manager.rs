@@ -65,6 +65,9 @@ pub struct VmManager {
     controller: NodeServiceClient<Channel>,
     host: Arc<HostState>,
     metrics: crate::metrics::HostMetrics,
+    /// Set while the controller has this server in Human Investigate: it
+    /// starts no guest agent (not even to reinitialize a VM) until repaired.
+    quarantined: std::sync::atomic::AtomicBool,
 }
 
 impl VmManager {
@@ -83,6 +86,7 @@ impl VmManager {
             controller,
             host,
             metrics,
+            quarantined: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -323,6 +327,38 @@ impl VmManager {
         }
     }
 
+    /// Whether this server is in Human Investigate (see `quarantined`).
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The controller says whether this server is in Human Investigate. On
+    /// leaving it (repaired), the VMs held back start.
+    pub fn set_quarantined(&self, on: bool) {
+        let was = self
+            .quarantined
+            .swap(on, std::sync::atomic::Ordering::AcqRel);
+        if was == on {
+            return;
+        }
+        if on {
+            tracing::warn!(
+                "the controller has this server in Human Investigate: starting nothing until it is repaired"
+            );
+            return;
+        }
+        tracing::info!("this server was repaired: starting the VMs held back");
+        let now = Instant::now();
+        for record in self.table().records.values_mut() {
+            if matches!(record.phase, Phase::Pending | Phase::Reinitializing)
+                && record.deadline.is_none()
+            {
+                record.deadline = Some(now);
+            }
+        }
+        self.wake.notify_one();
+    }
+
     /// Kills the guest agent and wipes the VM directory; the record is
     /// already Reinitializing and respawns at its deadline.
     fn reinitialize(&self, vm_id: &str, reason: &str) {
@@ -354,6 +390,13 @@ impl VmManager {
             let Some(record) = table.records.get_mut(vm_id) else {
                 return Vec::new();
             };
+            if self.is_quarantined() {
+                // Released by `set_quarantined(false)`.
+                record.deadline = None;
+                record.detail = "server in Human Investigate: starts nothing until repaired".into();
+                tracing::warn!(vm = %vm_id, "not starting the VM: this server is in Human Investigate");
+                return Vec::new();
+            }
             record.spawning(Instant::now(), token::digest(&token), self.policy());
             let incarnation = record.incarnation;
             table.last_incarnation.insert(vm_id.to_owned(), incarnation);
