@@ -165,6 +165,21 @@ fn io_reason(e: &std::io::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Fuzzing the definition parser (issue 13): any text is parsed or
+        /// refused with a message, never a panic.
+        #[test]
+        fn any_text_is_parsed_or_refused(text in ".{0,400}", toml_like in "(\\[[a-z.]{0,12}\\]\n|[a-z_]{1,10} = (\"[^\"]{0,20}\"|[0-9]{1,12}|\\[\\])\n){0,12}") {
+            for t in [&text, &toml_like] {
+                if let Err(e) = parse(t, std::path::Path::new("/nonexistent")) {
+                    prop_assert!(!e.is_empty());
+                }
+            }
+        }
+    }
+
     use super::*;
 
     const GOOD: &str = r#"

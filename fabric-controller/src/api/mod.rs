@@ -6,6 +6,8 @@
 //! [`ApiError`] is the one place where failures become gRPC status codes.
 
 pub mod convert;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod node_service;
 pub mod operator_service;
 pub mod role_certificates;

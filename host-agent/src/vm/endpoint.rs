@@ -82,6 +82,20 @@ impl EndpointRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Fuzzing the guest's endpoint (issue 13): whatever a guest sends,
+        /// what is accepted is on the given IP and within the given ports.
+        #[test]
+        fn whatever_is_accepted_is_within_the_rule(text in ".{0,100}|(127\\.0\\.0\\.1|0\\.0\\.0\\.0|6\\.6\\.6\\.6):[0-9]{1,6}") {
+            let r = rule(Some((9000, 9009)));
+            if let Ok(addr) = r.check(&text, |_| false) {
+                prop_assert_eq!(addr.ip(), r.ip);
+                prop_assert!((9000..=9009).contains(&addr.port()));
+            }
+        }
+    }
 
     fn rule(ports: Option<(u16, u16)>) -> EndpointRule {
         EndpointRule {
