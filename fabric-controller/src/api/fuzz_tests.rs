@@ -29,10 +29,10 @@ proptest! {
     #[test]
     fn node_messages_never_panic(bytes in noise()) {
         let me = NodeId::new("host-1");
-        if let Ok(m) = pb::RegisterRequest::decode(bytes.as_slice()) {
-            if let Ok(r) = convert::registration(m, &me) {
-                prop_assert!(r.info.capacity_vm_slots <= convert::MAX_VM_SLOTS);
-            }
+        if let Ok(m) = pb::RegisterRequest::decode(bytes.as_slice())
+            && let Ok(r) = convert::registration(m, &me)
+        {
+            prop_assert!(r.info.capacity_vm_slots <= convert::MAX_VM_SLOTS);
         }
         if let Ok(m) = pb::HeartbeatRequest::decode(bytes.as_slice()) {
             let _ = convert::boot_id(&m.boot_id);
@@ -44,11 +44,11 @@ proptest! {
                 prop_assert!(o.detail.len() <= 256);
             }
         }
-        if let Ok(m) = pb::FaultReport::decode(bytes.as_slice()) {
-            if let Ok(r) = convert::fault_report(m) {
-                prop_assert!(r.reason.len() <= 256);
-                prop_assert!(r.vms.len() <= convert::MAX_VM_SLOTS as usize);
-            }
+        if let Ok(m) = pb::FaultReport::decode(bytes.as_slice())
+            && let Ok(r) = convert::fault_report(m)
+        {
+            prop_assert!(r.reason.len() <= 256);
+            prop_assert!(r.vms.len() <= convert::MAX_VM_SLOTS as usize);
         }
     }
 
