@@ -142,6 +142,12 @@ pub struct PkiInitArgs {
     /// in the context (shown by `status`).
     #[arg(long, value_name = "URL")]
     pub dashboard: Option<String>,
+    /// Also write least-privilege bundles here: `DIR/controller/` and
+    /// `DIR/<node>/`, each with the CA certificate and that one identity's
+    /// certificate and key, laid out as --dir is (mount one as a daemon's
+    /// --pki-dir). Never the CA key or the admin key.
+    #[arg(long, value_name = "DIR")]
+    pub bundles: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,7 +7,9 @@
 //! context: a directory holding `context.json` and copies of only what an
 //! operator needs (the CA certificate, the admin certificate and key), so
 //! `fabricctl --state-dir DIR status` works from the machine running Docker
-//! while host keys stay in the cluster's own volume. Running it again
+//! while host keys stay in the cluster's own volume; and optionally
+//! least-privilege bundles (`--bundles`), one per daemon, so each container
+//! mounts only the CA certificate and its own key. Running it again
 //! reuses the CA and the certificates already issued.
 
 use crate::cli::PkiInitArgs;
@@ -38,6 +40,13 @@ pub fn run(args: &PkiInitArgs) -> anyhow::Result<()> {
         args.hosts.len(),
         args.dir.display()
     );
+    if let Some(dir) = &args.bundles {
+        write_bundles(&layout, dir, &args.hosts)?;
+        println!(
+            "least-privilege bundles in {}: controller/ and one per host (CA certificate and one key each)",
+            dir.display()
+        );
+    }
     if let Some(dir) = &args.context_dir {
         let Some(endpoint) = &args.endpoint else {
             anyhow::bail!("--context-dir needs --endpoint (the controller URL the operator uses)");
@@ -48,6 +57,30 @@ pub fn run(args: &PkiInitArgs) -> anyhow::Result<()> {
             dir.display(),
             dir.display()
         );
+    }
+    Ok(())
+}
+
+/// One directory per identity under `dir`, each holding the CA certificate
+/// and that identity's own pair only: what one daemon may read.
+fn write_bundles(layout: &PkiLayout, dir: &Path, hosts: &[String]) -> anyhow::Result<()> {
+    let bundle = |name: &str, pick: &dyn Fn(&PkiLayout) -> CertPaths| -> anyhow::Result<()> {
+        let own = PkiLayout::new(dir.join(name));
+        std::fs::create_dir_all(&own.dir)
+            .with_context(|| format!("cannot create {}", own.dir.display()))?;
+        std::fs::copy(layout.ca_cert(), own.ca_cert())
+            .with_context(|| format!("cannot write {}", own.ca_cert().display()))?;
+        let to = pick(&own);
+        if let Some(parent) = to.cert.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        write_pair(&to, &read_pair(&pick(layout))?)?;
+        Ok(())
+    };
+    bundle("controller", &|l| l.controller())?;
+    for host in hosts {
+        bundle(host, &|l| l.host(host))?;
     }
     Ok(())
 }

@@ -244,6 +244,7 @@ impl Suite {
 
     fn run_all(&mut self) -> Result<(), String> {
         self.bring_up()?;
+        self.least_privilege_keys()?;
         self.kill_host_container()?;
         self.kill_host_agent_only()?;
         self.kill_guest_agents()?;
@@ -305,6 +306,46 @@ impl Suite {
             cluster: "a+b",
             detect: None,
             heal: Some(started.elapsed()),
+            moved: 0,
+            violations,
+        });
+        Ok(())
+    }
+
+    /// Issue 13, finding 4: each container holds only the CA certificate and
+    /// its own key. Read with `docker cp` (the image has no shell or ls).
+    fn least_privilege_keys(&mut self) -> Result<(), String> {
+        let mut violations = Vec::new();
+        let expect: [(&str, &[&str]); 3] = [
+            ("fc-a", &["ca.pem", "controller.key", "controller.pem"]),
+            ("host-a1", &["ca.pem", "hosts/host-a1.key", "hosts/host-a1.pem"]),
+            ("host-b2", &["ca.pem", "hosts/host-b2.key", "hosts/host-b2.pem"]),
+        ];
+        for (service, wanted) in expect {
+            let container = self.stack.container(service)?;
+            let listing = fabric_tests::compose::text_of(
+                std::process::Command::new("sh").args([
+                    "-c",
+                    &format!("docker cp {container}:/pki - | tar -t"),
+                ]),
+                &format!("docker cp {service}:/pki"),
+            )?;
+            let mut files: Vec<&str> = listing
+                .lines()
+                .filter(|l| !l.ends_with('/'))
+                .map(|l| l.trim_start_matches("pki/"))
+                .collect();
+            files.sort_unstable();
+            println!("{service} /pki: {files:?}");
+            if files != wanted {
+                violations.push(format!("{service} can read {files:?}, expected only {wanted:?}"));
+            }
+        }
+        self.rows.push(Row {
+            fault: "least privilege: what each container can read in /pki".into(),
+            cluster: "a+b",
+            detect: None,
+            heal: None,
             moved: 0,
             violations,
         });
