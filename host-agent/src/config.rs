@@ -122,6 +122,12 @@ pub struct Args {
     /// advances in real time); passed to each guest agent as --now.
     #[arg(long)]
     pub guest_now: Option<String>,
+    /// Run each VM as a user of its own (needs root): see docs/security.md.
+    #[arg(long, env = "FABRIC_VM_USERS")]
+    pub vm_users: bool,
+    /// The first user id given to VMs with --vm-users.
+    #[arg(long, default_value_t = 20_000)]
+    pub vm_uid_base: u32,
     /// Make guest agents compute their transfer certificate's expiry the
     /// 2012 way (fails on Feb 29).
     #[arg(long)]
@@ -188,6 +194,8 @@ pub struct GuestConfig {
     pub silent_failures: bool,
     /// The modelled VM boot (see `--guest-boot-time`).
     pub boot_time: Duration,
+    /// `--vm-users`: the first VM user id, if asked for.
+    pub vm_users: Option<u32>,
 }
 
 /// Where the guest agents' role endpoints bind, passed to each guest agent.
@@ -229,6 +237,7 @@ impl Default for GuestConfig {
             leap_day_bug: false,
             silent_failures: false,
             boot_time: Duration::ZERO,
+            vm_users: None,
         }
     }
 }
@@ -356,6 +365,7 @@ impl Args {
             leap_day_bug: self.leap_day_bug,
             silent_failures: self.silent_guest_failures,
             boot_time: self.guest_boot_time,
+            vm_users: self.vm_users.then_some(self.vm_uid_base),
         })
     }
 }

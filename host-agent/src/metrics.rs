@@ -9,7 +9,9 @@
 //! - `fabric_host_vms{state}`: this server's VMs by state, read from the VM
 //!   table at scrape time;
 //! - `fabric_host_heartbeats_sent_total` / `_failed_total`: the link to the
-//!   controller, the very counters [`HostState`] keeps.
+//!   controller, the very counters [`HostState`] keeps;
+//! - `fabric_host_vm_isolation{mode}`: 1 for how VMs are kept apart
+//!   (`per-vm-users`, `shared-user`, `shared-user-not-root`).
 
 use crate::state::HostState;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -28,6 +30,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabel {
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
 }
@@ -37,6 +44,7 @@ pub struct HostMetrics {
     init_seconds: Histogram,
     secret_deliveries: Family<ResultLabel, Counter>,
     vms: Family<StateLabel, Gauge>,
+    isolation: Family<ModeLabel, Gauge>,
     /// Spawn time per (VM, incarnation) until its role runs.
     spawned: Mutex<HashMap<(String, u64), Instant>>,
 }
@@ -70,11 +78,18 @@ impl HostMetrics {
             "Heartbeats that failed (controller away or refusing)",
             host.heartbeats_failed.clone(),
         );
+        let isolation = Family::<ModeLabel, Gauge>::default();
+        registry.register(
+            "vm_isolation",
+            "How this server's VMs are kept apart (1 for the mode in force)",
+            isolation.clone(),
+        );
         Self {
             registry,
             init_seconds,
             secret_deliveries,
             vms,
+            isolation,
             spawned: Mutex::new(HashMap::new()),
         }
     }
@@ -96,6 +111,13 @@ impl HostMetrics {
         if let Some(at) = self.spawned().remove(&(vm.to_owned(), incarnation)) {
             self.init_seconds.observe(at.elapsed().as_secs_f64());
         }
+    }
+
+    /// How VMs are kept apart on this server.
+    pub fn vm_isolation(&self, mode: &str) {
+        self.isolation
+            .get_or_create(&ModeLabel { mode: mode.into() })
+            .set(1);
     }
 
     pub fn secrets(&self, delivered: bool) {

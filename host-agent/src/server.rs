@@ -77,6 +77,7 @@ pub async fn run(
         leap_day_bug: guests.leap_day_bug,
         silent_failures: guests.silent_failures,
         boot_time: guests.boot_time,
+        vm_users: vm_users(guests.vm_users, &state_dir),
     };
     let vms = VmManager::new(
         VmSettings {
@@ -97,6 +98,8 @@ pub async fn run(
         controller.clone(),
         state.clone(),
     );
+    vms.metrics()
+        .vm_isolation(crate::vm::users::isolation(guests.vm_users.is_some()).as_str());
     let (adopted, cleaned) = vms.readopt();
     if !adopted.is_empty() || !cleaned.is_empty() {
         tracing::info!(
@@ -236,5 +239,31 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
         SocketAddr::new(ip, addr.port())
     } else {
         addr
+    }
+}
+
+/// The per-VM users, when asked for and possible (see [`crate::vm::users`]).
+fn vm_users(
+    base: Option<u32>,
+    state_dir: &std::path::Path,
+) -> Option<std::sync::Arc<crate::vm::users::VmUsers>> {
+    use crate::vm::users::{Isolation, VmUsers, isolation};
+    match isolation(base.is_some()) {
+        Isolation::PerVmUsers => {
+            let base = base.expect("asked for");
+            tracing::info!(first_uid = base, "each VM runs as a user of its own");
+            Some(std::sync::Arc::new(VmUsers::new(
+                base,
+                &state_dir.join("vms"),
+            )))
+        }
+        Isolation::SharedNotRoot => {
+            tracing::warn!(
+                "--vm-users needs root: every VM runs as this host agent's user and can read the \
+                 others' secrets"
+            );
+            None
+        }
+        Isolation::SharedOff => None,
     }
 }

@@ -318,16 +318,20 @@ impl Suite {
         let mut violations = Vec::new();
         let expect: [(&str, &[&str]); 3] = [
             ("fc-a", &["ca.pem", "controller.key", "controller.pem"]),
-            ("host-a1", &["ca.pem", "hosts/host-a1.key", "hosts/host-a1.pem"]),
-            ("host-b2", &["ca.pem", "hosts/host-b2.key", "hosts/host-b2.pem"]),
+            (
+                "host-a1",
+                &["ca.pem", "hosts/host-a1.key", "hosts/host-a1.pem"],
+            ),
+            (
+                "host-b2",
+                &["ca.pem", "hosts/host-b2.key", "hosts/host-b2.pem"],
+            ),
         ];
         for (service, wanted) in expect {
             let container = self.stack.container(service)?;
             let listing = fabric_tests::compose::text_of(
-                std::process::Command::new("sh").args([
-                    "-c",
-                    &format!("docker cp {container}:/pki - | tar -t"),
-                ]),
+                std::process::Command::new("sh")
+                    .args(["-c", &format!("docker cp {container}:/pki - | tar -t")]),
                 &format!("docker cp {service}:/pki"),
             )?;
             let mut files: Vec<&str> = listing
@@ -338,11 +342,14 @@ impl Suite {
             files.sort_unstable();
             println!("{service} /pki: {files:?}");
             if files != wanted {
-                violations.push(format!("{service} can read {files:?}, expected only {wanted:?}"));
+                violations.push(format!(
+                    "{service} can read {files:?}, expected only {wanted:?}"
+                ));
             }
         }
+        violations.extend(self.vm_users("host-a1")?);
         self.rows.push(Row {
-            fault: "least privilege: what each container can read in /pki".into(),
+            fault: "least privilege: each container's /pki; one user per VM".into(),
             cluster: "a+b",
             detect: None,
             heal: None,
@@ -350,6 +357,60 @@ impl Suite {
             violations,
         });
         Ok(())
+    }
+
+    /// Issue 13, finding 7: VM A cannot read VM B's files. Every guest agent
+    /// of `service` runs as a user of its own (not root), and each VM
+    /// directory is 0700 and owned by its VM's user.
+    fn vm_users(&self, service: &str) -> Result<Vec<String>, String> {
+        let container = self.stack.container(service)?;
+        let top = fabric_tests::compose::docker(&["top", &container, "-o", "uid,args"])?;
+        let uids: Vec<u32> = top
+            .lines()
+            .skip(1)
+            .filter(|l| l.contains("guest-agent run"))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        let listing = fabric_tests::compose::text_of(
+            std::process::Command::new("sh").args([
+                "-c",
+                &format!("docker cp {container}:/var/lib/fabric/vms - | tar -tv --numeric-owner"),
+            ]),
+            &format!("docker cp {service}:/var/lib/fabric/vms"),
+        )?;
+        // "drwx------ 20000/20000 0 2026-.. vms/web.frontend.0/"
+        let dirs: Vec<(String, String)> = listing
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let name = f.last()?;
+                (name.matches('/').count() == 2 && name.ends_with('/'))
+                    .then(|| (f[0].to_owned(), f[1].to_owned()))
+            })
+            .collect();
+        println!("{service}: guest agent uids {uids:?}; VM directories {dirs:?}");
+        let mut violations = Vec::new();
+        let distinct: std::collections::BTreeSet<_> = uids.iter().collect();
+        if uids.is_empty() || distinct.len() != uids.len() || uids.iter().any(|u| *u < 20_000) {
+            violations.push(format!(
+                "{service}: guest agents run as {uids:?}, not one user each"
+            ));
+        }
+        if dirs.is_empty()
+            || dirs.iter().any(|(mode, owner)| {
+                mode != "drwx------"
+                    || owner
+                        .split('/')
+                        .next()
+                        .and_then(|u| u.parse::<u32>().ok())
+                        .is_none_or(|u| u < 20_000)
+            })
+        {
+            violations.push(format!(
+                "{service}: VM directories {dirs:?}, not 0700 each with its own user"
+            ));
+        }
+        Ok(violations)
     }
 
     /// The node of cluster `c` with the most instances (ties: lowest id).

@@ -10,6 +10,7 @@
 //! - [`rotation`]: pushing rotated certificates to guest agents.
 //! - [`token`]: start and session tokens.
 //! - [`endpoint`]: the role endpoints a VM may report.
+//! - [`users`]: one user per VM, when the host agent is root.
 
 pub mod endpoint;
 pub mod manager;
@@ -20,6 +21,7 @@ pub mod refusal;
 pub mod rotation;
 pub mod supervisor;
 pub mod token;
+pub mod users;
 
 pub use manager::{VmManager, VmSettings};
 pub use record::Policy;

@@ -176,10 +176,12 @@ pub struct ProcessLauncher {
     pub leap_day_bug: bool,
     pub silent_failures: bool,
     pub boot_time: Duration,
+    /// One user per VM (see [`super::users`]); `None`: the host agent's.
+    pub vm_users: Option<Arc<super::users::VmUsers>>,
 }
 
 impl ProcessLauncher {
-    fn args(&self, spec: &LaunchSpec) -> Vec<String> {
+    fn args(&self, spec: &LaunchSpec, ca: &Path) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--vm-id".into(),
@@ -191,7 +193,7 @@ impl ProcessLauncher {
             "--host-agent-name".into(),
             self.host_agent_name.clone(),
             "--ca".into(),
-            self.ca.display().to_string(),
+            ca.display().to_string(),
             "--vm-dir".into(),
             spec.paths.vm_dir.display().to_string(),
             "--node".into(),
@@ -255,8 +257,20 @@ impl Launcher for ProcessLauncher {
             .map_err(files)?;
         let log_err = log.try_clone().map_err(files)?;
         let mut command = tokio::process::Command::new(&self.bin);
+        let mut ca = self.ca.clone();
+        if let Some(users) = &self.vm_users {
+            let uid = users.user_of(&spec.vm_id);
+            ca = users
+                .prepare(&spec.paths.vm_dir, uid, &self.ca)
+                .map_err(|source| ProcessError::Files {
+                    path: spec.paths.vm_dir.clone(),
+                    source,
+                })?;
+            // As root, std also drops every supplementary group.
+            command.uid(uid).gid(uid);
+        }
         command
-            .args(self.args(spec))
+            .args(self.args(spec, &ca))
             // In the environment, not argv: argv is visible to every user in ps.
             .env("FABRIC_GUEST_TOKEN", token)
             .stdin(std::process::Stdio::null())
@@ -461,6 +475,7 @@ mod tests {
             node: "host-1".into(),
             listen_ip: "127.0.0.1".parse().unwrap(),
             role: RoleEndpoints::default(),
+            vm_users: None,
             guest_now: Some((
                 OffsetDateTime::parse("2012-02-28T23:59:00Z", &Rfc3339).unwrap(),
                 Instant::now(),
