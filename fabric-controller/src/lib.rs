@@ -21,3 +21,5 @@ pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_support;

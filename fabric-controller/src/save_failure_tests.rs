@@ -2,11 +2,10 @@
 //! that fails on demand stands in for a full disk or "Too many open files".
 
 use super::*;
-use crate::api::convert::ValidatedDeployment;
 use crate::clock::SystemClock;
-use fabric_core::{CertificateInfo, CoreConfig, DeploymentSpec, Name, RoleSpec};
+use crate::test_support::deployment;
+use fabric_core::CoreConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
 
 /// Keeps the last state in memory and fails while `failing` is set.
 struct FlakyStore {
@@ -30,33 +29,8 @@ impl Store for FlakyStore {
     }
 }
 
-fn deployment(name: &str) -> ValidatedDeployment {
-    ValidatedDeployment {
-        spec: DeploymentSpec {
-            name: Name::parse("deployment", name).unwrap(),
-            roles: vec![RoleSpec {
-                name: Name::parse("role", "r").unwrap(),
-                instances: 1,
-                certificates: vec![CertificateInfo {
-                    name: "https".into(),
-                    fingerprint: "aa".into(),
-                    not_after: SystemTime::now() + Duration::from_secs(1 << 30),
-                }],
-            }],
-        },
-        secrets: Vec::new(),
-    }
-}
-
 fn node(domain: u32) -> NodeInfo {
-    NodeInfo {
-        fault_domain: domain,
-        update_domain: domain,
-        capacity_vm_slots: 2,
-        agent_version: "test".into(),
-        host_endpoint: "127.0.0.1:1".into(),
-        pid: 1,
-    }
+    crate::test_support::node(domain, 2)
 }
 
 #[test]

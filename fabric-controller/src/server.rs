@@ -284,41 +284,14 @@ async fn tick_loop(controller: Arc<Controller>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::convert::ValidatedDeployment;
     use crate::clock::SystemClock;
+    use crate::test_support::deployment;
     use fabric_core::{
-        CertificateInfo, ClusterEvent, CoreConfig, DeploymentSpec, EventKind, FaultCause,
-        FaultReport, HiThreshold, Name, NodeId, NodeInfo, RoleSpec,
+        ClusterEvent, CoreConfig, EventKind, FaultCause, FaultReport, HiThreshold, NodeId, NodeInfo,
     };
-    use std::time::SystemTime;
-
-    fn deployment(name: &str) -> ValidatedDeployment {
-        ValidatedDeployment {
-            spec: DeploymentSpec {
-                name: Name::parse("deployment", name).unwrap(),
-                roles: vec![RoleSpec {
-                    name: Name::parse("role", "r").unwrap(),
-                    instances: 1,
-                    certificates: vec![CertificateInfo {
-                        name: "https".into(),
-                        fingerprint: "aa".into(),
-                        not_after: SystemTime::now() + Duration::from_secs(1 << 30),
-                    }],
-                }],
-            },
-            secrets: Vec::new(),
-        }
-    }
 
     fn node(fault_domain: u32) -> NodeInfo {
-        NodeInfo {
-            fault_domain,
-            update_domain: fault_domain,
-            capacity_vm_slots: 1,
-            agent_version: "test".into(),
-            host_endpoint: "127.0.0.1:1".into(),
-            pid: 1,
-        }
+        crate::test_support::node(fault_domain, 1)
     }
 
     async fn next_of(
