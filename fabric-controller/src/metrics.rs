@@ -100,6 +100,12 @@ impl ControllerMetrics {
         register_accept(&mut this.registry, &this.accept);
         add(
             &mut this.registry,
+            "refused_identities",
+            "Callers refused for their certificate's cluster or role",
+            &*crate::api::REFUSED_IDENTITIES,
+        );
+        add(
+            &mut this.registry,
             "heartbeats_received",
             "Host-agent heartbeats the controller received",
             &this.heartbeats,

@@ -99,18 +99,34 @@ pub fn authorize<T>(
     cluster: &str,
     role: Role,
 ) -> Result<Identity, ApiError> {
+    let refused = |e: ApiError| {
+        REFUSED_IDENTITIES.inc();
+        if let Some(held_back) = REFUSAL_LOG.allow() {
+            tracing::warn!(held_back, "refused a caller: {e}");
+        }
+        e
+    };
     let identity = fabric_pki::tls::peer_identity(request)
-        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+        .map_err(|e| refused(ApiError::Unauthenticated(e.to_string())))?;
     if identity.cluster != cluster {
-        return Err(ApiError::PermissionDenied(format!(
+        return Err(refused(ApiError::PermissionDenied(format!(
             "certificate {identity} belongs to cluster {:?}, not {cluster:?}",
             identity.cluster
-        )));
+        ))));
     }
     if identity.role != role {
-        return Err(ApiError::PermissionDenied(format!(
+        return Err(refused(ApiError::PermissionDenied(format!(
             "certificate {identity} may not call this service (needs a {role:?} certificate)"
-        )));
+        ))));
     }
     Ok(identity)
 }
+
+/// Callers refused for their identity (a wrong cluster or role), exported
+/// as `fabric_refused_identities_total`.
+pub static REFUSED_IDENTITIES: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Refusals come at a caller's pace: logged at most once a second.
+static REFUSAL_LOG: fabric_daemon::untrusted::Throttle =
+    fabric_daemon::untrusted::Throttle::new(std::time::Duration::from_secs(1));
