@@ -45,6 +45,8 @@ pub struct HostMetrics {
     secret_deliveries: Family<ResultLabel, Counter>,
     vms: Family<StateLabel, Gauge>,
     isolation: Family<ModeLabel, Gauge>,
+    /// The HostService listener's TLS accept counters.
+    accept: fabric_daemon::tls_accept::AcceptStats,
     /// Spawn time per (VM, incarnation) until its role runs.
     spawned: Mutex<HashMap<(String, u64), Instant>>,
 }
@@ -84,12 +86,29 @@ impl HostMetrics {
             "How this server's VMs are kept apart (1 for the mode in force)",
             isolation.clone(),
         );
+        let accept = fabric_daemon::tls_accept::AcceptStats::default();
+        registry.register(
+            "tls_handshakes_failed",
+            "TLS handshakes refused on the HostService listener",
+            accept.failed.clone(),
+        );
+        registry.register(
+            "tls_handshakes_timed_out",
+            "TLS handshakes not finished in time on the HostService listener",
+            accept.timed_out.clone(),
+        );
+        registry.register(
+            "tls_handshakes_evicted",
+            "TLS handshakes cut off for newer ones on the HostService listener",
+            accept.evicted.clone(),
+        );
         Self {
             registry,
             init_seconds,
             secret_deliveries,
             vms,
             isolation,
+            accept,
             spawned: Mutex::new(HashMap::new()),
         }
     }
@@ -111,6 +130,11 @@ impl HostMetrics {
         if let Some(at) = self.spawned().remove(&(vm.to_owned(), incarnation)) {
             self.init_seconds.observe(at.elapsed().as_secs_f64());
         }
+    }
+
+    /// The counters the HostService listener feeds.
+    pub fn accept_stats(&self) -> &fabric_daemon::tls_accept::AcceptStats {
+        &self.accept
     }
 
     /// How VMs are kept apart on this server.

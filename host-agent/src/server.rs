@@ -171,13 +171,20 @@ pub async fn run(
         "host agent serving"
     );
     let served = [<HostServiceServer<HostApi> as tonic::server::NamedService>::NAME];
+    // Handshakes under a timeout and connection limits, as the controller's.
+    let incoming = fabric_daemon::tls_accept::incoming(
+        listener,
+        tls.rustls_server_config()?,
+        fabric_daemon::tls_accept::Limits::default(),
+        vms.metrics().accept_stats().clone(),
+        "HostService",
+    );
     let result = tonic::transport::Server::builder()
-        .tls_config(tls.server_config())?
         .add_service(health_service)
         .add_service(fabric_proto::reflection(&served).build_v1()?)
         .add_service(fabric_proto::reflection(&served).build_v1alpha()?)
         .add_service(HostServiceServer::new(HostApi { state, vms }))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     link.abort();
     supervisor.abort();

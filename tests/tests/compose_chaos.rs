@@ -364,12 +364,13 @@ impl Suite {
     /// directory is 0700 and owned by its VM's user.
     fn vm_users(&self, service: &str) -> Result<Vec<String>, String> {
         let container = self.stack.container(service)?;
-        let top = fabric_tests::compose::docker(&["top", &container, "-o", "uid,args"])?;
+        // Docker needs the pid column to map processes to the container.
+        let top = fabric_tests::compose::docker(&["top", &container, "-o", "pid,uid,args"])?;
         let uids: Vec<u32> = top
             .lines()
             .skip(1)
             .filter(|l| l.contains("guest-agent run"))
-            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
             .collect();
         let listing = fabric_tests::compose::text_of(
             std::process::Command::new("sh").args([
