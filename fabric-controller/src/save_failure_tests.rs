@@ -132,3 +132,44 @@ fn a_decision_whose_save_failed_is_not_acted_on() {
         "{reply:?}"
     );
 }
+
+/// A state with a fault under classification saves and loads: its incidents
+/// are keyed by a struct, which JSON map keys cannot be (a save that failed
+/// on exactly this was once acted on anyway; now it would be refused).
+#[test]
+fn a_state_with_incidents_saves_and_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock::new());
+    let core = FabricCore::new(CoreConfig::default(), clock.now());
+    let controller = Controller::new(
+        "c".into(),
+        core,
+        SecretStore::default(),
+        clock,
+        Some(Persistence {
+            store: Box::new(crate::store::file::FileStore::new(dir.path()).unwrap()),
+            key: AtRestKey::open_or_create(dir.path()).unwrap(),
+        }),
+    );
+    let h1 = NodeId::new("host-1");
+    controller.register(h1.clone(), node(0), "b1");
+    let report = FaultReport::new(
+        fabric_core::FaultCause::GuestInitError,
+        "guest agent failed creating transfer certificate: invalid date",
+        "0.1.0",
+        vec![],
+    );
+    controller
+        .report_fault(&h1, &report)
+        .expect("saved, incident and all");
+    let saved = crate::store::file::FileStore::new(dir.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .expect("a saved state");
+    assert_eq!(saved.core.cluster.incidents.len(), 1);
+    assert_eq!(
+        saved.core.cluster.incidents,
+        controller.read().cluster().incidents
+    );
+}

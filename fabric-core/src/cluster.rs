@@ -134,6 +134,9 @@ pub struct ClusterState {
     pub mode_since: Option<Moment>,
     pub mode_reason: String,
     pub switches: Switches,
+    /// Saved as a list: JSON map keys must be strings, and a signature is
+    /// a struct (each incident carries its own signature).
+    #[serde(with = "incidents_as_list")]
     pub incidents: BTreeMap<FaultSignature, Incident>,
     /// The last time the threshold tripped: when, with how many HI nodes,
     /// against what threshold (in nodes).
@@ -164,5 +167,29 @@ impl ClusterState {
         self.incidents.values().any(|i| {
             i.classified.is_some() && i.roles.contains(&(deployment.clone(), role.clone()))
         })
+    }
+}
+
+/// [`ClusterState::incidents`] on disk: a list of incidents, keyed again by
+/// their own signatures when read.
+mod incidents_as_list {
+    use super::{FaultSignature, Incident};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<FaultSignature, Incident>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.values().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<FaultSignature, Incident>, D::Error> {
+        Ok(Vec::<Incident>::deserialize(d)?
+            .into_iter()
+            .map(|i| (i.signature.clone(), i))
+            .collect())
     }
 }
