@@ -130,14 +130,20 @@ impl Link {
     }
 
     async fn heartbeat(&mut self, sequence: u64) -> Result<Disposition, tonic::Status> {
-        let known = self.obeyed.get();
+        let vms = self.vms.reports();
+        // What this host obeyed matters only while it runs VMs from it.
+        let known = if vms.is_empty() {
+            crate::obeyed::Obeyed::default()
+        } else {
+            self.obeyed.get()
+        };
         let response = self
             .client
             .heartbeat(pb::HeartbeatRequest {
                 node_id: self.state.node_id.clone(),
                 boot_id: self.state.boot_id.clone(),
                 sequence,
-                vms: self.vms.reports(),
+                vms,
                 known_cluster_id: known.cluster_id,
                 known_generation: known.generation,
             })
@@ -160,7 +166,8 @@ impl Link {
             generation: response.generation,
             replaces: &response.replaces_cluster_id,
         };
-        match self.obeyed.obey(&whose) {
+        let runs_vms = !self.vms.reports().is_empty();
+        match self.obeyed.obey(&whose, runs_vms) {
             Ok(()) => {
                 if self.disobeyed.take().is_some() {
                     tracing::info!(cluster = %response.cluster_id, generation = response.generation, "obeying the controller again");

@@ -9,6 +9,11 @@
 //! that lost its state, or was restored from an old backup, is thus never
 //! obeyed when it says "run nothing": its VMs keep running, and the
 //! controller learns from the heartbeat that its state is behind.
+//!
+//! The memory guards VMs, so it counts only while the host runs some: a host
+//! with no VM has nothing to lose, sends no memory and obeys any controller
+//! of its cluster (its certificate binds it to the cluster's name), which
+//! then becomes the one it remembers.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -106,10 +111,13 @@ impl ObeyedFile {
             .clone()
     }
 
-    /// Checks `reply`; when it may be obeyed, remembers it (on disk first).
-    pub fn obey(&self, reply: &ReplyState<'_>) -> Result<(), Disobey> {
+    /// Checks `reply` (unless this host runs no VM: see the module doc);
+    /// when it may be obeyed, remembers it (on disk first).
+    pub fn obey(&self, reply: &ReplyState<'_>, runs_vms: bool) -> Result<(), Disobey> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        current.check(reply)?;
+        if runs_vms {
+            current.check(reply)?;
+        }
         if reply.cluster_id.is_empty() {
             return Ok(());
         }
@@ -135,6 +143,12 @@ impl ObeyedFile {
 mod tests {
     use super::*;
 
+    impl ObeyedFile {
+        fn obey_vms(&self, reply: &ReplyState<'_>) -> Result<(), Disobey> {
+            self.obey(reply, true)
+        }
+    }
+
     fn reply<'a>(id: &'a str, generation: u64, replaces: &'a str) -> ReplyState<'a> {
         ReplyState {
             cluster_id: id,
@@ -147,18 +161,18 @@ mod tests {
     fn only_the_remembered_cluster_at_a_newer_generation_is_obeyed() {
         let dir = tempfile::tempdir().unwrap();
         let file = ObeyedFile::open(dir.path()).unwrap();
-        file.obey(&reply("a", 5, "")).unwrap();
-        file.obey(&reply("a", 7, "")).unwrap();
+        file.obey_vms(&reply("a", 5, "")).unwrap();
+        file.obey_vms(&reply("a", 7, "")).unwrap();
         assert!(matches!(
-            file.obey(&reply("a", 6, "")),
+            file.obey_vms(&reply("a", 6, "")),
             Err(Disobey::OlderGeneration { theirs: 6, ours: 7 })
         ));
         assert!(matches!(
-            file.obey(&reply("b", 100, "")),
+            file.obey_vms(&reply("b", 100, "")),
             Err(Disobey::UnknownCluster { .. })
         ));
         // An operator's confirmed wipe: b replaces a.
-        file.obey(&reply("b", 8, "a")).unwrap();
+        file.obey_vms(&reply("b", 8, "a")).unwrap();
         // Remembered across a restart.
         let again = ObeyedFile::open(dir.path()).unwrap();
         assert_eq!(
@@ -168,7 +182,10 @@ mod tests {
                 generation: 8
             }
         );
-        assert!(again.obey(&reply("a", 9, "")).is_err());
+        assert!(again.obey_vms(&reply("a", 9, "")).is_err());
+        // A host with no VM has nothing to guard: it follows a new cluster.
+        again.obey(&reply("c", 1, ""), false).unwrap();
+        assert_eq!(again.get().cluster_id, "c");
     }
 
     #[test]
