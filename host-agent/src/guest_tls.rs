@@ -1,7 +1,10 @@
-//! TLS of the GuestService listener: the host certificate, and no client
-//! certificate required, since VMs hold no cluster certificate (they run
-//! customer code and are not trusted). Guest agents authenticate with their
-//! tokens instead.
+//! TLS of the GuestService as tonic configures it: the host certificate,
+//! and no client certificate required, since VMs hold no cluster certificate
+//! (they run customer code and are not trusted). Guest agents authenticate
+//! with their tokens instead. The daemon itself serves the same TLS through
+//! `fabric_daemon::tls_accept` (handshake timeout and limits) with
+//! `LoadedTls::rustls_server_config_without_client_auth`; in-process tests
+//! that serve GuestService on tonic's own TLS use this.
 
 use fabric_pki::tls::LoadedTls;
 use std::path::{Path, PathBuf};

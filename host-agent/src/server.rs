@@ -26,7 +26,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 /// Runs the host agent on `listener` until `shutdown` completes.
 pub async fn run(
@@ -60,7 +59,6 @@ pub async fn run(
     let guests = &config.guests;
     let guest_listener = bind_guest_listener(&state_dir, guests.listen).await?;
     let guest_addr = guest_listener.local_addr()?;
-    let guest_tls = crate::guest_tls::server_config(&tls, &config.tls.key)?;
 
     let controller =
         pb::node_service_client::NodeServiceClient::new(controller_link::channel(&config, &tls)?);
@@ -125,9 +123,17 @@ pub async fn run(
         }
         None => None,
     };
+    // VMs are not trusted: their handshakes run under the same timeout and
+    // limits as every Fabric listener's.
+    let guest_incoming = fabric_daemon::tls_accept::incoming(
+        guest_listener,
+        tls.rustls_server_config_without_client_auth()?,
+        fabric_daemon::tls_accept::Limits::default(),
+        vms.metrics().accept_stats().clone(),
+        "GuestService",
+    );
     let guest_server = tokio::spawn(
         tonic::transport::Server::builder()
-            .tls_config(guest_tls)?
             // A guest's messages are small (a transfer certificate is the
             // largest field); the 4 MiB default would let one VM make this
             // host agent buffer and log megabytes per call.
@@ -135,7 +141,7 @@ pub async fn run(
                 GuestServiceServer::new(GuestApi { vms: vms.clone() })
                     .max_decoding_message_size(crate::guest_service::MAX_GUEST_MESSAGE),
             )
-            .serve_with_incoming(TcpIncoming::from(guest_listener)),
+            .serve_with_incoming(guest_incoming),
     );
 
     let link = Link {

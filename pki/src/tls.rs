@@ -109,6 +109,31 @@ impl LoadedTls {
         Ok(std::sync::Arc::new(config))
     }
 
+    /// Server side for callers without a cluster certificate (VMs calling
+    /// their host agent's GuestService): our certificate, no client
+    /// certificate asked for; callers authenticate otherwise (tokens).
+    pub fn rustls_server_config_without_client_auth(
+        &self,
+    ) -> Result<std::sync::Arc<rustls::ServerConfig>, PkiError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |what: &str, reason: String| PkiError::BadPem {
+            path: what.into(),
+            reason,
+        };
+        let chain = CertificateDer::pem_slice_iter(self.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("certificate", e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes())
+            .map_err(|e| bad("private key", e.to_string()))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| bad("certificate and key", e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(std::sync::Arc::new(config))
+    }
+
     /// Client side: trust only the cluster CA, present our certificate, and
     /// verify the server's name against `domain`.
     pub fn client_config(&self, domain: &str) -> ClientTlsConfig {
