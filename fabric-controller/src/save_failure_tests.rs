@@ -33,6 +33,27 @@ fn node(domain: u32) -> NodeInfo {
     crate::test_support::node(domain, 2)
 }
 
+/// A controller on the real clock saving to `store`, its secrets key in
+/// `key_dir`.
+fn saving_to(
+    store: Box<dyn Store>,
+    key_dir: &std::path::Path,
+    config: CoreConfig,
+) -> Arc<Controller> {
+    let clock = Arc::new(SystemClock::new());
+    let core = FabricCore::new(config, clock.now());
+    Controller::new(
+        "c".into(),
+        core,
+        SecretStore::default(),
+        clock,
+        Some(Persistence {
+            store,
+            key: AtRestKey::open_or_create(key_dir).unwrap(),
+        }),
+    )
+}
+
 #[test]
 fn a_decision_whose_save_failed_is_not_acted_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,23 +62,12 @@ fn a_decision_whose_save_failed_is_not_acted_on() {
         failing: failing.clone(),
         saved: Arc::default(),
     };
-    let clock = Arc::new(SystemClock::new());
     let config = CoreConfig {
         // One server in HI must not stop healing here.
         hi_threshold: fabric_core::HiThreshold::Count(2),
         ..CoreConfig::default()
     };
-    let core = FabricCore::new(config, clock.now());
-    let controller = Controller::new(
-        "c".into(),
-        core,
-        SecretStore::default(),
-        clock,
-        Some(Persistence {
-            store: Box::new(store),
-            key: AtRestKey::open_or_create(dir.path()).unwrap(),
-        }),
-    );
+    let controller = saving_to(Box::new(store), dir.path(), config);
     let (h1, h2) = (NodeId::new("host-1"), NodeId::new("host-2"));
     controller.register(h1.clone(), node(0), "b1");
     controller.register(h2.clone(), node(1), "b2");
@@ -139,18 +149,8 @@ fn a_decision_whose_save_failed_is_not_acted_on() {
 #[test]
 fn a_state_with_incidents_saves_and_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SystemClock::new());
-    let core = FabricCore::new(CoreConfig::default(), clock.now());
-    let controller = Controller::new(
-        "c".into(),
-        core,
-        SecretStore::default(),
-        clock,
-        Some(Persistence {
-            store: Box::new(crate::store::file::FileStore::new(dir.path()).unwrap()),
-            key: AtRestKey::open_or_create(dir.path()).unwrap(),
-        }),
-    );
+    let store = crate::store::file::FileStore::new(dir.path()).unwrap();
+    let controller = saving_to(Box::new(store), dir.path(), CoreConfig::default());
     let h1 = NodeId::new("host-1");
     controller.register(h1.clone(), node(0), "b1");
     let report = FaultReport::new(

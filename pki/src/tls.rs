@@ -80,12 +80,9 @@ impl LoadedTls {
     /// TLS handshake themselves (under a timeout, with connection limits:
     /// `fabric_daemon::tls_accept`). ALPN offers h2 only, as gRPC needs.
     pub fn rustls_server_config(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, PkiError> {
+        use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let bad = |what: &str, reason: String| PkiError::BadPem {
-            path: what.into(),
-            reason,
-        };
+        let bad = bad_pem;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
             let cert = cert.map_err(|e| bad("cluster CA", e.to_string()))?;
@@ -96,11 +93,7 @@ impl LoadedTls {
         let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
             .build()
             .map_err(|e| bad("cluster CA", e.to_string()))?;
-        let chain = CertificateDer::pem_slice_iter(self.cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad("certificate", e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes())
-            .map_err(|e| bad("private key", e.to_string()))?;
+        let (chain, key) = self.own_pair()?;
         let mut config = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
@@ -109,27 +102,29 @@ impl LoadedTls {
         Ok(std::sync::Arc::new(config))
     }
 
+    /// Our certificate chain and private key, parsed.
+    fn own_pair(&self) -> Result<OwnPair, PkiError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(self.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad_pem("certificate", e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes())
+            .map_err(|e| bad_pem("private key", e.to_string()))?;
+        Ok((chain, key))
+    }
+
     /// Server side for callers without a cluster certificate (VMs calling
     /// their host agent's GuestService): our certificate, no client
     /// certificate asked for; callers authenticate otherwise (tokens).
     pub fn rustls_server_config_without_client_auth(
         &self,
     ) -> Result<std::sync::Arc<rustls::ServerConfig>, PkiError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let bad = |what: &str, reason: String| PkiError::BadPem {
-            path: what.into(),
-            reason,
-        };
-        let chain = CertificateDer::pem_slice_iter(self.cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad("certificate", e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes())
-            .map_err(|e| bad("private key", e.to_string()))?;
+        let (chain, key) = self.own_pair()?;
         let mut config = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(chain, key)
-            .map_err(|e| bad("certificate and key", e.to_string()))?;
+            .map_err(|e| bad_pem("certificate and key", e.to_string()))?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(std::sync::Arc::new(config))
     }
@@ -141,6 +136,20 @@ impl LoadedTls {
             .ca_certificate(Certificate::from_pem(&self.ca))
             .identity(TlsIdentity::from_pem(&self.cert, &self.key))
             .domain_name(domain)
+    }
+}
+
+/// A certificate chain and its private key, as rustls takes them.
+type OwnPair = (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+/// A PEM that rustls could not use; `what` names which one.
+fn bad_pem(what: &str, reason: String) -> PkiError {
+    PkiError::BadPem {
+        path: what.into(),
+        reason,
     }
 }
 
