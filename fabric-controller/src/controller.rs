@@ -228,12 +228,12 @@ impl Controller {
                 }
                 self.saved();
             }
-            Save::IfChanged if !events.is_empty() || self.held().is_some() => {
-                match self.persist(&mut core) {
-                    Ok(()) => self.saved(),
-                    Err(e) => self.hold(e),
-                }
-            }
+            // A held state is retried by `retry_save` once a second, not by
+            // every heartbeat on top.
+            Save::IfChanged if !events.is_empty() => match self.persist(&mut core) {
+                Ok(()) => self.saved(),
+                Err(e) => self.hold(e),
+            },
             Save::IfChanged => {}
         }
         drop(core);

@@ -132,7 +132,8 @@ impl Link {
     async fn heartbeat(&mut self, sequence: u64) -> Result<Disposition, tonic::Status> {
         let vms = self.vms.reports();
         // What this host obeyed matters only while it runs VMs from it.
-        let known = if vms.is_empty() {
+        let runs_vms = !vms.is_empty();
+        let known = if !runs_vms {
             crate::obeyed::Obeyed::default()
         } else {
             self.obeyed.get()
@@ -166,7 +167,6 @@ impl Link {
             generation: response.generation,
             replaces: &response.replaces_cluster_id,
         };
-        let runs_vms = !self.vms.reports().is_empty();
         match self.obeyed.obey(&whose, runs_vms) {
             Ok(()) => {
                 if self.disobeyed.take().is_some() {

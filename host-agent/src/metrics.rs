@@ -87,21 +87,29 @@ impl HostMetrics {
             isolation.clone(),
         );
         let accept = fabric_daemon::tls_accept::AcceptStats::default();
-        registry.register(
-            "tls_handshakes_failed",
-            "TLS handshakes refused on the HostService listener",
-            accept.failed.clone(),
-        );
-        registry.register(
-            "tls_handshakes_timed_out",
-            "TLS handshakes not finished in time on the HostService listener",
-            accept.timed_out.clone(),
-        );
-        registry.register(
-            "tls_handshakes_evicted",
-            "TLS handshakes cut off for newer ones on the HostService listener",
-            accept.evicted.clone(),
-        );
+        for (name, help, counter) in [
+            (
+                "tls_handshakes_failed",
+                "TLS handshakes refused",
+                &accept.failed,
+            ),
+            (
+                "tls_handshakes_timed_out",
+                "TLS handshakes not finished in time",
+                &accept.timed_out,
+            ),
+            (
+                "tls_handshakes_evicted",
+                "TLS handshakes cut off for newer ones",
+                &accept.evicted,
+            ),
+        ] {
+            registry.register(
+                name,
+                format!("{help} (HostService and GuestService listeners)"),
+                counter.clone(),
+            );
+        }
         Self {
             registry,
             init_seconds,
