@@ -259,3 +259,76 @@ pub fn raise_descriptor_limit() -> io::Result<u64> {
     }
     Ok(soft)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_config() -> Arc<rustls::ServerConfig> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.der().clone()], key)
+                .unwrap(),
+        )
+    }
+
+    /// Polls `done` until it holds, or panics after ten seconds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sockets that never start a handshake are evicted beyond the cap,
+    /// and the rest time out: none is held.
+    #[tokio::test]
+    async fn idle_sockets_are_evicted_then_timed_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = AcceptStats::default();
+        let limits = Limits {
+            // Long enough that all five connect before any times out.
+            handshake_timeout: Duration::from_secs(2),
+            max_handshaking: 2,
+            max_connections: 1,
+        };
+        let _incoming = incoming(listener, server_config(), limits, stats.clone(), "test");
+        let mut idle = Vec::new();
+        for _ in 0..5 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        until("3 evicted", || stats.evicted.get() == 3).await;
+        until("2 timed out", || stats.timed_out.get() == 2).await;
+        assert_eq!(stats.accepted.get(), 0);
+        assert_eq!(stats.open.get(), 0);
+    }
+
+    /// Garbage instead of a ClientHello is a failed handshake, counted.
+    #[tokio::test]
+    async fn garbage_is_a_failed_handshake() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = AcceptStats::default();
+        let _incoming = incoming(
+            listener,
+            server_config(),
+            Limits::default(),
+            stats.clone(),
+            "test",
+        );
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        until("1 failed", || stats.failed.get() == 1).await;
+    }
+}
