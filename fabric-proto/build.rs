@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "fabric/v1/controller.proto",
         "fabric/v1/host.proto",
         "fabric/v1/guest.proto",
+        "fabric/v1/software.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

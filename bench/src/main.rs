@@ -143,6 +143,7 @@ async fn heartbeat_round_trips(n: usize) {
             agent_version: "bench".into(),
             host_endpoint: "127.0.0.1:1".into(),
             pid: std::process::id(),
+            software: None,
         }),
         boot_id: boot_id.clone(),
     })

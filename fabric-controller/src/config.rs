@@ -103,6 +103,21 @@ pub struct Args {
     /// a fresh heartbeat grace [default: 5s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub stall_tolerance: Option<Duration>,
+    /// A rollout step's health gate must hold this long before the next
+    /// step [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub rollout_gate_stable: Option<Duration>,
+    /// A step whose gate has not held by then fails [default: 10m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub rollout_gate_timeout: Option<Duration>,
+    /// How often role endpoints of a rollout's current step are probed
+    /// [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub probe_interval: Option<Duration>,
+    /// Longest wait for one endpoint probe (connect and TLS handshake)
+    /// [default: 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub probe_timeout: Option<Duration>,
     /// Longest a TLS handshake on the gRPC listener may take [default: 10s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub handshake_timeout: Option<Duration>,
@@ -163,6 +178,14 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub stall_tolerance: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    pub rollout_gate_stable: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub rollout_gate_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub probe_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub probe_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
     pub handshake_timeout: Option<Duration>,
     pub max_handshaking: Option<usize>,
     pub max_connections: Option<usize>,
@@ -176,6 +199,8 @@ pub struct ControllerConfig {
     pub addr_file: Option<PathBuf>,
     pub tls: TlsFiles,
     pub core: CoreConfig,
+    /// How the rollout's endpoint probes run.
+    pub probe: crate::probe::ProbeConfig,
     pub state_dir: Option<PathBuf>,
     /// The dashboard and metrics server; `None`: not served.
     pub http_listen: Option<SocketAddr>,
@@ -257,7 +282,28 @@ impl Args {
                 .stall_tolerance
                 .or(file.stall_tolerance)
                 .unwrap_or(defaults.stall_tolerance),
+            rollout_gate_stable: self
+                .rollout_gate_stable
+                .or(file.rollout_gate_stable)
+                .unwrap_or(defaults.rollout_gate_stable),
+            rollout_gate_timeout: self
+                .rollout_gate_timeout
+                .or(file.rollout_gate_timeout)
+                .unwrap_or(defaults.rollout_gate_timeout),
         };
+        let probe = crate::probe::ProbeConfig {
+            interval: self
+                .probe_interval
+                .or(file.probe_interval)
+                .unwrap_or(crate::probe::ProbeConfig::default().interval),
+            timeout: self
+                .probe_timeout
+                .or(file.probe_timeout)
+                .unwrap_or(crate::probe::ProbeConfig::default().timeout),
+        };
+        if probe.interval.is_zero() || probe.timeout.is_zero() {
+            bail!("--probe-interval and --probe-timeout must be greater than zero");
+        }
         core.validate()?;
         let cluster = self
             .cluster
@@ -285,6 +331,7 @@ impl Args {
             addr_file: self.addr_file,
             tls: TlsFiles { ca, cert, key },
             core,
+            probe,
             state_dir: self.state_dir.or(file.state_dir),
             http_listen: self.http_listen.or(file.http_listen),
             http_addr_file: self.http_addr_file,

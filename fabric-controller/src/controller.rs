@@ -52,6 +52,9 @@ pub struct Controller {
     metrics: ControllerMetrics,
     /// Set while decisions are held because their save failed.
     unsaved: Mutex<Option<SaveTrouble>>,
+    /// Where package artifacts are kept; unset: packages cannot be added
+    /// (a controller without a state directory).
+    packages: std::sync::OnceLock<crate::store::packages::PackageStore>,
 }
 
 /// A condition of the controller itself, for status and the dashboard.
@@ -108,7 +111,17 @@ impl Controller {
             persistence: persistence.map(Mutex::new),
             metrics: ControllerMetrics::new(),
             unsaved: Mutex::new(None),
+            packages: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the controller a place to keep packages (once, at start).
+    pub fn set_package_store(&self, store: crate::store::packages::PackageStore) {
+        let _ = self.packages.set(store);
+    }
+
+    pub fn package_store(&self) -> Option<&crate::store::packages::PackageStore> {
+        self.packages.get()
     }
 
     /// Saves the core and the secrets. Called with the core locked, so saves
@@ -385,6 +398,7 @@ impl Controller {
             reply = HeartbeatReply {
                 outcome: HeartbeatOutcome::Hold,
                 desired: Vec::new(),
+                target: None,
                 ..reply
             };
         }
@@ -517,6 +531,53 @@ impl Controller {
         })
     }
 
+    /// Input: an operator adds a package whose artifacts the shell has
+    /// stored and verified. Returns the event, or `None` if it was there.
+    pub fn add_package(
+        &self,
+        manifest: fabric_core::Manifest,
+        force: bool,
+        who: &str,
+    ) -> Result<Option<ClusterEvent>, ControllerError> {
+        self.decide(Save::Always, |core, now| {
+            let event = core.add_package(now, manifest, force, who)?;
+            Ok((event.clone(), event.into_iter().collect()))
+        })
+    }
+
+    /// Input: an operator starts a rollout.
+    pub fn start_update(
+        &self,
+        plan: fabric_core::UpdatePlan,
+        who: &str,
+    ) -> Result<Option<fabric_core::Rollout>, ControllerError> {
+        self.decide(Save::Always, |core, now| {
+            let events = core.start_update(now, plan, who)?;
+            Ok((core.rollout().cloned(), events))
+        })
+    }
+
+    /// Input: an operator pauses, resumes or rolls back the rollout.
+    pub fn update_action(
+        &self,
+        action: UpdateAction,
+        who: &str,
+    ) -> Result<Option<fabric_core::Rollout>, ControllerError> {
+        self.decide(Save::Always, |core, now| {
+            let events = match action {
+                UpdateAction::Pause => core.pause_update(now, who)?,
+                UpdateAction::Resume => core.resume_update(now, who)?,
+                UpdateAction::Rollback => core.rollback_update(now, who)?,
+            };
+            Ok((core.rollout().cloned(), events))
+        })
+    }
+
+    /// Input: the prober reached (or failed to reach) a role endpoint.
+    pub fn endpoint_probed(&self, id: &InstanceId, incarnation: u64, ok: bool, detail: &str) {
+        self.observe(|core, now| ((), core.endpoint_probed(now, id, incarnation, ok, detail)));
+    }
+
     /// Input: time passes. Runs the core's time-driven work (expiry, HI,
     /// healing); returns the monotonic time of the next deadline.
     pub fn tick(&self, late: Duration) -> Option<Duration> {
@@ -531,6 +592,14 @@ impl Controller {
     pub(crate) async fn woken(&self) {
         self.wake.notified().await
     }
+}
+
+/// What an operator may do to a rollout in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateAction {
+    Pause,
+    Resume,
+    Rollback,
 }
 
 /// Whether a decision must be saved before it is acted on.

@@ -10,6 +10,7 @@
 //! - [`config`]: flags and config file, resolved once.
 //! - [`store`]: durable state, written before the controller acts.
 //! - [`metrics`]: Prometheus counters, histograms and gauges.
+//! - [`probe`]: the rollout gate's probes of role endpoints.
 //! - [`dashboard`]: the read-only HTTP server: dashboard page, its JSON, /metrics.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod controller;
 pub mod dashboard;
 pub mod metrics;
+pub mod probe;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -37,6 +37,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("dashboard: {0}")]
     Http(String),
+    #[error("{0}")]
+    Packages(#[from] crate::store::packages::UploadError),
 }
 
 /// Loads the saved state from the state directory, if any: the core with a
@@ -136,6 +138,10 @@ pub async fn run(
     let (mut core, secrets, persistence) = restore(&config, clock.now())?;
     core.watch_cluster_certificates(own_certificates(&tls)?);
     let controller = Controller::new(config.cluster.clone(), core, secrets, clock, persistence);
+    if let Some(dir) = &config.state_dir {
+        let store = crate::store::packages::PackageStore::open(dir)?;
+        controller.set_package_store(store);
+    }
     let _dashboard = match config.http_listen {
         Some(addr) => Some(start_dashboard(&config, addr, controller.clone()).await?),
         None => None,
@@ -156,6 +162,10 @@ pub async fn run(
     // Aborted when this function returns or its future is dropped, so no
     // tick of a stopped controller can change (or save) state.
     let _ticks = AbortOnDrop(tokio::spawn(tick_loop(controller.clone())));
+    let _probes = AbortOnDrop(tokio::spawn(crate::probe::probe_loop(
+        controller.clone(),
+        config.probe,
+    )));
     match fabric_daemon::tls_accept::raise_descriptor_limit() {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),

@@ -34,5 +34,6 @@ pub fn node(domain: u32, slots: u32) -> NodeInfo {
         agent_version: "test".into(),
         host_endpoint: "127.0.0.1:1".into(),
         pid: 1,
+        software: Default::default(),
     }
 }

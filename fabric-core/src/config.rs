@@ -52,6 +52,14 @@ pub struct CoreConfig {
     /// overloaded machine), not that hosts were silent, so every node gets a
     /// fresh heartbeat grace instead of a flap to Unresponsive and back.
     pub stall_tolerance: Duration,
+    /// A rollout step's health gate must hold this long before the next
+    /// step starts (Service Fabric HealthCheckStableDuration 120 s, Nomad
+    /// min_healthy_time 10 s).
+    pub rollout_gate_stable: Duration,
+    /// A step whose gate has not held by then fails: the rollout pauses or
+    /// rolls back (Service Fabric HealthCheckRetryTimeout 600 s, Nomad
+    /// healthy_deadline 5 min).
+    pub rollout_gate_timeout: Duration,
 }
 
 /// The per-cluster HI threshold: a node count or a share of the nodes.
@@ -118,6 +126,8 @@ impl Default for CoreConfig {
             sequence_jump_limit: 1024,
             stale_heartbeats_before_register: 3,
             stall_tolerance: Duration::from_secs(5),
+            rollout_gate_stable: Duration::from_secs(30),
+            rollout_gate_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -145,6 +155,8 @@ pub enum ConfigError {
     SoftwareFaultMinNodes,
     #[error("stale_heartbeats_before_register must be at least 1")]
     NoStaleHeartbeats,
+    #[error("rollout_gate_timeout must be longer than rollout_gate_stable")]
+    GateWindows,
 }
 
 impl CoreConfig {
@@ -169,6 +181,9 @@ impl CoreConfig {
         }
         if self.stale_heartbeats_before_register == 0 {
             return Err(ConfigError::NoStaleHeartbeats);
+        }
+        if self.rollout_gate_timeout <= self.rollout_gate_stable {
+            return Err(ConfigError::GateWindows);
         }
         if self.certificate_incident > self.certificate_warning {
             return Err(ConfigError::ExpiryWindows);

@@ -40,6 +40,13 @@ pub enum EventKind {
     CertificateWarning,
     CertificateIncident,
     CertificateExpired,
+    PackageAdded,
+    UpdateStarted,
+    UpdateProgress,
+    UpdateStopped,
+    UpdateResumed,
+    UpdateRollback,
+    UpdateFinished,
 }
 
 impl EventKind {
@@ -75,6 +82,13 @@ impl EventKind {
             EventKind::CertificateWarning => "certificate.warning",
             EventKind::CertificateIncident => "certificate.incident",
             EventKind::CertificateExpired => "certificate.expired",
+            EventKind::PackageAdded => "software.package_added",
+            EventKind::UpdateStarted => "update.started",
+            EventKind::UpdateProgress => "update.progress",
+            EventKind::UpdateStopped => "update.stopped",
+            EventKind::UpdateResumed => "update.resumed",
+            EventKind::UpdateRollback => "update.rollback",
+            EventKind::UpdateFinished => "update.finished",
         }
     }
 }
@@ -100,6 +114,19 @@ pub struct EventLog {
     events: VecDeque<ClusterEvent>,
     next_sequence: u64,
     retention: usize,
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, for texts that
+/// come from outside (a probe's error, a host's words).
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 impl EventLog {

@@ -47,6 +47,9 @@ pub struct HeartbeatReply {
     /// The node is in Human Investigate: it starts nothing (not even a VM it
     /// would reinitialize) until an operator repairs it.
     pub human_investigate: bool,
+    /// The software the node should restart into (a rollout released it);
+    /// `None`: keep running what it runs.
+    pub target: Option<super::rollout::Target>,
 }
 
 /// What the core did with a heartbeat.
@@ -89,6 +92,8 @@ pub struct FabricCore {
     pub(super) identity: super::identity::ClusterIdentity,
     /// Set when a host proved this state is not the newest.
     pub(super) state_lost: Option<super::identity::StateLost>,
+    /// Packages of the fabric's own software and the latest rollout.
+    pub(super) software: super::rollout::SoftwareState,
 }
 
 impl FabricCore {
@@ -114,6 +119,7 @@ impl FabricCore {
             expiry_raised: BTreeMap::new(),
             identity: Default::default(),
             state_lost: None,
+            software: Default::default(),
         }
     }
 
@@ -246,11 +252,16 @@ impl FabricCore {
             .nodes
             .get(id)
             .is_some_and(|n| n.state == NodeState::HumanInvestigate);
+        let target = match outcome {
+            HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => self.target_software(id),
+            _ => None,
+        };
         (
             HeartbeatReply {
                 outcome,
                 desired,
                 human_investigate,
+                target,
             },
             events,
         )

@@ -192,6 +192,15 @@ impl RoleInstance {
         from
     }
 
+    /// A rollout restarts it where it is, at the next incarnation, so its new
+    /// VM starts on the server's new guest agent. Nothing the old VM
+    /// reported survives; a heal in progress stays in progress.
+    pub(crate) fn restart_in_place(&mut self, note: String) {
+        self.intent.incarnation += 1;
+        self.intent.note = note;
+        self.observed = None;
+    }
+
     /// The host agent started a higher incarnation by itself (it
     /// reinitialized the VM): the controller follows, never goes back.
     pub(crate) fn follow_incarnation(&mut self, incarnation: u64) {

@@ -22,6 +22,10 @@
 //! - [`cluster`]: the cluster's mode, switches and incidents.
 //! - [`snapshot`]: the state to persist, and restoring it with fresh graces.
 //! - [`expiry`]: warning and incident events before certificates expire.
+//! - [`software`]: packages of the fabric's own software and the networking
+//!   plugin's compatibility check.
+//! - [`rollout`]: rolling a package out by update domain, its health gate
+//!   and its brakes.
 //! - [`identity`]: the cluster's identity and state generation; state-lost
 //!   mode and its recovery (no silent wipe).
 
@@ -40,8 +44,10 @@ pub mod lifecycle;
 pub mod node;
 pub mod operator;
 pub mod placement;
+pub mod rollout;
 pub mod services;
 pub mod snapshot;
+pub mod software;
 
 pub use clock::{Clock, ManualClock, Moment};
 pub use cluster::{ClusterMode, ClusterState, Switch, Switches};
@@ -53,6 +59,8 @@ pub use faults::{FaultCause, FaultReport};
 pub use identity::{ClusterIdentity, HostMemory, Recovery};
 pub use instance::{InstanceState, RoleInstance, VmAssignment, VmObservation, VmState};
 pub use node::{NodeId, NodeInfo, NodeRecord, NodeState};
+pub use rollout::{OnFailure, Rollout, RolloutStatus, Target, UpdatePlan};
+pub use software::{Manifest, Software, Version};
 
 /// Errors the core returns for requests it refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,12 +101,30 @@ pub enum CoreError {
     StateLost,
     #[error("the controller's state is not lost: there is nothing to recover")]
     StateNotLost,
+    #[error("bad package: {0}")]
+    BadPackage(String),
+    #[error("{0}")]
+    Incompatible(Box<software::Incompatible>),
+    #[error("package {0} already exists with other contents; give the new one another version")]
+    PackageExists(String),
+    #[error("no package {0} (fabricctl package list shows the packages)")]
+    NoSuchPackage(String),
+    #[error("update {id} to {package} is not finished: pause, resume or roll it back first")]
+    UpdateInProgress { id: u64, package: String },
+    #[error("{0}")]
+    BadPlan(String),
+    #[error("updates are stopped: {0}")]
+    UpdatesStopped(String),
+    #[error("no update to act on: {0}")]
+    NoUpdate(String),
 }
 
 #[cfg(test)]
 mod healing_tests;
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod rollout_tests;
 #[cfg(test)]
 mod services_tests;
 #[cfg(test)]

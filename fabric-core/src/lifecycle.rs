@@ -112,6 +112,7 @@ impl FabricCore {
         }
         events.extend(self.heal(now));
         events.extend(self.watch_expiry(now));
+        events.extend(self.advance_rollout(now));
         events
     }
 
@@ -128,7 +129,10 @@ impl FabricCore {
             NodeState::Unresponsive => Some(n.state_since.mono + grace),
             NodeState::HumanInvestigate => None,
         });
-        node_deadlines.chain(self.next_expiry_change(now)).min()
+        node_deadlines
+            .chain(self.next_expiry_change(now))
+            .chain(self.next_rollout_deadline())
+            .min()
     }
 
     /// Moves a node to Human Investigate, then checks the cluster threshold.

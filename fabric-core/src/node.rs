@@ -62,6 +62,9 @@ pub struct NodeInfo {
     pub agent_version: String,
     pub host_endpoint: String,
     pub pid: u32,
+    /// The package, host agent, guest agent and plugin it runs (this boot).
+    #[serde(default)]
+    pub software: super::software::Software,
 }
 
 /// Everything the core tracks about one node.

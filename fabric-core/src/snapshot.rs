@@ -30,6 +30,9 @@ pub struct CoreSnapshot {
     /// Absent in state files written before identities existed.
     #[serde(default)]
     pub identity: super::identity::ClusterIdentity,
+    /// Packages and the latest rollout; absent in older state files.
+    #[serde(default)]
+    pub software: super::rollout::SoftwareState,
 }
 
 impl FabricCore {
@@ -42,6 +45,7 @@ impl FabricCore {
             events: self.events.after(0, None),
             next_event_sequence: self.events.last_sequence() + 1,
             identity: self.identity.clone(),
+            software: self.software.clone(),
         }
     }
 
@@ -100,6 +104,13 @@ impl FabricCore {
             expiry_raised: std::collections::BTreeMap::new(),
             identity: snapshot.identity,
             state_lost: None,
+            software: {
+                let mut software = snapshot.software;
+                if let Some(r) = software.rollout.as_mut() {
+                    r.rebase(now);
+                }
+                software
+            },
         }
     }
 }

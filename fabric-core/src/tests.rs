@@ -31,6 +31,7 @@ fn info() -> NodeInfo {
         agent_version: "test".into(),
         host_endpoint: "127.0.0.1:1".into(),
         pid: 42,
+        software: Software::default(),
     }
 }
 

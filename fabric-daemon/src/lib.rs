@@ -5,9 +5,11 @@
 //! - [`files`]: a file written whole or not at all (write, then rename).
 //! - [`metrics_text`]: /metrics in the format the scraper asked for.
 //! - [`tls_accept`]: a TLS listener strangers cannot exhaust.
+//! - [`https`]: one HTTPS `GET /` of a role endpoint, as a client would.
 //! - [`untrusted`]: outside text shown short and safe in logs; throttled logs.
 
 pub mod files;
+pub mod https;
 pub mod metrics_text;
 pub mod shutdown;
 pub mod task;

@@ -4,6 +4,9 @@
 //! own validated domain types on receipt (see `fabric_controller::api`).
 
 /// The `fabric.v1` package: messages, clients and servers.
+// PackageUpload's oneof holds a manifest or a chunk; a few hundred bytes on
+// the stack per message is nothing beside the chunk it carries.
+#[allow(clippy::large_enum_variant)]
 pub mod v1 {
     tonic::include_proto!("fabric.v1");
 }

@@ -255,6 +255,12 @@ impl SimHost {
                 agent_version: guest.agent_version.clone(),
                 host_endpoint: String::new(),
                 pid: 0,
+                software: fabric_core::Software {
+                    package: None,
+                    host_agent: guest.agent_version.clone(),
+                    guest_agent: guest.agent_version.clone(),
+                    plugin: String::new(),
+                },
             };
             let (_, raised) = core.register(now, self.id.clone(), info, &self.boot_id());
             events.extend(raised);

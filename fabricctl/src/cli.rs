@@ -66,6 +66,14 @@ pub enum Command {
     /// Act on the whole cluster: leave Human Investigate mode, flip switches.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Packages of the fabric's own software (host agent, guest agent,
+    /// networking plugin).
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Roll a package out over the cluster, update domain by update domain,
+    /// each gated on health; or look at, pause, resume, roll back the rollout.
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Inject faults into a local cluster started by `fabricctl up`.
     #[command(subcommand)]
     Chaos(ChaosCommand),
@@ -216,6 +224,73 @@ pub struct RepairArgs {
     /// Why the server is believed fine; recorded in the cluster event.
     #[arg(long, default_value = "repaired by operator")]
     pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Upload a package directory: package.toml and the files it names
+    /// (see docs/rollouts.md). The controller checks sizes and SHA-256 and
+    /// refuses a networking plugin that does not declare its host agent.
+    Add(PackageAddArgs),
+    /// The packages the controller holds.
+    List,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PackageAddArgs {
+    /// The package directory.
+    pub dir: PathBuf,
+    /// Keep it although its plugin does not declare its host agent (the
+    /// 2012 secondary outage's pairing; only to replay it).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Start rolling PACKAGE out: a canary group if asked, then each update
+    /// domain in order, each held until its health gate passes.
+    Start(UpdateStartArgs),
+    /// The rollout: where it is, its gate, why it stopped.
+    Status,
+    /// Stop the rollout where it is.
+    Pause,
+    /// Go on with a stopped rollout (refused while the cluster is in HI
+    /// mode or the updates switch is off).
+    Resume,
+    /// Walk back: every touched server to its previous package, update
+    /// domains in reverse.
+    Rollback,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpdateStartArgs {
+    /// The package's version (see `fabricctl package list`).
+    pub package: String,
+    /// What a failed health gate does: pause (wait for an operator) or
+    /// rollback.
+    #[arg(long, value_name = "pause|rollback", default_value = "pause")]
+    pub on_failure: String,
+    /// Update this many servers first, gated, before the domain walk.
+    #[arg(long, default_value_t = 0)]
+    pub canary: u32,
+    /// Update every server at once, as in 2012 (the gate still runs after).
+    #[arg(long)]
+    pub blast: bool,
+    /// Start although the package's plugin does not declare its host agent.
+    #[arg(long)]
+    pub force: bool,
+    /// How long each step's gate must hold [default: the controller's, 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub gate_stable: Option<std::time::Duration>,
+    /// How long a step may take to pass its gate [default: the
+    /// controller's, 10m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub gate_timeout: Option<std::time::Duration>,
+    /// Do not restart updated servers' role instances: the new guest agent
+    /// then reaches VMs only as they are reinitialized for other reasons.
+    #[arg(long)]
+    pub keep_instances: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,10 +38,11 @@ pub mod delete;
 pub mod deploy;
 pub mod error;
 pub mod events;
-pub mod https;
+pub use fabric_daemon::https;
 pub mod instances;
 pub mod node;
 pub mod output;
+pub mod package;
 pub mod pki_init;
 pub mod scale;
 pub mod scenario;
@@ -50,6 +51,7 @@ pub mod supervise;
 pub mod target;
 pub mod timefmt;
 pub mod up;
+pub mod update;
 pub mod watch;
 
 use cli::{Cli, ClusterCommand, Command, NodeCommand, PkiCommand};
@@ -96,6 +98,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Recover(args)) => {
             cluster::recover(&cli.global, args).await
         }
+        Command::Package(command) => package::run(&cli.global, command).await,
+        Command::Update(command) => update::run(&cli.global, command).await,
         Command::Chaos(command) => chaos::run(&cli.global, command).await,
         Command::Pki(PkiCommand::Init(args)) => pki_init::run(args),
         Command::Supervise(args) => supervise::run(args).await,

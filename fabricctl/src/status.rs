@@ -73,6 +73,9 @@ pub struct StatusJson {
     /// Certificates inside the expiry warning window, soonest first.
     #[serde(default)]
     pub expiring_certificates: Vec<ExpiringJson>,
+    /// The latest rollout of the fabric's own software; null if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateJson>,
     /// The controller's dashboard, when `fabricctl` knows it (context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard: Option<String>,
@@ -212,6 +215,51 @@ pub struct NodeJson {
     /// classification (the node stays in service meanwhile).
     #[serde(default)]
     pub fault_held: bool,
+    /// The package it runs ("base": the binaries it was set up with).
+    #[serde(default)]
+    pub package: String,
+    #[serde(default)]
+    pub guest_agent_version: String,
+    #[serde(default)]
+    pub plugin_version: String,
+}
+
+/// The rollout in [`StatusJson`] (see `fabricctl update status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateJson {
+    pub id: u64,
+    pub package: String,
+    /// "Running", "Paused", "Succeeded" or "RolledBack".
+    pub status: String,
+    /// "forward" or "back".
+    pub direction: String,
+    pub position: String,
+    pub stopped_because: String,
+    pub gate: String,
+    /// Each step's label and servers, in walk order.
+    pub steps: Vec<(String, Vec<String>)>,
+    /// Index of the current step.
+    pub step: u32,
+}
+
+impl UpdateJson {
+    pub fn from_proto(u: &fabric_proto::v1::UpdateStatus) -> Option<Self> {
+        (u.id != 0).then(|| Self {
+            id: u.id,
+            package: u.package.clone(),
+            status: u.status.clone(),
+            direction: u.direction.clone(),
+            position: u.position.clone(),
+            stopped_because: u.stopped_because.clone(),
+            gate: u.gate.clone(),
+            steps: u
+                .steps
+                .iter()
+                .map(|s| (s.label.clone(), s.nodes.clone()))
+                .collect(),
+            step: u.step,
+        })
+    }
 }
 
 /// One deployment in [`StatusJson`].
@@ -363,6 +411,7 @@ impl StatusJson {
                     advice: c.advice.clone(),
                 })
                 .collect(),
+            update: status.update.as_ref().and_then(UpdateJson::from_proto),
             dashboard: None,
         }
     }
@@ -437,6 +486,29 @@ impl StatusJson {
     pub fn to_table(&self) -> String {
         let mut out = self.header();
         out.push_str(&self.alerts());
+        if let Some(u) = self
+            .update
+            .as_ref()
+            .filter(|u| u.status == "Running" || u.status == "Paused")
+        {
+            out.push_str(&format!(
+                "update {} to {}: {}{}, {}{}\n",
+                u.id,
+                u.package,
+                u.status,
+                if u.direction == "back" {
+                    " (rolling back)"
+                } else {
+                    ""
+                },
+                u.position,
+                if u.stopped_because.is_empty() {
+                    String::new()
+                } else {
+                    format!(" - stopped: {}", u.stopped_because)
+                }
+            ));
+        }
         let mut rows = vec![
             [
                 "NODE",
@@ -446,6 +518,7 @@ impl StatusJson {
                 "VMS",
                 "HEARTBEAT",
                 "PID",
+                "PACKAGE",
                 "VERSION",
                 "RESTARTS",
                 "REASON",
@@ -463,6 +536,7 @@ impl StatusJson {
                 n.seconds_since_heartbeat
                     .map_or("-".into(), |s| format!("{s:.1}s")),
                 n.pid.to_string(),
+                n.package.clone(),
                 or_dash(&n.agent_version).to_owned(),
                 n.restarts.to_string(),
                 instances::truncate(&n.state_reason, STATE_REASON_WIDTH),
@@ -544,6 +618,22 @@ impl NodeJson {
             last_fault_report: Some(n.last_fault_report.clone()).filter(|r| !r.is_empty()),
             state_reason: n.state_reason.clone(),
             fault_held: n.fault_held,
+            package: n
+                .software
+                .as_ref()
+                .map(|s| s.package.clone())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "base".into()),
+            guest_agent_version: n
+                .software
+                .as_ref()
+                .map(|s| s.guest_agent.clone())
+                .unwrap_or_default(),
+            plugin_version: n
+                .software
+                .as_ref()
+                .map(|s| s.plugin.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -660,6 +750,7 @@ mod tests {
             used_vm_slots: 0,
             state_reason: String::new(),
             fault_held: false,
+            software: None,
         }
     }
 

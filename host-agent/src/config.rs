@@ -13,7 +13,10 @@ use time::format_description::well_known::Rfc3339;
 #[command(
     name = "host-agent",
     version,
-    about = "Fabric's host agent (one per server)"
+    about = "Fabric's host agent (one per server)",
+    // A package's flags are appended to the base's arguments when the host
+    // agent restarts into it (see software.rs): the last occurrence wins.
+    args_override_self = true
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -136,6 +139,23 @@ pub struct Args {
     /// instead of reporting it.
     #[arg(long)]
     pub silent_guest_failures: bool,
+    /// The package this host agent runs. Set by the host agent itself when
+    /// it restarts into a package a rollout names; none: the base binaries.
+    #[arg(long)]
+    pub package: Option<String>,
+    /// The host agent version reported to the controller.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub host_agent_version: String,
+    /// The version of the guest agent (--guest-agent-bin) this host starts.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub guest_agent_version: String,
+    /// The networking plugin version reported to the controller.
+    #[arg(long, default_value = "builtin")]
+    pub plugin_version: String,
+    /// An extra argument for every guest agent this host starts (a
+    /// package's guest agent flags); repeat for more.
+    #[arg(long = "guest-agent-arg", allow_hyphen_values = true)]
+    pub guest_agent_args: Vec<String>,
     /// How long each VM takes to boot before its guest agent starts (passed to each guest agent
     /// as --boot-time; a modelled delay, so healing many VMs takes the time it takes on real
     /// ones). Counts against --guest-connect-timeout.
@@ -174,6 +194,9 @@ pub struct HostConfig {
     pub max_backoff: Duration,
     pub state_dir: Option<PathBuf>,
     pub guests: GuestConfig,
+    /// What this host agent runs (package and versions), reported at
+    /// registration.
+    pub running: crate::software::Running,
 }
 
 /// How this host runs its VMs' guest agents.
@@ -196,6 +219,8 @@ pub struct GuestConfig {
     pub boot_time: Duration,
     /// `--vm-users`: the first VM user id, if asked for.
     pub vm_users: Option<u32>,
+    /// Extra arguments for every guest agent (a package's flags).
+    pub extra_args: Vec<String>,
 }
 
 /// Where the guest agents' role endpoints bind, passed to each guest agent.
@@ -238,6 +263,7 @@ impl Default for GuestConfig {
             silent_failures: false,
             boot_time: Duration::ZERO,
             vm_users: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -296,6 +322,12 @@ impl Args {
             max_backoff: self.max_backoff,
             state_dir: self.state_dir,
             guests,
+            running: crate::software::Running {
+                package: self.package,
+                host_agent: self.host_agent_version,
+                guest_agent: self.guest_agent_version,
+                plugin: self.plugin_version,
+            },
         })
     }
 
@@ -366,6 +398,7 @@ impl Args {
             silent_failures: self.silent_guest_failures,
             boot_time: self.guest_boot_time,
             vm_users: self.vm_users.then_some(self.vm_uid_base),
+            extra_args: self.guest_agent_args.clone(),
         })
     }
 }

@@ -52,6 +52,8 @@ pub struct Link {
     pub obeyed: ObeyedFile,
     /// Why the last desired set was not obeyed, to log each change once.
     pub disobeyed: Option<Disobey>,
+    /// Moves this server to the software a rollout names.
+    pub updater: Arc<crate::software::Updater>,
 }
 
 impl Link {
@@ -175,6 +177,7 @@ impl Link {
                 self.vms.set_quarantined(response.human_investigate);
                 if disposition != Disposition::Hold {
                     self.vms.apply_desired(&response.desired_vms);
+                    self.updater.consider(response.target.as_ref());
                 }
             }
             Err(why) => {

@@ -3,7 +3,8 @@
 //! It registers with the fabric controller and heartbeats to it
 //! ([`controller_link`]), serves its own status ([`host_service`]), and runs
 //! the VMs the controller assigns it, one guest agent process each ([`vm`]),
-//! which talk to it through [`guest_service`]. [`http`] serves its
+//! which talk to it through [`guest_service`]. [`software`] moves it to the
+//! package a rollout names. [`http`] serves its
 //! Prometheus [`metrics`].
 
 pub mod addr_file;
@@ -18,5 +19,6 @@ pub mod metrics;
 pub mod obeyed;
 pub mod secrets;
 pub mod server;
+pub mod software;
 pub mod state;
 pub mod vm;

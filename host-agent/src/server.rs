@@ -56,6 +56,14 @@ pub async fn run(
     std::fs::create_dir_all(state_dir.join("vms"))
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", state_dir.display()))?;
 
+    // A server moved to another package by a rollout runs that package's
+    // host agent, however this process was started (see software.rs).
+    let packages = crate::software::Packages::new(&state_dir);
+    if config.running.package.is_none() {
+        packages.remember_base()?;
+    }
+    packages.resume(&config.running)?;
+
     let guests = &config.guests;
     let guest_listener = bind_guest_listener(&state_dir, guests.listen).await?;
     let guest_addr = guest_listener.local_addr()?;
@@ -76,6 +84,7 @@ pub async fn run(
         silent_failures: guests.silent_failures,
         boot_time: guests.boot_time,
         vm_users: vm_users(guests.vm_users, &state_dir),
+        extra_args: guests.extra_args.clone(),
     };
     let vms = VmManager::new(
         VmSettings {
@@ -145,7 +154,7 @@ pub async fn run(
     );
 
     let link = Link {
-        client: controller,
+        client: controller.clone(),
         state: state.clone(),
         vms: vms.clone(),
         description: pb::NodeDescription {
@@ -153,10 +162,16 @@ pub async fn run(
             fault_domain: config.fault_domain,
             update_domain: config.update_domain,
             capacity_vm_slots: config.capacity,
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            agent_version: config.running.host_agent.clone(),
             host_endpoint: endpoint,
             pid: std::process::id(),
+            software: Some(config.running.to_pb()),
         },
+        updater: Arc::new(crate::software::Updater::new(
+            packages,
+            controller.clone(),
+            config.running.clone(),
+        )),
         heartbeat_interval: config.heartbeat_interval,
         max_backoff: config.max_backoff,
         obeyed: crate::obeyed::ObeyedFile::open(&state_dir)?,

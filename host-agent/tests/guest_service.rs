@@ -69,6 +69,17 @@ impl NodeService for FakeController {
             secrets_version: "v1".into(),
         }))
     }
+    type FetchArtifactStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ArtifactChunk, Status>> + Send>,
+    >;
+    async fn fetch_artifact(
+        &self,
+        _: Request<pb::FetchArtifactRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        Err(Status::unimplemented(
+            "this fake controller holds no packages",
+        ))
+    }
 }
 
 /// Hands the tokens to the test instead of to a process.

@@ -98,6 +98,7 @@ pub fn controller_config(pki: &TestPki, listen: SocketAddr) -> ControllerConfig 
         http_listen: None,
         http_addr_file: None,
         accept: Default::default(),
+        probe: Default::default(),
     }
 }
 

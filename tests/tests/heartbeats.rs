@@ -30,6 +30,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         max_backoff: Duration::from_millis(500),
         state_dir: None,
         guests: host_agent::config::GuestConfig::default(),
+        running: Default::default(),
     }
 }
 

@@ -21,6 +21,7 @@ fn register(node_id: &str) -> pb::RegisterRequest {
             agent_version: "test".into(),
             host_endpoint: "127.0.0.1:1".into(),
             pid: 1,
+            software: None,
         }),
         boot_id: "boot-1".into(),
     }

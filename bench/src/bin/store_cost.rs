@@ -46,6 +46,7 @@ fn cluster(vms: u32) -> FabricCore {
                 agent_version: "0.1.0".into(),
                 host_endpoint: format!("10.0.{}.{}:7500", i / 250, i % 250),
                 pid: i,
+                software: Default::default(),
             },
             "boot",
         );

@@ -20,7 +20,7 @@ pub struct Registration {
     pub boot_id: String,
 }
 
-fn text(field: &str, value: &str, required: bool) -> Result<String, ApiError> {
+pub(crate) fn text(field: &str, value: &str, required: bool) -> Result<String, ApiError> {
     if required && value.is_empty() {
         return Err(ApiError::InvalidArgument(format!("{field} is required")));
     }
@@ -69,6 +69,7 @@ pub fn registration(req: pb::RegisterRequest, caller: &NodeId) -> Result<Registr
             agent_version: text("agent_version", &node.agent_version, false)?,
             host_endpoint: text("host_endpoint", &node.host_endpoint, false)?,
             pid: node.pid,
+            software: super::software::running(node.software)?,
         },
         boot_id: text("boot_id", &req.boot_id, true)?,
     })
@@ -162,6 +163,7 @@ pub fn node_status(n: &NodeRecord, since_last_heartbeat: Duration, used: u32) ->
         used_vm_slots: used,
         state_reason: n.state_reason.clone(),
         fault_held: n.hold.is_some(),
+        software: Some(super::software::running_pb(&n.info.software)),
     }
 }
 

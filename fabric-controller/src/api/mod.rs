@@ -10,7 +10,9 @@ pub mod convert;
 mod fuzz_tests;
 pub mod node_service;
 pub mod operator_service;
+pub mod packages;
 pub mod role_certificates;
+pub mod software;
 
 use fabric_pki::{Identity, Role};
 use tonic::Status;
@@ -73,7 +75,14 @@ impl From<fabric_core::CoreError> for ApiError {
             | E::NotInHumanInvestigate(..)
             | E::OtherBoot { .. }
             | E::StateLost
-            | E::StateNotLost => ApiError::FailedPrecondition(message),
+            | E::StateNotLost
+            | E::Incompatible(_)
+            | E::UpdateInProgress { .. }
+            | E::UpdatesStopped(_)
+            | E::NoUpdate(_) => ApiError::FailedPrecondition(message),
+            E::BadPackage(_) | E::BadPlan(_) => ApiError::InvalidArgument(message),
+            E::PackageExists(_) => ApiError::AlreadyExists(message),
+            E::NoSuchPackage(_) => ApiError::NotFound(message),
         }
     }
 }

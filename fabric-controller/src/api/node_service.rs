@@ -11,6 +11,12 @@ use fabric_proto::v1::{self as pb, node_service_server::NodeService};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
+/// Artifact bytes per message: well under gRPC's 4 MiB default limit.
+const CHUNK: usize = 1024 * 1024;
+
+type ArtifactStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ArtifactChunk, Status>> + Send>>;
+
 pub struct NodeApi {
     pub controller: Arc<Controller>,
 }
@@ -79,7 +85,77 @@ impl NodeService for NodeApi {
             generation: identity.generation,
             replaces_cluster_id: identity.replaces.unwrap_or_default(),
             human_investigate: reply.human_investigate,
+            target: reply.target.as_ref().map(|t| {
+                let id = self.controller.read().rollout().map_or(0, |r| r.id);
+                super::software::target_pb(t, id)
+            }),
         }))
+    }
+
+    type FetchArtifactStream = ArtifactStream;
+
+    /// Streams one artifact of a package the controller holds. Any host may
+    /// read any package (binaries are not secret); only files a manifest
+    /// names are served, from the package store, never a path from the wire.
+    async fn fetch_artifact(
+        &self,
+        request: Request<pb::FetchArtifactRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        let node = self.caller(&request)?;
+        let req = request.into_inner();
+        let version = fabric_core::Version::parse("package", &req.package)
+            .map_err(ApiError::InvalidArgument)?;
+        let known = self
+            .controller
+            .read()
+            .packages()
+            .find(|m| m.version == version)
+            .and_then(|m| {
+                m.artifacts()
+                    .iter()
+                    .find(|a| a.file == req.file)
+                    .map(|a| a.file.clone())
+            });
+        let Some(file) = known else {
+            return Err(ApiError::NotFound(format!(
+                "package {version} has no artifact {} here",
+                fabric_daemon::untrusted::shown(&req.file)
+            ))
+            .into());
+        };
+        let store = self.controller.package_store().ok_or_else(|| {
+            ApiError::FailedPrecondition("this controller keeps no packages".into())
+        })?;
+        let path = store.artifact_path(&version, &file);
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| ApiError::Internal(format!("package {version} artifact {file}: {e}")))?;
+        tracing::info!(%node, package = %version, %file, "serving a package artifact");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                match f.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(pb::ArtifactChunk { data: buf })).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::internal(format!("reading {file}: {e}"))))
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn fetch_secrets(

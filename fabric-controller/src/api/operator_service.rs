@@ -72,6 +72,7 @@ impl OperatorService for OperatorApi {
             node_timeout: Some(convert::duration(config.node_timeout)),
             controller_version: env!("CARGO_PKG_VERSION").to_owned(),
             controller_pid: std::process::id(),
+            update: Some(super::software::update_status(core.rollout())),
             deployments,
         }))
     }
@@ -211,6 +212,49 @@ impl OperatorService for OperatorApi {
             .map(convert::event)
             .collect();
         Ok(Response::new(pb::ListEventsResponse { events }))
+    }
+
+    async fn add_package(
+        &self,
+        request: Request<tonic::Streaming<pb::PackageUpload>>,
+    ) -> Result<Response<pb::AddPackageResponse>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let reply = super::packages::add(&self.controller, &who.name, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn list_packages(
+        &self,
+        request: Request<pb::ListPackagesRequest>,
+    ) -> Result<Response<pb::ListPackagesResponse>, Status> {
+        authorize(&request, self.controller.cluster(), Role::Admin)?;
+        Ok(Response::new(super::packages::list(&self.controller)))
+    }
+
+    async fn start_update(
+        &self,
+        request: Request<pb::StartUpdateRequest>,
+    ) -> Result<Response<pb::UpdateStatus>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let reply = super::packages::start(&self.controller, &who.name, request.into_inner())?;
+        Ok(Response::new(reply))
+    }
+
+    async fn get_update(
+        &self,
+        request: Request<pb::GetUpdateRequest>,
+    ) -> Result<Response<pb::UpdateStatus>, Status> {
+        authorize(&request, self.controller.cluster(), Role::Admin)?;
+        Ok(Response::new(super::packages::status(&self.controller)))
+    }
+
+    async fn update_action(
+        &self,
+        request: Request<pb::UpdateActionRequest>,
+    ) -> Result<Response<pb::UpdateStatus>, Status> {
+        let who = authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let reply = super::packages::act(&self.controller, &who.name, request.into_inner())?;
+        Ok(Response::new(reply))
     }
 
     type WatchEventsStream = EventStream;

@@ -180,6 +180,7 @@ mod tests {
             agent_version: "test".into(),
             host_endpoint: "127.0.0.1:1".into(),
             pid: 1,
+            software: Default::default(),
         };
         controller.register(NodeId::new("host-1"), info, "boot-1");
         let pushed = frame(&mut body).await;

@@ -10,6 +10,7 @@
 //! key kept beside the state file (mode 0600), see [`sealed_keys`].
 
 pub mod file;
+pub mod packages;
 pub mod sealed_keys;
 
 use fabric_core::snapshot::CoreSnapshot;

@@ -178,6 +178,8 @@ pub struct ProcessLauncher {
     pub boot_time: Duration,
     /// One user per VM (see [`super::users`]); `None`: the host agent's.
     pub vm_users: Option<Arc<super::users::VmUsers>>,
+    /// Appended to every guest agent's arguments (a package's flags).
+    pub extra_args: Vec<String>,
 }
 
 impl ProcessLauncher {
@@ -236,6 +238,7 @@ impl ProcessLauncher {
                 humantime::format_duration(self.boot_time).to_string(),
             ]);
         }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 }
@@ -476,6 +479,7 @@ mod tests {
             listen_ip: "127.0.0.1".parse().unwrap(),
             role: RoleEndpoints::default(),
             vm_users: None,
+            extra_args: Vec::new(),
             guest_now: Some((
                 OffsetDateTime::parse("2012-02-28T23:59:00Z", &Rfc3339).unwrap(),
                 Instant::now(),

@@ -15,6 +15,9 @@
 //!   does, so an expired certificate fails the handshake as it did for the
 //!   clients of 2013.
 //!
+//! - [`Trust::Fingerprints`]: as pinned, by SHA-256 fingerprint; what the
+//!   controller's rollout gate knows of a role's certificates.
+//!
 //! TLS is rustls with ring only, like the guest agent; HTTP is hyper.
 
 use http_body_util::{BodyExt, Empty};
@@ -42,6 +45,10 @@ pub enum Trust {
     /// Any certificate for the endpoint's IP that this CA (DER) issued and
     /// that is valid now.
     Ca(Vec<u8>),
+    /// Any end-entity certificate whose SHA-256 (lowercase hex) is one of
+    /// these, no chain, no dates: the controller's probe knows a role's
+    /// certificates by fingerprint only.
+    Fingerprints(Vec<String>),
 }
 
 /// What one `GET /` over a fresh TLS connection saw.
@@ -53,11 +60,18 @@ pub struct Served {
     pub body: serde_json::Value,
 }
 
-/// Trusts exactly one certificate (see [`Trust::Pinned`]).
+/// Trusts exactly the certificates named (see [`Trust::Pinned`] and
+/// [`Trust::Fingerprints`]).
 #[derive(Debug)]
 struct PinnedCert {
-    pinned: Vec<u8>,
+    pinned: Pin,
     provider: Arc<CryptoProvider>,
+}
+
+#[derive(Debug)]
+enum Pin {
+    Der(Vec<u8>),
+    Fingerprints(Vec<String>),
 }
 
 impl ServerCertVerifier for PinnedCert {
@@ -69,7 +83,16 @@ impl ServerCertVerifier for PinnedCert {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.pinned.as_slice() && intermediates.is_empty() {
+        let pinned = match &self.pinned {
+            Pin::Der(der) => end_entity.as_ref() == der.as_slice(),
+            Pin::Fingerprints(fps) => {
+                let got = hex::encode(
+                    ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref()).as_ref(),
+                );
+                fps.contains(&got)
+            }
+        };
+        if pinned && intermediates.is_empty() {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(
@@ -117,7 +140,11 @@ fn verifier(trust: &Trust) -> Result<Arc<dyn ServerCertVerifier>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(match trust {
         Trust::Pinned(der) => Arc::new(PinnedCert {
-            pinned: der.clone(),
+            pinned: Pin::Der(der.clone()),
+            provider,
+        }),
+        Trust::Fingerprints(fps) => Arc::new(PinnedCert {
+            pinned: Pin::Fingerprints(fps.clone()),
             provider,
         }),
         Trust::Ca(der) => {
@@ -244,6 +271,16 @@ mod tests {
         let pin = Trust::Pinned(web.clone());
         assert!(accepts(&pin, &web, "localhost", UnixTime::now()).is_ok());
         assert!(accepts(&pin, &rotated, "localhost", UnixTime::now()).is_err());
+    }
+
+    #[test]
+    fn fingerprints_pin_like_der() {
+        let web = example_der("web.pem");
+        let rotated = example_der("web-rotated.pem");
+        let fp = hex::encode(ring::digest::digest(&ring::digest::SHA256, &web).as_ref());
+        let trust = Trust::Fingerprints(vec![fp]);
+        assert!(accepts(&trust, &web, "localhost", UnixTime::now()).is_ok());
+        assert!(accepts(&trust, &rotated, "localhost", UnixTime::now()).is_err());
     }
 
     #[test]
