@@ -76,7 +76,7 @@ pub fn describe(u: &pb::UpdateStatus) -> String {
         u.id,
         u.package,
         u.status,
-        if u.direction == "back" {
+        if u.direction == "back" && matches!(u.status.as_str(), "Running" | "Paused") {
             " (rolling back)"
         } else {
             ""

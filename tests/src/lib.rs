@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod compose;
 pub mod ground_truth;
 pub mod https;
+pub mod packages;
 pub mod procs;
 pub mod scrape;
 pub mod services;
