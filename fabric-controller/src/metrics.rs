@@ -47,6 +47,25 @@ struct CertificateLabels {
     certificate: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SoftwareLabels {
+    /// "base" or the package's version.
+    package: String,
+    host_agent: String,
+    guest_agent: String,
+    plugin: String,
+    update_domain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutLabels {
+    package: String,
+    /// Running, Paused, Succeeded, RolledBack.
+    status: String,
+    /// forward or back.
+    direction: String,
+}
+
 /// Every metric of the controller, registered once.
 pub struct ControllerMetrics {
     registry: Registry,
@@ -65,6 +84,9 @@ pub struct ControllerMetrics {
     pending_instances: Gauge,
     healing_in_flight: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
+    software: Family<SoftwareLabels, Gauge>,
+    rollout_step: Family<RolloutLabels, Gauge>,
+    rollout_steps: Family<RolloutLabels, Gauge>,
     /// The gRPC listener's TLS accept counters (fabric_daemon::tls_accept).
     accept: fabric_daemon::tls_accept::AcceptStats,
 }
@@ -95,6 +117,9 @@ impl ControllerMetrics {
             pending_instances: Gauge::default(),
             healing_in_flight: Gauge::default(),
             certificate_expiry: Family::default(),
+            software: Family::default(),
+            rollout_step: Family::default(),
+            rollout_steps: Family::default(),
             accept: Default::default(),
         };
         register_accept(&mut this.registry, &this.accept);
@@ -188,6 +213,24 @@ impl ControllerMetrics {
             "certificate_expiry_timestamp_seconds",
             "Not-after of every deployed certificate and the cluster's own (deployment empty), Unix seconds",
             &this.certificate_expiry,
+        );
+        add(
+            &mut this.registry,
+            "servers_by_software",
+            "Servers by the package, host agent, guest agent and plugin they run, per update domain (the cluster's version mix)",
+            &this.software,
+        );
+        add(
+            &mut this.registry,
+            "rollout_step",
+            "The latest rollout's current step, from 1 (its steps count is fabric_rollout_steps)",
+            &this.rollout_step,
+        );
+        add(
+            &mut this.registry,
+            "rollout_steps",
+            "Steps of the latest rollout",
+            &this.rollout_steps,
         );
         this
     }
@@ -304,6 +347,38 @@ impl ControllerMetrics {
                     certificate: c.name.clone(),
                 })
                 .set(unix_seconds(c.not_after));
+        }
+        self.software.clear();
+        for n in core.nodes() {
+            let s = &n.info.software;
+            self.software
+                .get_or_create(&SoftwareLabels {
+                    package: s.package_label().to_owned(),
+                    host_agent: s.host_agent.clone(),
+                    guest_agent: s.guest_agent.clone(),
+                    plugin: s.plugin.clone(),
+                    update_domain: n.info.update_domain.to_string(),
+                })
+                .inc();
+        }
+        self.rollout_step.clear();
+        self.rollout_steps.clear();
+        if let Some(r) = core.rollout() {
+            let labels = RolloutLabels {
+                package: r.plan.package.to_string(),
+                status: r.status.label().to_owned(),
+                direction: match r.direction {
+                    fabric_core::rollout::Direction::Forward => "forward",
+                    fabric_core::rollout::Direction::Back => "back",
+                }
+                .to_owned(),
+            };
+            self.rollout_step
+                .get_or_create(&labels)
+                .set((r.step + 1).min(r.steps.len()) as i64);
+            self.rollout_steps
+                .get_or_create(&labels)
+                .set(r.steps.len() as i64);
         }
         let mut text = String::new();
         // Writing into a String cannot fail.

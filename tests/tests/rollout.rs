@@ -214,6 +214,39 @@ fn a_rollout_walks_update_domains_while_the_role_keeps_serving() {
         events.iter().any(|e| e.kind == "update.finished"),
         "{events:#?}"
     );
+    // The version mix in metrics, per update domain, and the dashboard's
+    // rollout summary.
+    let dashboard = cluster.dashboard_url();
+    let scrape = fabric_tests::scrape::metrics(&dashboard).expect("metrics");
+    for ud in ["0", "1", "2", "3"] {
+        let servers = fabric_tests::scrape::value(
+            &scrape,
+            "fabric_servers_by_software",
+            &[
+                ("package", "p2"),
+                ("update_domain", ud),
+                ("host_agent", "2.0"),
+            ],
+        );
+        assert_eq!(servers, Some(1.0), "update domain {ud}");
+    }
+    let summary = fabric_tests::scrape::get(&dashboard, "/api/summary").expect("summary");
+    let summary: serde_json::Value = serde_json::from_str(&summary.body).expect("JSON");
+    assert_eq!(
+        summary["rollout"]["status"], "Succeeded",
+        "{}",
+        summary["rollout"]
+    );
+    assert_eq!(
+        summary["rollout"]["servers_done"], 4,
+        "{}",
+        summary["rollout"]
+    );
+    assert_eq!(
+        summary["versions"][3]["packages"]["p2"], 1,
+        "{}",
+        summary["versions"]
+    );
 }
 
 #[test]

@@ -31,6 +31,35 @@ pub struct Summary {
     pub deployments: Vec<DeploymentView>,
     pub events: Vec<EventView>,
     pub generated_at: String,
+    /// The latest rollout of the fabric's own software, if any.
+    pub rollout: Option<RolloutView>,
+    /// Per update domain, how many servers run each package: the cluster's
+    /// version mix as a rollout moves through it.
+    pub versions: Vec<DomainVersions>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RolloutView {
+    pub id: u64,
+    pub package: String,
+    pub status: &'static str,
+    /// "forward" or "back".
+    pub direction: &'static str,
+    /// From 1; equals `steps` when finished.
+    pub step: usize,
+    pub steps: usize,
+    pub position: String,
+    pub servers_done: usize,
+    pub servers_total: usize,
+    pub gate: String,
+    pub stopped_because: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DomainVersions {
+    pub update_domain: u32,
+    /// Package ("base" or a version) -> servers.
+    pub packages: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +103,8 @@ pub struct NodeView {
     pub update_domain: u32,
     pub capacity: u32,
     pub seconds_since_heartbeat: f64,
+    /// "base" or the package it runs.
+    pub package: String,
     pub vms: Vec<VmView>,
 }
 
@@ -158,6 +189,7 @@ impl Summary {
                     update_domain: n.info.update_domain,
                     capacity: n.info.capacity_vm_slots,
                     seconds_since_heartbeat: now.since(n.last_heard).as_secs_f64(),
+                    package: n.info.software.package_label().to_owned(),
                     vms: vms.remove(n.id.as_str()).unwrap_or_default(),
                 }
             })
@@ -233,6 +265,31 @@ impl Summary {
                 summary: format!("{} until {}: {}", c.certificate, c.not_after, c.advice),
             });
         }
+        let rollout = core.rollout().map(rollout_view);
+        if let Some(r) = rollout.as_ref().filter(|r| r.status == "Paused") {
+            incidents.push(IncidentView {
+                kind: "rollout stopped",
+                summary: format!(
+                    "update {} to {} at {}: {}; `fabricctl update resume` or `fabricctl update rollback`",
+                    r.id, r.package, r.position, r.stopped_because
+                ),
+            });
+        }
+        let mut by_domain: BTreeMap<u32, BTreeMap<String, usize>> = BTreeMap::new();
+        for n in core.nodes() {
+            *by_domain
+                .entry(n.info.update_domain)
+                .or_default()
+                .entry(n.info.software.package_label().to_owned())
+                .or_default() += 1;
+        }
+        let versions = by_domain
+            .into_iter()
+            .map(|(update_domain, packages)| DomainVersions {
+                update_domain,
+                packages,
+            })
+            .collect();
         let deployments = core
             .deployments()
             .map(|d| DeploymentView {
@@ -283,7 +340,32 @@ impl Summary {
             deployments,
             events,
             generated_at: rfc3339(now.wall),
+            rollout,
+            versions,
         }
+    }
+}
+
+fn rollout_view(r: &fabric_core::Rollout) -> RolloutView {
+    use fabric_core::RolloutStatus;
+    RolloutView {
+        id: r.id,
+        package: r.plan.package.to_string(),
+        status: r.status.label(),
+        direction: match r.direction {
+            fabric_core::rollout::Direction::Forward => "forward",
+            fabric_core::rollout::Direction::Back => "back",
+        },
+        step: (r.step + 1).min(r.steps.len()),
+        steps: r.steps.len(),
+        position: r.position(),
+        servers_done: r.done.len(),
+        servers_total: r.steps.iter().map(|s| s.nodes.len()).sum(),
+        gate: r.gate.clone(),
+        stopped_because: match &r.status {
+            RolloutStatus::Paused(why) => why.to_string(),
+            _ => String::new(),
+        },
     }
 }
 
