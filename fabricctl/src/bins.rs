@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub const ENV: &str = "FABRIC_BIN_DIR";
 pub const CONTROLLER: &str = "fabric-controller";
 pub const HOST_AGENT: &str = "host-agent";
+pub const NETPLUG: &str = "fabric-netplug";
 
 /// The directory holding the daemon binaries.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {

@@ -185,6 +185,21 @@ impl Local {
         guests_of(&self.layout.host_state(node), node)
     }
 
+    /// The networking plugin of `node`, if one runs: the pid its host agent
+    /// recorded, if that process still names the node's bindings file.
+    fn plugin(&self, node: &str) -> Option<u32> {
+        let dir = self.layout.host_state(node).join("netplug");
+        let pid: u32 = std::fs::read_to_string(dir.join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let bindings = dir.join("bindings.json").display().to_string();
+        cmdline(pid)
+            .is_some_and(|args| args.contains(&bindings))
+            .then_some(pid)
+    }
+
     fn power_off(&self, node: &str) -> anyhow::Result<String> {
         self.node(node)?;
         if self.powered_off(node) {
@@ -212,12 +227,20 @@ impl Local {
             signal(pid, Signal::SIGKILL, false);
         }
         let vms = self.sweep(node, Signal::SIGKILL, |_| true);
+        // The server's network goes with it.
+        let plugin = self.plugin(node);
+        if let Some(pid) = plugin {
+            signal(pid, Signal::SIGKILL, false);
+        }
         Ok(format!(
-            "power-off {node}: SIGKILLed {} and {}; `fabricctl up` keeps {node} off until `fabricctl chaos power-on {node}`",
+            "power-off {node}: SIGKILLed {} and {}{}; `fabricctl up` keeps {node} off until `fabricctl chaos power-on {node}`",
             host.map_or("no host agent (it was not running)".to_owned(), |pid| {
                 format!("host agent (pid {pid})")
             }),
-            describe_vms(&vms)
+            describe_vms(&vms),
+            plugin.map_or(String::new(), |pid| format!(
+                " and its networking plugin (pid {pid})"
+            ))
         ))
     }
 
@@ -301,6 +324,10 @@ impl Local {
         let pid = self.require_host_agent(node)?;
         signal(pid, Signal::SIGSTOP, false);
         let vms = self.sweep(node, Signal::SIGSTOP, |_| true);
+        // A hung server's network hangs too.
+        if let Some(plugin) = self.plugin(node) {
+            signal(plugin, Signal::SIGSTOP, false);
+        }
         Ok(format!(
             "pause {node}: SIGSTOPped host agent (pid {pid}) and {}; `fabricctl chaos resume {node}` continues them",
             describe_vms(&vms)
@@ -321,6 +348,9 @@ impl Local {
         // The VMs first, so the host agent never runs while they cannot
         // answer it.
         let vms = self.sweep(node, Signal::SIGCONT, |_| true);
+        if let Some(plugin) = self.plugin(node) {
+            signal(plugin, Signal::SIGCONT, false);
+        }
         signal(pid, Signal::SIGCONT, false);
         Ok(format!(
             "resume {node}: SIGCONTed {} and host agent (pid {pid})",

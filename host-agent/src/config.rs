@@ -152,6 +152,18 @@ pub struct Args {
     /// The networking plugin version reported to the controller.
     #[arg(long, default_value = "builtin")]
     pub plugin_version: String,
+    /// The networking plugin (`fabric-netplug`): with it, each role serves
+    /// on a private address and the plugin forwards the role's public
+    /// endpoint there; without it, each role binds its public endpoint
+    /// itself.
+    #[arg(long, env = "FABRIC_NETPLUG_BIN")]
+    pub netplug_bin: Option<PathBuf>,
+    /// The bindings interface version this host agent writes for the plugin.
+    #[arg(long, default_value_t = 1)]
+    pub netplug_api: u32,
+    /// An extra argument for the plugin (a package's plugin flags); repeat.
+    #[arg(long = "netplug-arg", allow_hyphen_values = true)]
+    pub netplug_args: Vec<String>,
     /// An extra argument for every guest agent this host starts (a
     /// package's guest agent flags); repeat for more.
     #[arg(long = "guest-agent-arg", allow_hyphen_values = true)]
@@ -221,6 +233,16 @@ pub struct GuestConfig {
     pub vm_users: Option<u32>,
     /// Extra arguments for every guest agent (a package's flags).
     pub extra_args: Vec<String>,
+    /// The networking plugin, if this host runs one.
+    pub netplug: Option<NetplugConfig>,
+}
+
+/// How this host runs its networking plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetplugConfig {
+    pub bin: PathBuf,
+    pub api: u32,
+    pub args: Vec<String>,
 }
 
 /// Where the guest agents' role endpoints bind, passed to each guest agent.
@@ -264,6 +286,7 @@ impl Default for GuestConfig {
             boot_time: Duration::ZERO,
             vm_users: None,
             extra_args: Vec::new(),
+            netplug: None,
         }
     }
 }
@@ -350,6 +373,13 @@ impl Args {
                 humantime::format_duration(self.guest_heartbeat_timeout)
             );
         }
+        if !fabric_netplug::bindings::APIS.contains(&self.netplug_api) {
+            anyhow::bail!(
+                "--netplug-api {} is not one of {:?}",
+                self.netplug_api,
+                fabric_netplug::bindings::APIS
+            );
+        }
         if self.clean_vm_strikes < 1 {
             anyhow::bail!("--clean-vm-strikes must be at least 1");
         }
@@ -399,6 +429,11 @@ impl Args {
             boot_time: self.guest_boot_time,
             vm_users: self.vm_users.then_some(self.vm_uid_base),
             extra_args: self.guest_agent_args.clone(),
+            netplug: self.netplug_bin.clone().map(|bin| NetplugConfig {
+                bin,
+                api: self.netplug_api,
+                args: self.netplug_args.clone(),
+            }),
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod guest_tls;
 pub mod host_service;
 pub mod http;
 pub mod metrics;
+pub mod netplug;
 pub mod obeyed;
 pub mod secrets;
 pub mod server;

@@ -78,7 +78,11 @@ pub async fn run(
         ca: config.tls.ca.clone(),
         node: state.node_id.clone(),
         listen_ip: guests.vm_listen_ip,
-        role: guests.role,
+        role: if guests.netplug.is_some() {
+            crate::config::RoleEndpoints::default()
+        } else {
+            guests.role
+        },
         guest_now: guests.now.map(|now| (now, tokio::time::Instant::now())),
         leap_day_bug: guests.leap_day_bug,
         silent_failures: guests.silent_failures,
@@ -95,7 +99,24 @@ pub async fn run(
                 clean_vm_strikes: guests.clean_vm_strikes,
             },
             heartbeat_interval: guests.heartbeat_interval,
-            role_endpoint: guests.role.rule(guests.vm_listen_ip),
+            // With a plugin the guest's own endpoint is private: any port of
+            // the VM's address; the public one is the host's to give.
+            role_endpoint: if guests.netplug.is_some() {
+                EndpointRule {
+                    ip: guests.vm_listen_ip,
+                    ports: None,
+                }
+            } else {
+                guests.role.rule(guests.vm_listen_ip)
+            },
+            public: guests.netplug.as_ref().map(|_| {
+                let rule = guests.role.rule(guests.vm_listen_ip);
+                crate::netplug::PublicEndpoints {
+                    bind_ip: guests.role.listen_ip.unwrap_or(guests.vm_listen_ip),
+                    advertise_ip: rule.ip,
+                    ports: guests.role.ports,
+                }
+            }),
             guest_agent_endpoint: EndpointRule {
                 ip: guests.vm_listen_ip,
                 ports: None,
@@ -116,6 +137,19 @@ pub async fn run(
         );
     }
     let supervisor = tokio::spawn(supervisor::run(vms.clone()));
+    // Aborted with this function: the plugin process itself outlives us.
+    let _netplug = guests.netplug.as_ref().map(|n| {
+        AbortOnDrop(
+            crate::netplug::NetPlug::new(
+                &state_dir,
+                n.bin.clone(),
+                n.api,
+                n.args.clone(),
+                config.running.plugin.clone(),
+            )
+            .spawn(vms.clone()),
+        )
+    });
     let _metrics = match config.http_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)

@@ -128,10 +128,15 @@ impl Installed {
             self.plugin.version.clone(),
             "--guest-agent-bin".into(),
             dir.join(&self.guest_agent.file).display().to_string(),
+            "--netplug-bin".into(),
+            dir.join(&self.plugin.file).display().to_string(),
         ];
         flags.extend(self.host_agent.flags.iter().cloned());
         for f in &self.guest_agent.flags {
             flags.push(format!("--guest-agent-arg={f}"));
+        }
+        for f in &self.plugin.flags {
+            flags.push(format!("--netplug-arg={f}"));
         }
         flags
     }

@@ -154,6 +154,7 @@ impl Harness {
                     ip: "127.0.0.1".parse().unwrap(),
                     ports: None,
                 },
+                public: None,
             },
             Box::new(FakeLauncher(tx)),
             controller,

@@ -12,6 +12,7 @@ pub const FABRICCTL: &str = "fabricctl";
 pub const CONTROLLER: &str = "fabric-controller";
 pub const HOST_AGENT: &str = "host-agent";
 pub const GUEST_AGENT: &str = "guest-agent";
+pub const NETPLUG: &str = "fabric-netplug";
 
 /// The directory holding `fabricctl`, `fabric-controller`, `host-agent` and
 /// `guest-agent`.
@@ -42,7 +43,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// Every daemon binary `fabricctl up` needs (host agents start guest agents
 /// for their VMs), checked to exist; returns the path of `fabricctl`.
 pub fn fabricctl() -> PathBuf {
-    for name in [CONTROLLER, HOST_AGENT, GUEST_AGENT] {
+    for name in [CONTROLLER, HOST_AGENT, GUEST_AGENT, NETPLUG] {
         binary(name);
     }
     binary(FABRICCTL)

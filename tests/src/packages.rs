@@ -15,6 +15,7 @@ pub struct TestPackage<'a> {
     pub compatible: &'a [&'a str],
     pub host_agent_flags: &'a [&'a str],
     pub guest_agent_flags: &'a [&'a str],
+    pub plugin_flags: &'a [&'a str],
 }
 
 fn list(items: &[&str]) -> String {
@@ -29,26 +30,23 @@ impl TestPackage<'_> {
         for (name, target) in [
             ("host-agent", bins::binary(bins::HOST_AGENT)),
             ("guest-agent", bins::binary(bins::GUEST_AGENT)),
+            ("netplug", bins::binary(bins::NETPLUG)),
         ] {
             let link = dir.join(name);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(&target, &link).expect("link a binary");
         }
-        std::fs::write(
-            dir.join("netplug.txt"),
-            format!("networking plugin {}\n", self.plugin),
-        )
-        .expect("plugin file");
         let toml = format!(
             "version = {:?}\n\n[host_agent]\nversion = {:?}\nfile = \"host-agent\"\nflags = {}\n\n\
              [guest_agent]\nversion = {:?}\nfile = \"guest-agent\"\nflags = {}\n\n\
-             [plugin]\nversion = {:?}\nfile = \"netplug.txt\"\ncompatible_host_agents = {}\n",
+             [plugin]\nversion = {:?}\nfile = \"netplug\"\nflags = {}\ncompatible_host_agents = {}\n",
             self.version,
             self.host_agent,
             list(self.host_agent_flags),
             self.guest_agent,
             list(self.guest_agent_flags),
             self.plugin,
+            list(self.plugin_flags),
             list(self.compatible),
         );
         std::fs::write(dir.join("package.toml"), toml).expect("package.toml");

@@ -61,15 +61,34 @@ fn start(extra: &[&str]) -> (LocalCluster, tempfile::TempDir) {
     (cluster, dir)
 }
 
+/// Host agent 2.0 and networking plugin net-2, speaking bindings
+/// interface 2 to each other.
 fn package(dir: &std::path::Path) -> std::path::PathBuf {
     TestPackage {
         version: "p2",
         host_agent: "2.0",
         guest_agent: "2.0",
-        plugin: "net-1",
+        plugin: "net-2",
+        compatible: &["2.*"],
+        host_agent_flags: &["--netplug-api", "2"],
+        guest_agent_flags: &[],
+        plugin_flags: &["--api", "2"],
+    }
+    .write(dir)
+}
+
+/// The 2012 repair: an older host agent (bindings interface 1) shipped
+/// with the newer plugin (interface 2).
+fn repair(dir: &std::path::Path) -> std::path::PathBuf {
+    TestPackage {
+        version: "repair",
+        host_agent: "1.0",
+        guest_agent: "1.0",
+        plugin: "net-2",
         compatible: &["2.*"],
         host_agent_flags: &[],
         guest_agent_flags: &[],
+        plugin_flags: &["--api", "2"],
     }
     .write(dir)
 }
@@ -319,17 +338,7 @@ fn hi_mode_stops_a_rollout_and_a_killed_host_agent_comes_back_on_its_package() {
 #[test]
 fn an_incompatible_package_is_refused_with_both_versions_named() {
     let (cluster, dir) = start(&[]);
-    // The 2012 repair: an older host agent with a plugin made for newer ones.
-    let repair = TestPackage {
-        version: "repair",
-        host_agent: "1.0",
-        guest_agent: "1.0",
-        plugin: "net-2",
-        compatible: &["2.*"],
-        host_agent_flags: &[],
-        guest_agent_flags: &[],
-    }
-    .write(dir.path());
+    let repair = repair(dir.path());
     let out = cluster.run(&["package", "add", repair.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -345,4 +354,83 @@ fn an_incompatible_package_is_refused_with_both_versions_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("net-2") && err.contains("1.0"), "{err}");
+}
+
+#[test]
+fn a_forced_incompatible_plugin_is_caught_by_the_gate_and_rolled_back() {
+    let (mut cluster, dir) = start(&[]);
+    let web_der = cert_der(&services::example_file("certs/web.pem"));
+    let rt = runtime();
+    let repair = repair(dir.path());
+    cluster.run_ok(&["package", "add", "--force", repair.to_str().unwrap()]);
+    let out = cluster.run_ok(&[
+        "update",
+        "start",
+        "repair",
+        "--force",
+        "--on-failure",
+        "rollback",
+        "--gate-stable",
+        "2s",
+        "--gate-timeout",
+        "15s",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Running"));
+    // Probe every instance until the rollout has rolled back; count the
+    // instance-seconds an endpoint did not answer.
+    let started = Instant::now();
+    let mut unreachable = Duration::ZERO;
+    let mut seen_down_on = std::collections::BTreeSet::new();
+    let mut last = cluster.status().expect("status");
+    while update_status(&last) != "RolledBack" {
+        assert!(
+            started.elapsed() < ROLLOUT,
+            "not rolled back within {ROLLOUT:?}: {:#?}",
+            last.update
+        );
+        let round = Instant::now();
+        for i in instances(&last, WEB) {
+            if !i.endpoint.is_empty() && fetch(&rt, &i.endpoint, &web_der).is_err() {
+                seen_down_on.insert(i.node.clone());
+                unreachable += Duration::from_millis(250);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250).saturating_sub(round.elapsed()));
+        if let Ok(s) = cluster.status() {
+            last = s;
+        }
+    }
+    // Only update domain 0 (host-1) ever ran the pair, and only its VMs
+    // were unreachable; everyone is on the base again.
+    assert_eq!(
+        seen_down_on.into_iter().collect::<Vec<_>>(),
+        vec!["host-1".to_owned()],
+        "endpoints down elsewhere than the first domain"
+    );
+    assert!(
+        unreachable > Duration::ZERO,
+        "the incompatible pair never broke an endpoint"
+    );
+    let events = cluster.events().expect("events");
+    let rollback = events
+        .iter()
+        .find(|e| e.kind == "update.rollback")
+        .expect("a rollback event");
+    assert!(
+        rollback.reason.contains("networking plugin") && rollback.reason.contains("incompatible"),
+        "{}",
+        rollback.reason
+    );
+    let after = cluster.wait_for(COME_UP, "web Running on base everywhere", |s| {
+        all_running(s, WEB, FRONT as usize) && s.nodes.iter().all(|n| n.package == "base")
+    });
+    for i in instances(&after, WEB) {
+        fetch(&rt, &i.endpoint, &web_der)
+            .unwrap_or_else(|e| panic!("{} at {} after the rollback: {e}", i.id, i.endpoint));
+    }
+    eprintln!(
+        "forced incompatible plugin: endpoint downtime {:.1} instance-seconds, caught and rolled back in {:.1}s",
+        unreachable.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -58,8 +58,13 @@ pub fn evaluate(core: &FabricCore, rollout: &Rollout) -> Verdict {
         let given = rollout.reincarnated.get(&i.id).copied().unwrap_or(0);
         let state = core.status_of(i);
         if state != InstanceState::Running || i.incarnation() < given {
+            let detail = if i.detail().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", crate::events::bounded(i.detail(), 300))
+            };
             problems.push(format!(
-                "{} is {state} (incarnation {})",
+                "{} is {state} (incarnation {}){detail}",
                 i.id,
                 i.incarnation()
             ));

@@ -69,6 +69,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     let bin_dir = bins::bin_dir()?;
     let fc_bin = bins::find(&bin_dir, bins::CONTROLLER)?;
     let ha_bin = bins::find(&bin_dir, bins::HOST_AGENT)?;
+    let netplug_bin = bins::find(&bin_dir, bins::NETPLUG)?;
     let pki = pki::prepare(&layout, &args.cluster, args.hosts)?;
 
     let mut stop = signals::StopSignals::register().context("cannot handle signals")?;
@@ -128,7 +129,15 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     };
     let mut hosts = Vec::new();
     for i in 1..=args.hosts {
-        let spec = host_spec(&layout, &pki, args, &ha_bin, &env, &target.endpoint, i);
+        let spec = host_spec(
+            &layout,
+            &pki,
+            args,
+            (&ha_bin, &netplug_bin),
+            &env,
+            &target.endpoint,
+            i,
+        );
         context.processes.push(ProcessEntry {
             name: spec.name.clone(),
             pid: None,
@@ -289,7 +298,7 @@ fn host_spec(
     layout: &StateLayout,
     pki: &pki::ClusterPki,
     args: &UpArgs,
-    program: &Path,
+    (program, netplug): (&Path, &Path),
     env: &[(String, String)],
     endpoint: &str,
     i: u32,
@@ -332,6 +341,10 @@ fn host_spec(
             "127.0.0.1:0".into(),
             "--http-addr-file".into(),
             path_arg(&metrics_file),
+            // Each server's networking plugin forwards its roles' public
+            // endpoints to the VMs (see host-agent's netplug.rs).
+            "--netplug-bin".into(),
+            path_arg(netplug),
         ]
         .into_iter()
         .chain(guest::host_agent_args(args))

@@ -35,6 +35,9 @@ pub struct VmSettings {
     pub role_endpoint: EndpointRule,
     /// Where guest agents may say their GuestAgentService listens.
     pub guest_agent_endpoint: EndpointRule,
+    /// With a networking plugin: where role endpoints are made public
+    /// (see crate::netplug); `None`: each guest's own endpoint is reported.
+    pub public: Option<crate::netplug::PublicEndpoints>,
 }
 
 /// Who a VM is, for GuestWelcome.
@@ -68,6 +71,17 @@ pub struct VmManager {
     /// Set while the controller has this server in Human Investigate: it
     /// starts no guest agent (not even to reinitialize a VM) until repaired.
     quarantined: std::sync::atomic::AtomicBool,
+    /// What the networking plugin last said it forwards (see
+    /// [`VmManager::set_plugin_view`]).
+    plugin: Mutex<PluginView>,
+}
+
+/// The networking plugin as last seen: the public addresses it has bound,
+/// and why it bound nothing or not everything.
+#[derive(Clone, Debug, Default)]
+pub struct PluginView {
+    pub bound: std::collections::HashSet<String>,
+    pub error: Option<String>,
 }
 
 impl VmManager {
@@ -87,7 +101,13 @@ impl VmManager {
             host,
             metrics,
             quarantined: std::sync::atomic::AtomicBool::new(false),
+            plugin: Mutex::new(PluginView::default()),
         })
+    }
+
+    /// The plugin's own account of what it forwards (its status file).
+    pub fn set_plugin_view(&self, view: PluginView) {
+        *self.plugin.lock().unwrap_or_else(|e| e.into_inner()) = view;
     }
 
     pub fn metrics(&self) -> &crate::metrics::HostMetrics {
@@ -193,11 +213,56 @@ impl VmManager {
     }
 
     /// Every VM, as heartbeats and GetHostStatus report them.
+    /// Every VM as the controller hears of it. With a networking plugin a
+    /// role counts as Running (its endpoint serving) only once the plugin
+    /// says it forwards the role's public endpoint: until then the VM is
+    /// reported Provisioned, with why it cannot be reached.
     pub fn reports(&self) -> Vec<pb::VmReport> {
+        let plugin = self
+            .plugin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.table()
             .records
             .values()
-            .map(VmRecord::to_report)
+            .map(|r| {
+                let mut report = r.to_report();
+                if self.settings.public.is_some()
+                    && report.state() == pb::VmState::VmRunning
+                    && !plugin.bound.contains(&r.public_bind)
+                {
+                    report.set_state(pb::VmState::VmProvisioned);
+                    report.detail = format!(
+                        "role serves at {} inside the server, but the networking plugin does not \
+                         forward {} to it{}",
+                        r.endpoint,
+                        report.endpoint,
+                        plugin
+                            .error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+                report
+            })
+            .collect()
+    }
+
+    /// What the networking plugin should forward now: each VM whose role
+    /// serves, from its public endpoint to its own.
+    pub fn bindings(&self) -> Vec<fabric_netplug::bindings::Binding> {
+        self.table()
+            .records
+            .values()
+            .filter_map(|r| {
+                Some(fabric_netplug::bindings::Binding {
+                    vm: r.vm_id.clone(),
+                    public: r.public_bind.parse().ok()?,
+                    private: r.endpoint.parse().ok()?,
+                })
+            })
             .collect()
     }
 
@@ -613,6 +678,13 @@ impl VmManager {
             };
             rule.check(&beat.role_endpoint, taken).map(|_| ())
         };
+        let public_taken: std::collections::HashSet<u16> = table
+            .records
+            .values()
+            .filter(|other| other.vm_id != beat.vm_id)
+            .filter_map(|other| other.public_bind.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+            .collect();
         let r = table
             .records
             .get_mut(&beat.vm_id)
@@ -633,7 +705,7 @@ impl VmManager {
             self.wake.notify_one();
             return Err(Refusal::BadEndpoint(e));
         }
-        let was = (r.phase, r.endpoint.clone());
+        let was = (r.phase, r.endpoint.clone(), r.public_endpoint.clone());
         r.heartbeat(
             Instant::now(),
             beat.sequence,
@@ -641,11 +713,23 @@ impl VmManager {
             &beat.role_endpoint,
             &self.settings.policy,
         );
+        if let Some(public) = self.settings.public
+            && !r.endpoint.is_empty()
+            && r.public_bind.is_empty()
+        {
+            match public.allocate(&public_taken) {
+                Some((bind, advertised)) => {
+                    r.public_bind = bind.to_string();
+                    r.public_endpoint = advertised.to_string();
+                }
+                None => tracing::warn!(vm = %r.vm_id, "no public port left for the role endpoint"),
+            }
+        }
         if was.0 != Phase::Running && r.phase == Phase::Running {
             self.metrics.role_running(&r.vm_id, r.incarnation);
-            tracing::info!(vm = %r.vm_id, incarnation = r.incarnation, endpoint = %r.endpoint, "role running");
+            tracing::info!(vm = %r.vm_id, incarnation = r.incarnation, endpoint = %r.reported_endpoint(), private = %r.endpoint, "role running");
         }
-        if was != (r.phase, r.endpoint.clone()) {
+        if was != (r.phase, r.endpoint.clone(), r.public_endpoint.clone()) {
             self.persist(r);
         }
         drop(table);

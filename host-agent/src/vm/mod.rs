@@ -23,5 +23,5 @@ pub mod supervisor;
 pub mod token;
 pub mod users;
 
-pub use manager::{VmManager, VmSettings};
+pub use manager::{PluginView, VmManager, VmSettings};
 pub use record::Policy;

@@ -26,8 +26,13 @@ pub struct StoredVm {
     pub strikes: u32,
     /// The guest agent's pid (also its process group id).
     pub pid: Option<u32>,
-    /// The role's HTTPS endpoint.
+    /// The role's HTTPS endpoint (the guest's own).
     pub endpoint: String,
+    /// Where a networking plugin makes it reachable (see netplug.rs).
+    #[serde(default)]
+    pub public_endpoint: String,
+    #[serde(default)]
+    pub public_bind: String,
     /// Where the guest agent's GuestAgentService listens.
     pub guest_agent_endpoint: String,
     pub guest_agent_version: String,

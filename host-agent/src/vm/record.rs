@@ -151,8 +151,15 @@ pub struct VmRecord {
     /// Why the VM was last reinitialized.
     pub detail: String,
     pub pid: Option<u32>,
-    /// The role's HTTPS endpoint.
+    /// The role's HTTPS endpoint as the guest agent serves it (private when
+    /// a networking plugin forwards to it).
     pub endpoint: String,
+    /// With a networking plugin: the public endpoint it forwards to
+    /// `endpoint`, the one reported and reached. Kept across incarnations,
+    /// so a reinitialized VM is found where it was. Empty without a plugin.
+    pub public_endpoint: String,
+    /// The address the plugin binds for `public_endpoint`.
+    pub public_bind: String,
     /// Where the guest agent's GuestAgentService listens.
     pub guest_agent_endpoint: String,
     pub guest_agent_version: String,
@@ -196,6 +203,8 @@ impl VmRecord {
             detail: String::new(),
             pid: None,
             endpoint: String::new(),
+            public_endpoint: String::new(),
+            public_bind: String::new(),
             guest_agent_endpoint: String::new(),
             guest_agent_version: String::new(),
             transfer_cert_fingerprint: String::new(),
@@ -533,6 +542,8 @@ impl VmRecord {
             strikes: self.strikes,
             pid: self.pid,
             endpoint: self.endpoint.clone(),
+            public_endpoint: self.public_endpoint.clone(),
+            public_bind: self.public_bind.clone(),
             guest_agent_endpoint: self.guest_agent_endpoint.clone(),
             guest_agent_version: self.guest_agent_version.clone(),
             transfer_cert_fingerprint: self.transfer_cert_fingerprint.clone(),
@@ -578,6 +589,8 @@ impl VmRecord {
             detail: stored.detail.clone(),
             pid: stored.pid,
             endpoint: stored.endpoint.clone(),
+            public_endpoint: stored.public_endpoint.clone(),
+            public_bind: stored.public_bind.clone(),
             guest_agent_endpoint: stored.guest_agent_endpoint.clone(),
             guest_agent_version: stored.guest_agent_version.clone(),
             transfer_cert_fingerprint: stored.transfer_cert_fingerprint.clone(),
@@ -595,6 +608,16 @@ impl VmRecord {
         })
     }
 
+    /// The endpoint clients use: the public one where a plugin forwards,
+    /// else the guest's own; empty until the role serves.
+    pub fn reported_endpoint(&self) -> &str {
+        if self.endpoint.is_empty() || self.public_endpoint.is_empty() {
+            &self.endpoint
+        } else {
+            &self.public_endpoint
+        }
+    }
+
     pub fn to_report(&self) -> pb::VmReport {
         pb::VmReport {
             vm_id: self.vm_id.clone(),
@@ -604,7 +627,7 @@ impl VmRecord {
             incarnation: self.incarnation,
             state: self.phase.to_proto() as i32,
             pid: self.pid.unwrap_or(0),
-            endpoint: self.endpoint.clone(),
+            endpoint: self.reported_endpoint().to_owned(),
             clean: self.clean,
             strikes: self.strikes,
             detail: self.detail.clone(),

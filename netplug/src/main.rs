@@ -1,0 +1,98 @@
+//! `fabric-netplug`: the networking plugin process a host agent runs (see
+//! the library's docs). Reads the bindings file every 200 ms, applies what
+//! changed, writes its status; SIGTERM stops it.
+
+use clap::Parser;
+use fabric_netplug::{POLL, bindings, forward::Forwarder};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "fabric-netplug", version, about = "Fabric's networking plugin")]
+struct Args {
+    /// The bindings file the host agent writes.
+    #[arg(long)]
+    bindings: PathBuf,
+    /// Where this plugin says what it bound, and why not.
+    #[arg(long)]
+    status: PathBuf,
+    /// The bindings interface version this plugin speaks.
+    #[arg(long, default_value_t = 1)]
+    api: u32,
+    /// This plugin's version, as its package names it (shown in status).
+    #[arg(long = "plugin-version", default_value = "builtin")]
+    plugin_version: String,
+}
+
+#[derive(serde::Serialize)]
+struct Status<'a> {
+    plugin_version: &'a str,
+    api: u32,
+    bound: Vec<String>,
+    error: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    anyhow::ensure!(
+        bindings::APIS.contains(&args.api),
+        "--api {} is not one of {:?}",
+        args.api,
+        bindings::APIS
+    );
+    tracing::info!(version = %args.plugin_version, api = args.api, bindings = %args.bindings.display(), "networking plugin started");
+    let mut forwarder = Forwarder::default();
+    let mut seen: Option<String> = None;
+    let mut ticker = tokio::time::interval(POLL);
+    let stop = fabric_daemon::shutdown::signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut stop => return Ok(()),
+        }
+        let text = std::fs::read_to_string(&args.bindings).unwrap_or_default();
+        if seen.as_ref() == Some(&text) {
+            continue;
+        }
+        let (applied, error) = match bindings::decode(args.api, &text) {
+            Ok(b) => {
+                let applied = forwarder.apply(&b).await;
+                let error = (!applied.failed.is_empty()).then(|| {
+                    applied
+                        .failed
+                        .iter()
+                        .map(|(a, e)| format!("{a}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                });
+                (applied, error)
+            }
+            Err(e) if text.is_empty() => (
+                forwarder.apply(&[]).await,
+                Some(format!("no bindings yet ({e})")),
+            ),
+            Err(e) => {
+                tracing::error!("{e}");
+                (forwarder.apply(&[]).await, Some(e.to_string()))
+            }
+        };
+        let status = Status {
+            plugin_version: &args.plugin_version,
+            api: args.api,
+            bound: applied.bound.iter().map(ToString::to_string).collect(),
+            error,
+        };
+        let tmp = args.status.with_extension("tmp");
+        if std::fs::write(&tmp, serde_json::to_vec_pretty(&status)?).is_ok() {
+            let _ = std::fs::rename(&tmp, &args.status);
+        }
+        // A bind that failed (the port still held) is tried again.
+        seen = status.error.is_none().then_some(text);
+    }
+}
