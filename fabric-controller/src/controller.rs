@@ -568,6 +568,7 @@ impl Controller {
                 UpdateAction::Pause => core.pause_update(now, who)?,
                 UpdateAction::Resume => core.resume_update(now, who)?,
                 UpdateAction::Rollback => core.rollback_update(now, who)?,
+                UpdateAction::Abandon => core.abandon_update(now, who)?,
             };
             Ok((core.rollout().cloned(), events))
         })
@@ -600,6 +601,7 @@ pub enum UpdateAction {
     Pause,
     Resume,
     Rollback,
+    Abandon,
 }
 
 /// Whether a decision must be saved before it is acted on.

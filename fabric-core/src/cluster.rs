@@ -41,8 +41,8 @@ impl fmt::Display for ClusterMode {
 pub enum Switch {
     /// Automatic service healing.
     Healing,
-    /// Internally initiated updates. Fabric has no rolling updates yet, so
-    /// this switch is recorded and shown but governs nothing today.
+    /// Internally initiated updates: off, a rollout of the fabric's own
+    /// software stops where it is (see [`crate::rollout`]).
     Updates,
     /// Service management: deploy, scale, delete.
     Management,

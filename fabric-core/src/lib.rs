@@ -109,7 +109,9 @@ pub enum CoreError {
     PackageExists(String),
     #[error("no package {0} (fabricctl package list shows the packages)")]
     NoSuchPackage(String),
-    #[error("update {id} to {package} is not finished: pause, resume or roll it back first")]
+    #[error(
+        "update {id} to {package} is not finished: resume it, roll it back, or pause and abandon it first"
+    )]
     UpdateInProgress { id: u64, package: String },
     #[error("{0}")]
     BadPlan(String),

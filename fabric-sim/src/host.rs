@@ -106,6 +106,13 @@ pub struct SimHost {
     /// Highest incarnation run so far per VM, so a respawn goes higher.
     last_incarnation: BTreeMap<InstanceId, u64>,
     pending_fault: Option<FaultReport>,
+    /// The software it runs; `None` package: the base.
+    pub software: Option<fabric_core::Software>,
+    /// Whether its networking plugin works with its host agent (a package
+    /// whose plugin does not declare its host agent leaves every VM of the
+    /// server unreachable, as the real plugin does on an interface
+    /// mismatch).
+    pub plugin_works: bool,
 }
 
 impl SimHost {
@@ -125,7 +132,28 @@ impl SimHost {
             vms: BTreeMap::new(),
             last_incarnation: BTreeMap::new(),
             pending_fault: None,
+            software: None,
+            plugin_works: true,
         }
+    }
+
+    /// Whether VM `id` runs here and clients can reach it.
+    pub fn reachable(&self, id: &InstanceId) -> bool {
+        self.alive() && self.plugin_works && self.vms.get(id).is_some_and(|vm| vm.running)
+    }
+
+    /// A rollout told this host agent to run other software: it execs into
+    /// it (a new boot that registers again) and keeps its VMs.
+    fn restart_into(&mut self, target: fabric_core::Target, guest: &GuestModel) {
+        let (software, works) = match target {
+            fabric_core::Target::Package(m) => (m.software(), m.check_own().is_ok()),
+            fabric_core::Target::Base => (base_software(guest), true),
+        };
+        self.software = Some(software);
+        self.plugin_works = works;
+        self.boot += 1;
+        self.sequence = 0;
+        self.registered = false;
     }
 
     /// Pulls the plug: the host agent and every VM are gone.
@@ -255,12 +283,10 @@ impl SimHost {
                 agent_version: guest.agent_version.clone(),
                 host_endpoint: String::new(),
                 pid: 0,
-                software: fabric_core::Software {
-                    package: None,
-                    host_agent: guest.agent_version.clone(),
-                    guest_agent: guest.agent_version.clone(),
-                    plugin: String::new(),
-                },
+                software: self
+                    .software
+                    .clone()
+                    .unwrap_or_else(|| base_software(guest)),
             };
             let (_, raised) = core.register(now, self.id.clone(), info, &self.boot_id());
             events.extend(raised);
@@ -276,6 +302,9 @@ impl SimHost {
             return events;
         }
         self.converge(&reply.desired, now);
+        if let Some(target) = reply.target {
+            self.restart_into(target, guest);
+        }
         if let Some(report) = self.pending_fault.take()
             && let Ok(raised) = core.report_fault(now, &self.id, &report)
         {
@@ -284,21 +313,35 @@ impl SimHost {
         events
     }
 
+    /// As the real host agent reports: a VM whose role serves is Running
+    /// only if its plugin forwards its endpoint, else Provisioned with why.
     fn reports(&self) -> Vec<VmObservation> {
         self.vms
             .iter()
-            .map(|(id, vm)| VmObservation {
-                id: id.clone(),
-                incarnation: vm.incarnation,
-                state: if vm.running {
-                    VmState::Running
-                } else {
-                    VmState::Starting
-                },
-                pid: 0,
-                endpoint: String::new(),
-                detail: vm.detail.clone(),
-                transfer_cert_fingerprint: String::new(),
+            .map(|(id, vm)| {
+                let (state, detail) = match (vm.running, self.plugin_works) {
+                    (true, true) => (VmState::Running, vm.detail.clone()),
+                    (true, false) => (
+                        VmState::Provisioned,
+                        "the networking plugin does not forward its endpoint: the plugin and \
+                         the host agent speak different bindings interfaces (incompatible)"
+                            .to_owned(),
+                    ),
+                    (false, _) => (VmState::Starting, vm.detail.clone()),
+                };
+                VmObservation {
+                    id: id.clone(),
+                    incarnation: vm.incarnation,
+                    state,
+                    pid: 0,
+                    endpoint: if vm.running {
+                        format!("10.0.{}.{}:443", self.update_domain, id.index)
+                    } else {
+                        String::new()
+                    },
+                    detail,
+                    transfer_cert_fingerprint: String::new(),
+                }
             })
             .collect()
     }
@@ -332,5 +375,15 @@ impl SimHost {
             }
         }
         self.last_sync = Some(now.mono);
+    }
+}
+
+/// What a host set up without any package runs.
+fn base_software(guest: &GuestModel) -> fabric_core::Software {
+    fabric_core::Software {
+        package: None,
+        host_agent: guest.agent_version.clone(),
+        guest_agent: guest.agent_version.clone(),
+        plugin: "builtin".into(),
     }
 }

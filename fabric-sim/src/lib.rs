@@ -129,8 +129,33 @@ impl World {
                 self.contact(i);
             }
         }
+        // The controller's prober: a rollout's endpoints, reached or not.
+        for t in self.core.rollout_probe_targets() {
+            let ok = self.hosts.iter().any(|h| {
+                h.reachable(&t.id)
+                    && self.core.instance(&t.id).and_then(|i| i.node()) == Some(&h.id)
+            });
+            let detail = if ok { "" } else { "connection refused" };
+            let events = self
+                .core
+                .endpoint_probed(self.now, &t.id, t.incarnation, ok, detail);
+            self.record(events);
+        }
         let events = self.core.tick(self.now);
         self.record(events);
+    }
+
+    /// Instances whose endpoint a client cannot reach now.
+    pub fn unreachable(&self) -> usize {
+        self.core
+            .instances()
+            .filter(|i| {
+                !self
+                    .hosts
+                    .iter()
+                    .any(|h| Some(&h.id) == i.node() && h.reachable(&i.id))
+            })
+            .count()
     }
 
     /// Runs for `duration` of virtual time.

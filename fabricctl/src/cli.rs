@@ -261,6 +261,9 @@ pub enum UpdateCommand {
     /// Walk back: every touched server to its previous package, update
     /// domains in reverse.
     Rollback,
+    /// End a paused rollout where it stands: servers keep what they run
+    /// (mixed versions) and another rollout may start.
+    Abandon,
 }
 
 #[derive(Debug, Clone, Args)]

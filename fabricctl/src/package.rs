@@ -124,22 +124,71 @@ pub fn read(dir: &Path) -> anyhow::Result<LocalPackage> {
     })
 }
 
-pub async fn run(global: &GlobalArgs, command: &PackageCommand) -> anyhow::Result<()> {
-    match command {
-        PackageCommand::Add(args) => add(global, args).await,
-        PackageCommand::List => list(global).await,
+/// A package of this build's own binaries (linked, not copied), as the
+/// tests and the replays make them: two "versions" of one binary differ by
+/// the flags their package gives them (docs/rollouts.md).
+pub struct FromBuild<'a> {
+    pub version: &'a str,
+    pub host_agent: &'a str,
+    pub guest_agent: &'a str,
+    pub plugin: &'a str,
+    /// Host agent versions the plugin declares.
+    pub compatible: &'a [&'a str],
+    pub host_agent_flags: &'a [&'a str],
+    pub guest_agent_flags: &'a [&'a str],
+    pub plugin_flags: &'a [&'a str],
+}
+
+impl FromBuild<'_> {
+    /// Writes the package under `parent/<version>`, linking `host-agent`,
+    /// `guest-agent` and `fabric-netplug` from `bin_dir`; returns its path.
+    pub fn write(&self, parent: &Path, bin_dir: &Path) -> anyhow::Result<PathBuf> {
+        let dir = parent.join(self.version);
+        std::fs::create_dir_all(&dir)?;
+        for (name, program) in [
+            ("host-agent", crate::bins::HOST_AGENT),
+            ("guest-agent", "guest-agent"),
+            ("netplug", crate::bins::NETPLUG),
+        ] {
+            let target = crate::bins::find(bin_dir, program)?;
+            let link = dir.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", link.display()))?;
+        }
+        let list = |items: &[&str]| serde_json::to_string(items).unwrap_or_default();
+        let toml = format!(
+            "version = {:?}\n\n[host_agent]\nversion = {:?}\nfile = \"host-agent\"\nflags = {}\n\n\
+             [guest_agent]\nversion = {:?}\nfile = \"guest-agent\"\nflags = {}\n\n\
+             [plugin]\nversion = {:?}\nfile = \"netplug\"\nflags = {}\ncompatible_host_agents = {}\n",
+            self.version,
+            self.host_agent,
+            list(self.host_agent_flags),
+            self.guest_agent,
+            list(self.guest_agent_flags),
+            self.plugin,
+            list(self.plugin_flags),
+            list(self.compatible),
+        );
+        std::fs::write(dir.join("package.toml"), toml)?;
+        Ok(dir)
     }
 }
 
-async fn add(global: &GlobalArgs, args: &PackageAddArgs) -> anyhow::Result<()> {
-    let local = read(&args.dir)?;
-    let target = Target::controller(global)?;
+/// Uploads the package at `dir` (see [`read`]); returns the controller's
+/// answer.
+pub async fn upload(
+    target: &Target,
+    dir: &Path,
+    force: bool,
+) -> anyhow::Result<pb::AddPackageResponse> {
+    let local = read(dir)?;
     let mut client = OperatorServiceClient::new(target.connect().await?);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let header = pb::PackageUpload {
         part: Some(Part::Header(pb::AddPackageHeader {
             manifest: Some(local.manifest.clone()),
-            force: args.force,
+            force,
         })),
     };
     let files = local.files.clone();
@@ -178,15 +227,27 @@ async fn add(global: &GlobalArgs, args: &PackageAddArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| target.operator_error("add the package", None, "AddPackage", &s));
     feeder.await??;
-    let reply = reply?.into_inner();
-    output::line(&if reply.added {
-        reply.summary
-    } else {
-        format!(
+    let mut reply = reply?.into_inner();
+    if !reply.added {
+        reply.summary = format!(
             "package {} is already there, identical",
             local.manifest.version
-        )
-    });
+        );
+    }
+    Ok(reply)
+}
+
+pub async fn run(global: &GlobalArgs, command: &PackageCommand) -> anyhow::Result<()> {
+    match command {
+        PackageCommand::Add(args) => add(global, args).await,
+        PackageCommand::List => list(global).await,
+    }
+}
+
+async fn add(global: &GlobalArgs, args: &PackageAddArgs) -> anyhow::Result<()> {
+    let target = Target::controller(global)?;
+    let reply = upload(&target, &args.dir, args.force).await?;
+    output::line(&reply.summary);
     Ok(())
 }
 

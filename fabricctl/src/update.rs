@@ -24,10 +24,14 @@ pub async fn run(global: &GlobalArgs, command: &UpdateCommand) -> anyhow::Result
             .get_update(pb::GetUpdateRequest {})
             .await
             .map_err(|s| target.operator_error("read the update", None, "GetUpdate", &s))?,
-        UpdateCommand::Pause | UpdateCommand::Resume | UpdateCommand::Rollback => {
+        UpdateCommand::Pause
+        | UpdateCommand::Resume
+        | UpdateCommand::Rollback
+        | UpdateCommand::Abandon => {
             let (action, verb) = match command {
                 UpdateCommand::Pause => (Action::Pause, "pause the update"),
                 UpdateCommand::Resume => (Action::Resume, "resume the update"),
+                UpdateCommand::Abandon => (Action::Abandon, "abandon the update"),
                 _ => (Action::Rollback, "roll the update back"),
             };
             client

@@ -64,7 +64,7 @@ fn start(extra: &[&str]) -> (LocalCluster, tempfile::TempDir) {
 /// Host agent 2.0 and networking plugin net-2, speaking bindings
 /// interface 2 to each other.
 fn package(dir: &std::path::Path) -> std::path::PathBuf {
-    TestPackage {
+    let p = TestPackage {
         version: "p2",
         host_agent: "2.0",
         guest_agent: "2.0",
@@ -73,14 +73,14 @@ fn package(dir: &std::path::Path) -> std::path::PathBuf {
         host_agent_flags: &["--netplug-api", "2"],
         guest_agent_flags: &[],
         plugin_flags: &["--api", "2"],
-    }
-    .write(dir)
+    };
+    fabric_tests::packages::write(&p, dir)
 }
 
 /// The 2012 repair: an older host agent (bindings interface 1) shipped
 /// with the newer plugin (interface 2).
 fn repair(dir: &std::path::Path) -> std::path::PathBuf {
-    TestPackage {
+    let p = TestPackage {
         version: "repair",
         host_agent: "1.0",
         guest_agent: "1.0",
@@ -89,8 +89,8 @@ fn repair(dir: &std::path::Path) -> std::path::PathBuf {
         host_agent_flags: &[],
         guest_agent_flags: &[],
         plugin_flags: &["--api", "2"],
-    }
-    .write(dir)
+    };
+    fabric_tests::packages::write(&p, dir)
 }
 
 fn update_status(s: &StatusJson) -> &str {

@@ -1,4 +1,4 @@
-//! `fabricctl scenario`: the three incidents in virtual time, then each on
+//! `fabricctl scenario`: the incidents in virtual time, then each on
 //! real processes. A real run exits non-zero unless it showed what the
 //! incident teaches (see each scenario's module in fabricctl/src/scenario/);
 //! the summary must say so too.
@@ -96,4 +96,29 @@ fn cert_expiry_2013_on_real_processes() {
     assert!(t.contains("certificate expired"), "{t}");
     assert!(t.contains("incident never, expired never; 0 of"), "{t}");
     assert!(t.contains("got the rotated certificate"), "{t}");
+}
+
+#[test]
+fn secondary_outage_2012_on_real_processes() {
+    let t = run_real("secondary-outage-2012");
+    // The blast took every server's endpoints down; the walk only the first
+    // domain's, and rolled back by itself.
+    assert!(t.contains("endpoints not answering clients: 4 of 4"), "{t}");
+    assert!(
+        t.contains("blast, as in 2012:   4 server(s) changed"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Fabric, forced:      1 server(s) changed"),
+        "{t}"
+    );
+    assert!(t.contains("package add: add the package refused"), "{t}");
+    assert!(
+        t.contains("update start refused: package repair-ha1-net2"),
+        "{t}"
+    );
+    assert!(
+        t.contains("the gate held the damage to 1 of 4 servers"),
+        "{t}"
+    );
 }

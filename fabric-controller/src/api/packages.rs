@@ -115,9 +115,10 @@ pub fn act(
         Ok(pb::update_action_request::Action::Pause) => UpdateAction::Pause,
         Ok(pb::update_action_request::Action::Resume) => UpdateAction::Resume,
         Ok(pb::update_action_request::Action::Rollback) => UpdateAction::Rollback,
+        Ok(pb::update_action_request::Action::Abandon) => UpdateAction::Abandon,
         _ => {
             return Err(ApiError::InvalidArgument(
-                "action must be PAUSE, RESUME or ROLLBACK".into(),
+                "action must be PAUSE, RESUME, ROLLBACK or ABANDON".into(),
             ));
         }
     };

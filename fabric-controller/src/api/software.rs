@@ -86,6 +86,15 @@ pub fn manifest(m: pb::PackageManifest) -> Result<Manifest, ApiError> {
     let host_agent = artifact("host agent", m.host_agent)?;
     let guest_agent = artifact("guest agent", m.guest_agent)?;
     let plugin = artifact("networking plugin", m.plugin)?;
+    // A restarted host agent recognises its VMs' guest agents by program
+    // name before it signals one (pids are reused).
+    if !guest_agent.file.contains("guest-agent") {
+        return Err(ApiError::InvalidArgument(format!(
+            "the guest agent's file name {:?} must contain \"guest-agent\" (host agents \
+             recognise VMs' processes by it)",
+            guest_agent.file
+        )));
+    }
     let files = [&host_agent.file, &guest_agent.file, &plugin.file];
     if files[0] == files[1] || files[0] == files[2] || files[1] == files[2] {
         return Err(ApiError::InvalidArgument(
@@ -212,5 +221,61 @@ pub fn update_status(r: Option<&Rollout>) -> pb::UpdateStatus {
         finished: r.finished.map(|f| timestamp(f.wall)),
         on_failure: r.plan.on_failure.as_str().into(),
         position: r.position(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(file: &str) -> Option<pb::Artifact> {
+        Some(pb::Artifact {
+            version: "1.0".into(),
+            file: file.into(),
+            size: 10,
+            sha256: "0".repeat(64),
+            flags: vec![],
+        })
+    }
+
+    fn manifest(ha: &str, ga: &str, np: &str) -> pb::PackageManifest {
+        pb::PackageManifest {
+            version: "p1".into(),
+            host_agent: artifact(ha),
+            guest_agent: artifact(ga),
+            plugin: artifact(np),
+            plugin_compatible_host_agents: vec!["1.*".into()],
+            forced: false,
+        }
+    }
+
+    #[test]
+    fn manifests_are_checked_with_the_field_named() {
+        super::manifest(manifest("host-agent", "guest-agent", "netplug")).unwrap();
+        for (bad, says) in [
+            (manifest("host-agent", "ga", "netplug"), "guest-agent"),
+            (
+                manifest("host-agent", "guest-agent", "host-agent"),
+                "different file names",
+            ),
+            (
+                manifest("../host-agent", "guest-agent", "netplug"),
+                "plain file name",
+            ),
+        ] {
+            let err = super::manifest(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
+        let mut huge = manifest("host-agent", "guest-agent", "netplug");
+        huge.host_agent.as_mut().unwrap().size = MAX_ARTIFACT + 1;
+        let err = super::manifest(huge).unwrap_err().to_string();
+        assert!(err.contains("bytes"), "{err}");
+        let mut none = manifest("host-agent", "guest-agent", "netplug");
+        none.plugin = None;
+        let err = super::manifest(none).unwrap_err().to_string();
+        assert!(
+            err.contains("networking plugin artifact is missing"),
+            "{err}"
+        );
     }
 }

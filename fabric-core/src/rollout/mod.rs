@@ -97,11 +97,17 @@ pub enum RolloutStatus {
     Succeeded,
     /// Rolled back: every touched server is on its previous package again.
     RolledBack,
+    /// Ended by an operator where it stood: each server keeps what it runs
+    /// (a cluster of mixed versions, as 2012's were).
+    Abandoned,
 }
 
 impl RolloutStatus {
     pub fn finished(&self) -> bool {
-        matches!(self, RolloutStatus::Succeeded | RolloutStatus::RolledBack)
+        matches!(
+            self,
+            RolloutStatus::Succeeded | RolloutStatus::RolledBack | RolloutStatus::Abandoned
+        )
     }
 
     pub fn label(&self) -> &'static str {
@@ -110,6 +116,7 @@ impl RolloutStatus {
             RolloutStatus::Paused(_) => "Paused",
             RolloutStatus::Succeeded => "Succeeded",
             RolloutStatus::RolledBack => "RolledBack",
+            RolloutStatus::Abandoned => "Abandoned",
         }
     }
 }

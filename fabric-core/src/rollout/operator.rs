@@ -328,6 +328,39 @@ impl FabricCore {
         Ok(events)
     }
 
+    /// `fabricctl update abandon`: ends a stopped rollout where it stands;
+    /// servers keep what they run, and another rollout may start.
+    pub fn abandon_update(
+        &mut self,
+        now: Moment,
+        who: &str,
+    ) -> Result<Vec<ClusterEvent>, CoreError> {
+        let r = self.active_rollout()?;
+        let RolloutStatus::Paused(_) = &r.status else {
+            return Err(CoreError::NoUpdate(format!(
+                "update {} is running: pause it before abandoning it",
+                r.id
+            )));
+        };
+        r.status = RolloutStatus::Abandoned;
+        r.finished = Some(now);
+        r.released.clear();
+        let text = format!(
+            "update {} to {} abandoned by {who} at {}: {} server(s) done, the others keep what \
+             they run",
+            r.id,
+            r.plan.package,
+            r.position(),
+            r.done.len()
+        );
+        Ok(vec![self.events.record(
+            now,
+            EventKind::UpdateFinished,
+            None,
+            text,
+        )])
+    }
+
     /// `fabricctl update rollback`: every touched server back to its
     /// previous package, steps in reverse. Brakes hold a rollback too (it
     /// is the fabric changing servers); it waits for them, running.

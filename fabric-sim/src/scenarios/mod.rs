@@ -9,10 +9,12 @@
 //!
 //! - [`leap_day`] replays `leap-day-2012`;
 //! - [`serial_recovery`] replays `serial-recovery-2009`;
-//! - [`cert_expiry`] replays `cert-expiry-2013`.
+//! - [`cert_expiry`] replays `cert-expiry-2013`;
+//! - [`secondary_outage`] replays `secondary-outage-2012`.
 
 pub mod cert_expiry;
 pub mod leap_day;
+pub mod secondary_outage;
 pub mod serial_recovery;
 
 use fabric_core::{ClusterEvent, DeploymentSpec, Name, RoleSpec};
@@ -79,6 +81,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "cert-expiry-2013",
         "deployed certificates near expiry: warnings at 180 days, incident at 90, what clients see if nobody rotates",
     ),
+    (
+        "secondary-outage-2012",
+        "the repair: an older host agent with a newer networking plugin, blasted (then: refused, or walked by update domain behind an endpoint gate)",
+    ),
 ];
 
 /// Runs scenario `name` in virtual time.
@@ -87,6 +93,7 @@ pub fn run(name: &str) -> Option<Report> {
         "leap-day-2012" => Some(leap_day::run()),
         "serial-recovery-2009" => Some(serial_recovery::run()),
         "cert-expiry-2013" => Some(cert_expiry::run()),
+        "secondary-outage-2012" => Some(secondary_outage::run()),
         _ => None,
     }
 }

@@ -14,10 +14,13 @@
 //! - [`leap_day`]: 2012, guest agents failing on Feb 29 and the HI threshold.
 //! - [`serial_recovery`]: 2009, servers lost at once, healing serial or parallel.
 //! - [`cert_expiry`]: 2013, a deployed certificate expiring, unrotated or rotated.
+//! - [`secondary_outage`]: 2012's repair, an incompatible host agent and
+//!   networking plugin, blasted or walked through a gate.
 
 mod cert_expiry;
 mod leap_day;
 mod local;
+mod secondary_outage;
 mod serial_recovery;
 mod service_files;
 
@@ -45,6 +48,7 @@ pub async fn run(global: &GlobalArgs, command: &ScenarioCommand) -> anyhow::Resu
                 "leap-day-2012" => leap_day::run(global).await,
                 "serial-recovery-2009" => serial_recovery::run(global).await,
                 "cert-expiry-2013" => cert_expiry::run(global).await,
+                "secondary-outage-2012" => secondary_outage::run(global).await,
                 other => unknown(other),
             }
         }

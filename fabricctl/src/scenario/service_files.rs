@@ -48,6 +48,11 @@ impl ServiceOwner {
         Ok(Self { ca, dir })
     }
 
+    /// The owner's scratch directory (removed with it).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// What the service's clients trust: the owner's CA, with dates checked.
     pub fn trust(&self) -> Trust {
         Trust::Ca(self.ca.cert_der())
