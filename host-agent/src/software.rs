@@ -32,6 +32,9 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+/// Pause after a failed update before the next attempt.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What this host agent runs, from its flags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Running {
@@ -323,7 +326,12 @@ impl Updater {
         let target = target.clone();
         tokio::spawn(async move {
             let err = me.update(target).await;
-            tracing::error!("update failed: {err:#}; will try again when asked");
+            tracing::error!(
+                "update failed: {err:#}; will try again when asked, in {RETRY:?} at the soonest"
+            );
+            // A fetch that keeps failing (a bad digest, a full disk) must
+            // not turn into a download per heartbeat.
+            tokio::time::sleep(RETRY).await;
             me.busy.store(false, Ordering::Release);
         });
     }

@@ -5,6 +5,10 @@
 use clap::Parser;
 use fabric_netplug::{POLL, bindings, forward::Forwarder};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long before a bind that failed is tried again.
+const RETRY_BINDS: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Parser)]
 #[command(name = "fabric-netplug", version, about = "Fabric's networking plugin")]
@@ -47,7 +51,11 @@ async fn main() -> anyhow::Result<()> {
     );
     tracing::info!(version = %args.plugin_version, api = args.api, bindings = %args.bindings.display(), "networking plugin started");
     let mut forwarder = Forwarder::default();
+    // The bindings last applied, and when a bind that failed (a port still
+    // held) may be tried again.
     let mut seen: Option<String> = None;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut last_status = String::new();
     let mut ticker = tokio::time::interval(POLL);
     let stop = fabric_daemon::shutdown::signal();
     tokio::pin!(stop);
@@ -57,42 +65,49 @@ async fn main() -> anyhow::Result<()> {
             _ = &mut stop => return Ok(()),
         }
         let text = std::fs::read_to_string(&args.bindings).unwrap_or_default();
-        if seen.as_ref() == Some(&text) {
+        let retry_due = retry_at.is_some_and(|at| tokio::time::Instant::now() >= at);
+        if seen.as_ref() == Some(&text) && !retry_due {
             continue;
         }
-        let (applied, error) = match bindings::decode(args.api, &text) {
+        let (bound, error) = match bindings::decode(args.api, &text) {
             Ok(b) => {
                 let applied = forwarder.apply(&b).await;
+                retry_at =
+                    (!applied.failed.is_empty()).then(|| tokio::time::Instant::now() + RETRY_BINDS);
                 let error = (!applied.failed.is_empty()).then(|| {
                     applied
                         .failed
                         .iter()
-                        .map(|(a, e)| format!("{a}: {e}"))
+                        .map(|(a, e)| format!("cannot bind {a}: {e}"))
                         .collect::<Vec<_>>()
                         .join("; ")
                 });
-                (applied, error)
+                (applied.bound, error)
             }
-            Err(e) if text.is_empty() => (
-                forwarder.apply(&[]).await,
-                Some(format!("no bindings yet ({e})")),
-            ),
             Err(e) => {
-                tracing::error!("{e}");
-                (forwarder.apply(&[]).await, Some(e.to_string()))
+                retry_at = None;
+                let error = if text.is_empty() {
+                    format!("no bindings yet ({e})")
+                } else {
+                    tracing::error!("{e}");
+                    e.to_string()
+                };
+                (forwarder.apply(&[]).await.bound, Some(error))
             }
         };
-        let status = Status {
+        seen = Some(text);
+        let status = serde_json::to_string_pretty(&Status {
             plugin_version: &args.plugin_version,
             api: args.api,
-            bound: applied.bound.iter().map(ToString::to_string).collect(),
+            bound: bound.iter().map(ToString::to_string).collect(),
             error,
-        };
-        let tmp = args.status.with_extension("tmp");
-        if std::fs::write(&tmp, serde_json::to_vec_pretty(&status)?).is_ok() {
-            let _ = std::fs::rename(&tmp, &args.status);
+        })?;
+        if status != last_status {
+            let tmp = args.status.with_extension("tmp");
+            if std::fs::write(&tmp, &status).is_ok() && std::fs::rename(&tmp, &args.status).is_ok()
+            {
+                last_status = status;
+            }
         }
-        // A bind that failed (the port still held) is tried again.
-        seen = status.error.is_none().then_some(text);
     }
 }
