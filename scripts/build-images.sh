@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 tag="${1:-fabric:dev}"
 arch="$(uname -m)"
 target="${arch}-unknown-linux-gnu"
-bins=(fabric-controller host-agent guest-agent fabricctl)
+bins=(fabric-controller host-agent guest-agent fabric-netplug fabricctl)
 
 if ! docker info >/dev/null 2>&1; then
   echo "build-images: no Docker engine reachable (is the daemon running?)" >&2
@@ -27,10 +27,12 @@ fi
 # which must stay dynamic host binaries.
 RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --release --locked --target "$target" \
-  -p fabric-controller -p host-agent -p guest-agent -p fabricctl
+  -p fabric-controller -p host-agent -p guest-agent -p fabric-netplug -p fabricctl
 
-out="target/$target/release"
-context="target/image"
+# Cargo's output directory, wherever CARGO_TARGET_DIR puts it.
+target_dir="${CARGO_TARGET_DIR:-target}"
+out="$target_dir/$target/release"
+context="$target_dir/image"
 rm -rf "$context"
 mkdir -p "$context/rootfs/usr/local/bin" "$context/rootfs/etc" \
   "$context/rootfs/tmp" "$context/rootfs/var/lib/fabric"
