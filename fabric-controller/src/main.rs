@@ -8,11 +8,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    fabric_daemon::logging::init();
     let mut args = Args::parse();
     let command = args.command.take();
     let config = args.resolve()?;

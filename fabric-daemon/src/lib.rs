@@ -6,10 +6,12 @@
 //! - [`metrics_text`]: /metrics in the format the scraper asked for.
 //! - [`tls_accept`]: a TLS listener strangers cannot exhaust.
 //! - [`https`]: one HTTPS `GET /` of a role endpoint, as a client would.
+//! - [`logging`]: the log set-up every daemon's `main` starts with.
 //! - [`untrusted`]: outside text shown short and safe in logs; throttled logs.
 
 pub mod files;
 pub mod https;
+pub mod logging;
 pub mod metrics_text;
 pub mod shutdown;
 pub mod task;

@@ -139,6 +139,32 @@ pub struct FromBuild<'a> {
     pub plugin_flags: &'a [&'a str],
 }
 
+/// A compatible new pair, as the tests, the bench and the replays roll it
+/// out: host agent 2.0 and plugin net-2, both speaking bindings interface 2.
+pub const NEW_PAIR: FromBuild<'static> = FromBuild {
+    version: "ha2-net2",
+    host_agent: "2.0",
+    guest_agent: "2.0",
+    plugin: "net-2",
+    compatible: &["2.*"],
+    host_agent_flags: &["--netplug-api", "2"],
+    guest_agent_flags: &[],
+    plugin_flags: &["--api", "2"],
+};
+
+/// The 2012 repair: the older host agent 1.0 (bindings interface 1) shipped
+/// with plugin net-2 (interface 2), which declares only 2.x host agents.
+pub const REPAIR_2012: FromBuild<'static> = FromBuild {
+    version: "repair-ha1-net2",
+    host_agent: "1.0",
+    guest_agent: "1.0",
+    plugin: "net-2",
+    compatible: &["2.*"],
+    host_agent_flags: &[],
+    guest_agent_flags: &[],
+    plugin_flags: &["--api", "2"],
+};
+
 impl FromBuild<'_> {
     /// Writes the package under `parent/<version>`, linking `host-agent`,
     /// `guest-agent` and `fabric-netplug` from `bin_dir`; returns its path.

@@ -246,3 +246,35 @@ impl NetPlug {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_ports_come_from_the_range_and_are_never_shared() {
+        let p = PublicEndpoints {
+            bind_ip: "0.0.0.0".parse().unwrap(),
+            advertise_ip: "127.0.0.1".parse().unwrap(),
+            ports: Some((19110, 19111)),
+        };
+        let (bind, shown) = p.allocate(&HashSet::new()).unwrap();
+        assert_eq!(bind.to_string(), "0.0.0.0:19110");
+        assert_eq!(shown.to_string(), "127.0.0.1:19110");
+        let (bind, _) = p.allocate(&HashSet::from([19110])).unwrap();
+        assert_eq!(bind.port(), 19111);
+        assert!(p.allocate(&HashSet::from([19110, 19111])).is_none());
+    }
+
+    #[test]
+    fn without_a_range_a_free_port_is_taken() {
+        let p = PublicEndpoints {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            advertise_ip: "127.0.0.1".parse().unwrap(),
+            ports: None,
+        };
+        let (bind, shown) = p.allocate(&HashSet::new()).unwrap();
+        assert_ne!(bind.port(), 0);
+        assert_eq!(bind, shown);
+    }
+}

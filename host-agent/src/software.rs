@@ -416,3 +416,83 @@ impl Updater {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(file: &str, bytes: &[u8]) -> pb::Artifact {
+        pb::Artifact {
+            version: "2.0".into(),
+            file: file.into(),
+            size: bytes.len() as u64,
+            sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref()),
+            flags: vec!["--x".into()],
+        }
+    }
+
+    fn manifest() -> pb::PackageManifest {
+        pb::PackageManifest {
+            version: "p2".into(),
+            host_agent: Some(artifact("host-agent", b"ha")),
+            guest_agent: Some(artifact("guest-agent", b"ga")),
+            plugin: Some(artifact("netplug", b"np")),
+            plugin_compatible_host_agents: vec!["2.*".into()],
+            forced: false,
+        }
+    }
+
+    #[test]
+    fn a_manifest_never_names_a_path() {
+        Installed::from_manifest(&manifest()).unwrap();
+        let mut m = manifest();
+        m.version = "../p2".into();
+        assert!(Installed::from_manifest(&m).is_err());
+        let mut m = manifest();
+        m.guest_agent = Some(artifact("../../bin/sh", b"x"));
+        assert!(Installed::from_manifest(&m).is_err());
+        let mut m = manifest();
+        m.plugin = None;
+        assert!(Installed::from_manifest(&m).is_err());
+    }
+
+    #[test]
+    fn the_package_flags_name_its_files_and_carry_its_own() {
+        let p = Installed::from_manifest(&manifest()).unwrap();
+        let flags = p.flags(Path::new("/s/packages/p2"));
+        let joined = flags.join(" ");
+        assert!(joined.contains("--package p2"), "{joined}");
+        assert!(
+            joined.contains("--guest-agent-bin /s/packages/p2/guest-agent"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("--netplug-bin /s/packages/p2/netplug"),
+            "{joined}"
+        );
+        assert!(
+            flags.contains(&"--guest-agent-arg=--x".to_owned()),
+            "{joined}"
+        );
+        assert!(flags.contains(&"--netplug-arg=--x".to_owned()), "{joined}");
+    }
+
+    #[test]
+    fn a_package_not_intact_is_forgotten_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let packages = Packages::new(dir.path());
+        let p = Installed::from_manifest(&manifest()).unwrap();
+        let pdir = packages.package_dir("p2");
+        std::fs::create_dir_all(&pdir).unwrap();
+        std::fs::write(pdir.join("host-agent"), b"ha").unwrap();
+        std::fs::write(pdir.join("guest-agent"), b"tampered").unwrap();
+        std::fs::write(pdir.join("netplug"), b"np").unwrap();
+        std::fs::create_dir_all(&packages.dir).unwrap();
+        std::fs::write(packages.current_path(), serde_json::to_vec(&p).unwrap()).unwrap();
+        assert!(packages.verify(&p).is_err());
+        // Resuming as the base: the package is not intact, so it is
+        // forgotten and this process runs on (no exec).
+        packages.resume(&Running::default()).unwrap();
+        assert!(packages.current().unwrap().is_none());
+    }
+}

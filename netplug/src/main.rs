@@ -37,11 +37,7 @@ struct Status<'a> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    fabric_daemon::logging::init();
     let args = Args::parse();
     anyhow::ensure!(
         bindings::APIS.contains(&args.api),

@@ -6,14 +6,16 @@
 
 use fabric_tests::cluster::{self, LocalCluster};
 use fabric_tests::https::{cert_der, fetch, runtime};
-use fabric_tests::packages::TestPackage;
 use fabric_tests::procs;
 use fabric_tests::services::{self, all_running, instances};
+use fabricctl::package::{NEW_PAIR, REPAIR_2012};
 use fabricctl::status::StatusJson;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const WEB: &str = "web";
+const P2: &str = NEW_PAIR.version;
+const REPAIR: &str = REPAIR_2012.version;
 const FRONT: u32 = 4;
 /// For the cluster and deployment to come up on a busy 2-core machine.
 const COME_UP: Duration = Duration::from_secs(90);
@@ -64,33 +66,13 @@ fn start(extra: &[&str]) -> (LocalCluster, tempfile::TempDir) {
 /// Host agent 2.0 and networking plugin net-2, speaking bindings
 /// interface 2 to each other.
 fn package(dir: &std::path::Path) -> std::path::PathBuf {
-    let p = TestPackage {
-        version: "p2",
-        host_agent: "2.0",
-        guest_agent: "2.0",
-        plugin: "net-2",
-        compatible: &["2.*"],
-        host_agent_flags: &["--netplug-api", "2"],
-        guest_agent_flags: &[],
-        plugin_flags: &["--api", "2"],
-    };
-    fabric_tests::packages::write(&p, dir)
+    fabric_tests::packages::write(&NEW_PAIR, dir)
 }
 
 /// The 2012 repair: an older host agent (bindings interface 1) shipped
 /// with the newer plugin (interface 2).
 fn repair(dir: &std::path::Path) -> std::path::PathBuf {
-    let p = TestPackage {
-        version: "repair",
-        host_agent: "1.0",
-        guest_agent: "1.0",
-        plugin: "net-2",
-        compatible: &["2.*"],
-        host_agent_flags: &[],
-        guest_agent_flags: &[],
-        plugin_flags: &["--api", "2"],
-    };
-    fabric_tests::packages::write(&p, dir)
+    fabric_tests::packages::write(&REPAIR_2012, dir)
 }
 
 fn update_status(s: &StatusJson) -> &str {
@@ -119,13 +101,13 @@ fn a_rollout_walks_update_domains_while_the_role_keeps_serving() {
     let pkg = package(dir.path());
     let added = cluster.run_ok(&["package", "add", pkg.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&added.stdout);
-    assert!(text.contains("package p2 added"), "{text}");
+    assert!(text.contains(&format!("package {P2} added")), "{text}");
     let listed = cluster.run_ok(&["package", "list"]);
-    assert!(String::from_utf8_lossy(&listed.stdout).contains("p2"));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(P2));
     cluster.run_ok(&[
         "update",
         "start",
-        "p2",
+        P2,
         "--gate-stable",
         "2s",
         "--gate-timeout",
@@ -182,8 +164,8 @@ fn a_rollout_walks_update_domains_while_the_role_keeps_serving() {
         all_running(s, WEB, FRONT as usize)
     });
     for n in &after.nodes {
-        assert_eq!(n.package, "p2", "{n:#?}");
-        assert_eq!(n.agent_version, "2.0", "{n:#?}");
+        assert_eq!(n.package, P2, "{n:#?}");
+        assert_eq!(n.agent_version, NEW_PAIR.host_agent, "{n:#?}");
         // exec: the same process, a new boot.
         assert_eq!(n.pid, pids[&n.id], "{} changed pid: {n:#?}", n.id);
         assert!(n.restarts >= 1, "{n:#?}");
@@ -195,7 +177,7 @@ fn a_rollout_walks_update_domains_while_the_role_keeps_serving() {
         );
         let cmd = procs::cmdline(i.pid).unwrap_or_default();
         assert!(
-            cmd.contains("/packages/p2/guest-agent"),
+            cmd.contains(&format!("/packages/{P2}/guest-agent")),
             "{} runs {cmd:?}, not the package's guest agent",
             i.id
         );
@@ -242,9 +224,9 @@ fn a_rollout_walks_update_domains_while_the_role_keeps_serving() {
             &scrape,
             "fabric_servers_by_software",
             &[
-                ("package", "p2"),
+                ("package", P2),
                 ("update_domain", ud),
-                ("host_agent", "2.0"),
+                ("host_agent", NEW_PAIR.host_agent),
             ],
         );
         assert_eq!(servers, Some(1.0), "update domain {ud}");
@@ -262,7 +244,7 @@ fn a_rollout_walks_update_domains_while_the_role_keeps_serving() {
         summary["rollout"]
     );
     assert_eq!(
-        summary["versions"][3]["packages"]["p2"], 1,
+        summary["versions"][3]["packages"][P2], 1,
         "{}",
         summary["versions"]
     );
@@ -276,28 +258,32 @@ fn hi_mode_stops_a_rollout_and_a_killed_host_agent_comes_back_on_its_package() {
     cluster.run_ok(&[
         "update",
         "start",
-        "p2",
+        P2,
         "--gate-stable",
         "15s",
         "--gate-timeout",
         "120s",
     ]);
     // host-1 is update domain 0: the first to move.
-    let moved = cluster.wait_for(COME_UP, "host-1 on p2", |s| {
-        cluster::node(s, "host-1").is_some_and(|n| n.package == "p2" && n.state == "Ready")
+    let moved = cluster.wait_for(COME_UP, "host-1 on the new package", |s| {
+        cluster::node(s, "host-1").is_some_and(|n| n.package == P2 && n.state == "Ready")
     });
     let host1 = cluster::node(&moved, "host-1").unwrap().clone();
 
     // Killed after its update, it comes back on its package, not the base.
     cluster.run_ok(&["chaos", "kill-agent", "host-1"]);
-    cluster.wait_for(COME_UP, "host-1 back on p2 after a kill", |s| {
-        cluster::node(s, "host-1").is_some_and(|n| {
-            n.package == "p2"
-                && n.state == "Ready"
-                && n.pid != host1.pid
-                && n.restarts > host1.restarts
-        })
-    });
+    cluster.wait_for(
+        COME_UP,
+        "host-1 back on the new package after a kill",
+        |s| {
+            cluster::node(s, "host-1").is_some_and(|n| {
+                n.package == P2
+                    && n.state == "Ready"
+                    && n.pid != host1.pid
+                    && n.restarts > host1.restarts
+            })
+        },
+    );
 
     // Two servers lost: the HI threshold (2) trips, and the rollout stops.
     cluster.run_ok(&["chaos", "power-off", "host-3"]);
@@ -345,12 +331,12 @@ fn an_incompatible_package_is_refused_with_both_versions_named() {
     assert!(err.contains("net-2") && err.contains("1.0"), "{err}");
     let listed = cluster.run_ok(&["package", "list"]);
     assert!(
-        !String::from_utf8_lossy(&listed.stdout).contains("repair"),
+        !String::from_utf8_lossy(&listed.stdout).contains(REPAIR),
         "a refused package was kept"
     );
     // Forced, it is kept, and still refused at update start without --force.
     cluster.run_ok(&["package", "add", "--force", repair.to_str().unwrap()]);
-    let out = cluster.run(&["update", "start", "repair"]);
+    let out = cluster.run(&["update", "start", REPAIR]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("net-2") && err.contains("1.0"), "{err}");
@@ -366,7 +352,7 @@ fn a_forced_incompatible_plugin_is_caught_by_the_gate_and_rolled_back() {
     let out = cluster.run_ok(&[
         "update",
         "start",
-        "repair",
+        REPAIR,
         "--force",
         "--on-failure",
         "rollback",

@@ -24,8 +24,9 @@
 //! change it.
 
 use fabric_tests::cluster::{LocalCluster, node};
-use fabric_tests::packages::{TestPackage, write};
+use fabric_tests::packages::write;
 use fabric_tests::services;
+use fabricctl::package::NEW_PAIR;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(50);
@@ -108,26 +109,14 @@ fn run_one(n: u32, stable: Duration) -> (Duration, Duration) {
         services::all_running(s, "web", n as usize)
     });
 
-    let package = write(
-        &TestPackage {
-            version: "p2",
-            host_agent: "2.0",
-            guest_agent: "2.0",
-            plugin: "net-2",
-            compatible: &["2.*"],
-            host_agent_flags: &["--netplug-api", "2"],
-            guest_agent_flags: &[],
-            plugin_flags: &["--api", "2"],
-        },
-        dir.path(),
-    );
+    let package = write(&NEW_PAIR, dir.path());
     cluster.run_ok(&["package", "add", package.to_str().expect("UTF-8 path")]);
     let stable_text = format!("{}ms", stable.as_millis());
     let start = Instant::now();
     cluster.run_ok(&[
         "update",
         "start",
-        "p2",
+        NEW_PAIR.version,
         "--gate-stable",
         &stable_text,
         "--gate-timeout",

@@ -363,7 +363,8 @@ impl FabricCore {
 
     /// `fabricctl update rollback`: every touched server back to its
     /// previous package, steps in reverse. Brakes hold a rollback too (it
-    /// is the fabric changing servers); it waits for them, running.
+    /// is the fabric changing servers): asked for while one is on, it stops
+    /// at once and goes on with `update resume` once the brake is off.
     pub fn rollback_update(
         &mut self,
         now: Moment,

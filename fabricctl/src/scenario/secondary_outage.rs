@@ -46,29 +46,9 @@ const GATE_TIMEOUT: Duration = Duration::from_secs(20);
 const LIMIT: Duration = Duration::from_secs(180);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The rollout the clusters were in the middle of.
-const NEW: FromBuild<'static> = FromBuild {
-    version: "ha2-net2",
-    host_agent: "2.0",
-    guest_agent: "2.0",
-    plugin: "net-2",
-    compatible: &["2.*"],
-    host_agent_flags: &["--netplug-api", "2"],
-    guest_agent_flags: &[],
-    plugin_flags: &["--api", "2"],
-};
-
-/// The 2012 repair: the older host agent with the newer plugin.
-const REPAIR: FromBuild<'static> = FromBuild {
-    version: "repair-ha1-net2",
-    host_agent: "1.0",
-    guest_agent: "1.0",
-    plugin: "net-2",
-    compatible: &["2.*"],
-    host_agent_flags: &[],
-    guest_agent_flags: &[],
-    plugin_flags: &["--api", "2"],
-};
+/// The rollout the clusters were in the middle of, and the 2012 repair.
+const NEW: FromBuild<'static> = crate::package::NEW_PAIR;
+const REPAIR: FromBuild<'static> = crate::package::REPAIR_2012;
 
 /// What one repair did to clients.
 struct Downtime {
