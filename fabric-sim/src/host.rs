@@ -24,6 +24,9 @@ pub struct GuestModel {
     /// the host agent acts at once instead of waiting out the timeout.
     pub fail_fast: bool,
     pub agent_version: String,
+    /// The bug strikes only VMs spawned from this (monotonic) time on: the
+    /// moment the guests' calendar reaches Feb 29.
+    pub bug_after: Duration,
 }
 
 impl Default for GuestModel {
@@ -35,6 +38,7 @@ impl Default for GuestModel {
             leap_day_bug: false,
             fail_fast: true,
             agent_version: "0.1.0".into(),
+            bug_after: Duration::ZERO,
         }
     }
 }
@@ -215,7 +219,8 @@ impl SimHost {
                 continue;
             }
             let age = now.mono.saturating_sub(vm.spawned_at);
-            match guest.failure() {
+            let failure = guest.failure().filter(|_| vm.spawned_at >= guest.bug_after);
+            match failure {
                 None if age >= guest.boot_time => {
                     vm.running = true;
                     vm.clean = false;

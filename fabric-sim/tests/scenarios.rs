@@ -119,3 +119,44 @@ fn certificate_expiry_is_warned_at_180_days_and_rotation_prevents_the_outage() {
     assert_eq!(rotated.expired_served_for, Duration::ZERO);
     assert!(scenarios::run("no-such-incident").is_none());
 }
+
+#[test]
+fn leap_day_mid_rollout_stopped_by_hi_mode_then_by_the_gate() {
+    let r = scenarios::run("leap-day-2012").expect("known scenario");
+    print(&r);
+    let (then, now) = (&r.phases[3], &r.phases[4]);
+    let said = |p: &scenarios::Phase, kind: &str, words: &str| {
+        p.timeline
+            .iter()
+            .any(|l| l.text.starts_with(kind) && l.text.contains(words))
+    };
+    // 2012: the walk's first domain hits the bug, healing spreads it, and
+    // the HI threshold is what stops the rollout.
+    assert!(
+        then.outcome.threshold_tripped.is_some(),
+        "{:#?}",
+        then.timeline
+    );
+    assert!(then.outcome.servers_hi >= 5, "{:#?}", then.outcome);
+    assert!(
+        said(then, "update.stopped", "HI mode"),
+        "{:#?}",
+        then.timeline
+    );
+    // Fabric: the cause is named at once, no server leaves service, and the
+    // gate stops the walk after its first domain.
+    assert_eq!(now.outcome.servers_hi, 0, "{:#?}", now.timeline);
+    assert!(now.outcome.software_fault.is_some(), "{:#?}", now.timeline);
+    assert!(
+        said(now, "update.stopped", "health gate failed"),
+        "{:#?}",
+        now.timeline
+    );
+    assert!(
+        r.summary
+            .iter()
+            .any(|s| s.contains("its gate stopped it") && s.contains("after 4 server(s)")),
+        "{:#?}",
+        r.summary
+    );
+}

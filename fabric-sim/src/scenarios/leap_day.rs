@@ -29,7 +29,11 @@ pub const LEAP_DAY: u64 = 1_330_473_600;
 const HOSTS: u32 = 20;
 
 fn world(fixed: bool) -> World {
-    World::new(SimConfig {
+    World::new(config(fixed))
+}
+
+fn config(fixed: bool) -> SimConfig {
+    SimConfig {
         core: CoreConfig {
             heartbeat_interval: Duration::from_secs(5),
             node_timeout: Duration::from_secs(15),
@@ -51,7 +55,7 @@ fn world(fixed: bool) -> World {
         },
         start: SystemTime::UNIX_EPOCH + Duration::from_secs(LEAP_DAY),
         ..SimConfig::default()
-    })
+    }
 }
 
 fn phase(fixed: bool, instances: u32, hours: u64) -> Phase {
@@ -135,10 +139,22 @@ fn phase(fixed: bool, instances: u32, hours: u64) -> Phase {
     }
 }
 
+/// A cluster whose guests' calendar reaches Feb 29 one hour in: its VMs
+/// start on Feb 28 and run; only those started from midnight on fail.
+fn rollout_world(fixed: bool) -> World {
+    let mut c = config(fixed);
+    c.start -= Duration::from_secs(3600);
+    c.guest.bug_after = Duration::from_secs(3600);
+    World::new(c)
+}
+
 pub fn run() -> Report {
     let then = phase(false, HOSTS, 2);
     let quiet = phase(false, 3, 5);
     let now = phase(true, HOSTS, 2);
+    let (rollout_then, facts_then) =
+        super::leap_day_rollout::phase(rollout_world(false), false, HOSTS);
+    let (rollout_now, facts_now) = super::leap_day_rollout::phase(rollout_world(true), true, HOSTS);
     let mut summary = vec![
         "postmortem: bug at 00:00 UTC Feb 29; HI threshold hit 75 minutes later (3 x 25-minute timeout)"
             .to_owned(),
@@ -172,9 +188,27 @@ pub fn run() -> Report {
             now.outcome.servers_hi
         ),
     });
+    summary.push(match &facts_then.stopped {
+        Some((t, why)) => format!(
+            "rollout:    as in 2012, {} servers in HI; the rollout stopped at {}: {}",
+            rollout_then.outcome.servers_hi,
+            super::clock(*t),
+            why.split(": ").nth(1).unwrap_or(why)
+        ),
+        None => "rollout:    as in 2012, the rollout never stopped (unexpected)".into(),
+    });
+    summary.push(match &facts_now.stopped {
+        Some((t, _)) => format!(
+            "rollout:    with Fabric, {} servers in HI; its gate stopped it at {} after {} server(s) changed",
+            rollout_now.outcome.servers_hi,
+            super::clock(*t),
+            facts_now.servers_touched
+        ),
+        None => "rollout:    with Fabric, the rollout never stopped (unexpected)".into(),
+    });
     Report {
         name: "leap-day-2012",
-        phases: vec![then, quiet, now],
+        phases: vec![then, quiet, now, rollout_then, rollout_now],
         summary,
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod cert_expiry;
 pub mod leap_day;
+pub mod leap_day_rollout;
 pub mod secondary_outage;
 pub mod serial_recovery;
 
@@ -112,6 +113,36 @@ pub(crate) fn service(name: &str, instances: u32, not_after: SystemTime) -> Depl
                 not_after,
             }],
         }],
+    }
+}
+
+/// A package manifest for the simulator: its files are never read, so
+/// their digests are placeholders.
+pub(crate) fn package(
+    name: &str,
+    host_agent: &str,
+    guest_agent: &str,
+    plugin: &str,
+    compatible: &str,
+) -> fabric_core::Manifest {
+    use fabric_core::software::{Artifact, Plugin, Version};
+    let version = |v: &str| Version::parse("version", v).expect("valid version");
+    let artifact = |v: &str, file: &str| Artifact {
+        version: version(v),
+        file: file.into(),
+        size: 1,
+        sha256: "0".repeat(64),
+        flags: Vec::new(),
+    };
+    fabric_core::Manifest {
+        version: version(name),
+        host_agent: artifact(host_agent, "host-agent"),
+        guest_agent: artifact(guest_agent, "guest-agent"),
+        plugin: Plugin {
+            artifact: artifact(plugin, "netplug"),
+            compatible_host_agents: vec![compatible.into()],
+        },
+        forced: false,
     }
 }
 

@@ -21,7 +21,7 @@
 
 use super::{Line, Outcome, Phase, Report, line, service};
 use crate::{SimConfig, World};
-use fabric_core::software::{Artifact, Manifest, Plugin, Version};
+use fabric_core::software::Version;
 use fabric_core::{CoreConfig, EventKind, OnFailure, RolloutStatus, UpdatePlan};
 use std::time::{Duration, SystemTime};
 
@@ -34,27 +34,8 @@ fn version(v: &str) -> Version {
     Version::parse("version", v).expect("valid version")
 }
 
-fn artifact(v: &str, file: &str) -> Artifact {
-    Artifact {
-        version: version(v),
-        file: file.into(),
-        size: 1,
-        sha256: "0".repeat(64),
-        flags: Vec::new(),
-    }
-}
-
-fn package(name: &str, host_agent: &str, plugin: &str, compatible: &str) -> Manifest {
-    Manifest {
-        version: version(name),
-        host_agent: artifact(host_agent, "host-agent"),
-        guest_agent: artifact(host_agent, "guest-agent"),
-        plugin: Plugin {
-            artifact: artifact(plugin, "netplug"),
-            compatible_host_agents: vec![compatible.into()],
-        },
-        forced: false,
-    }
+fn package(name: &str, host_agent: &str, plugin: &str, compatible: &str) -> fabric_core::Manifest {
+    super::package(name, host_agent, host_agent, plugin, compatible)
 }
 
 /// A cluster mid-rollout: two servers on the new pair, six on the base.

@@ -108,7 +108,8 @@ pub struct ScenarioCluster {
 
 impl ScenarioCluster {
     /// Starts `fabricctl up --hosts HOSTS --cluster LABEL` with the [`FAST`]
-    /// flags and `extra`, and waits until its controller serves.
+    /// flags and `extra` (a flag in `extra` replaces the same one of
+    /// [`FAST`]), and waits until its controller serves.
     pub async fn start(
         global: &GlobalArgs,
         label: &str,
@@ -130,7 +131,11 @@ impl ScenarioCluster {
             "--cluster".into(),
             label.into(),
         ];
-        args.extend(FAST.iter().map(|s| s.to_string()));
+        for pair in FAST.chunks(2) {
+            if !extra.iter().any(|e| e == pair[0]) {
+                args.extend(pair.iter().map(|s| s.to_string()));
+            }
+        }
         args.extend(extra.iter().cloned());
         let log = std::fs::File::create(state_dir.join("launcher.log"))?;
         let child = Command::new(exe)

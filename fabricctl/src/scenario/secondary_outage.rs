@@ -167,7 +167,13 @@ async fn repair(
         }
         was_down = down;
         let u = update(cluster).await?;
-        let over = matches!(u.status.as_str(), "RolledBack" | "Succeeded" | "Paused");
+        if u.status == "Paused" {
+            bail!(
+                "the rollout stopped where it should have rolled back: {}",
+                u.stopped_because
+            );
+        }
+        let over = matches!(u.status.as_str(), "RolledBack" | "Succeeded");
         if over && was_down.is_empty() {
             out.servers_touched = u.steps.iter().map(|s| s.nodes.len()).sum();
             out.all_back = Some(start.elapsed());
@@ -206,10 +212,24 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     let new = NEW.write(&packages, &bin_dir)?;
     let fix = REPAIR.write(&packages, &bin_dir)?;
 
-    let flags: Vec<String> = ["--update-domains", "4", "--fault-domains", "2"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // A blast restarts every host agent at once: on a busy machine one may
+    // take over a second to register again, which must not look like a
+    // lost server (the replay is about networks, not Human Investigate).
+    let flags: Vec<String> = [
+        "--update-domains",
+        "4",
+        "--fault-domains",
+        "2",
+        "--node-timeout",
+        "5s",
+        "--unresponsive-grace",
+        "60s",
+        "--hi-threshold",
+        "4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let mut cluster = ScenarioCluster::start(global, "secondary-outage", HOSTS, &flags).await?;
     cluster.wait_ready(HOSTS as usize).await?;
     cluster.deploy(&web.path).await?;
