@@ -367,11 +367,7 @@ impl ControllerMetrics {
             let labels = RolloutLabels {
                 package: r.plan.package.to_string(),
                 status: r.status.label().to_owned(),
-                direction: match r.direction {
-                    fabric_core::rollout::Direction::Forward => "forward",
-                    fabric_core::rollout::Direction::Back => "back",
-                }
-                .to_owned(),
+                direction: r.direction.as_str().to_owned(),
             };
             self.rollout_step
                 .get_or_create(&labels)

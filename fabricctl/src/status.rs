@@ -492,16 +492,8 @@ impl StatusJson {
             .filter(|u| u.status == "Running" || u.status == "Paused")
         {
             out.push_str(&format!(
-                "update {} to {}: {}{}, {}{}\n",
-                u.id,
-                u.package,
-                u.status,
-                if u.direction == "back" {
-                    " (rolling back)"
-                } else {
-                    ""
-                },
-                u.position,
+                "{}{}\n",
+                crate::update::headline(u.id, &u.package, &u.status, &u.direction, &u.position),
                 if u.stopped_because.is_empty() {
                     String::new()
                 } else {

@@ -70,23 +70,22 @@ fn request(args: &UpdateStartArgs) -> pb::StartUpdateRequest {
     }
 }
 
+/// "update 2 to p2: Paused (rolling back), step 1 of 2 (update domain 1)":
+/// the first line of `update status`, and the rollout's line in `status`.
+pub fn headline(id: u64, package: &str, status: &str, direction: &str, position: &str) -> String {
+    let back = direction == "back" && matches!(status, "Running" | "Paused");
+    format!(
+        "update {id} to {package}: {status}{}, {position}",
+        if back { " (rolling back)" } else { "" }
+    )
+}
+
 /// The rollout in a few lines: which, where, its gate, why it stopped.
 pub fn describe(u: &pb::UpdateStatus) -> String {
     if u.id == 0 {
         return "no update has been started (fabricctl update start PACKAGE)".into();
     }
-    let mut out = format!(
-        "update {} to {}: {}{}, {}",
-        u.id,
-        u.package,
-        u.status,
-        if u.direction == "back" && matches!(u.status.as_str(), "Running" | "Paused") {
-            " (rolling back)"
-        } else {
-            ""
-        },
-        u.position
-    );
+    let mut out = headline(u.id, &u.package, &u.status, &u.direction, &u.position);
     if !u.stopped_because.is_empty() {
         out.push_str(&format!("\n  stopped: {}", u.stopped_because));
     }

@@ -4,7 +4,7 @@
 
 use super::ApiError;
 use super::convert::{text, timestamp};
-use fabric_core::rollout::{Direction, Rollout, RolloutStatus, Target};
+use fabric_core::rollout::{Rollout, Target};
 use fabric_core::software::{Artifact, Manifest, Plugin, Version};
 use fabric_core::{OnFailure, Software, UpdatePlan};
 use fabric_proto::v1 as pb;
@@ -196,15 +196,8 @@ pub fn update_status(r: Option<&Rollout>) -> pb::UpdateStatus {
         id: r.id,
         package: r.plan.package.to_string(),
         status: r.status.label().to_owned(),
-        stopped_because: match &r.status {
-            RolloutStatus::Paused(why) => why.to_string(),
-            _ => String::new(),
-        },
-        direction: match r.direction {
-            Direction::Forward => "forward",
-            Direction::Back => "back",
-        }
-        .into(),
+        stopped_because: r.status.stopped_because(),
+        direction: r.direction.as_str().into(),
         steps: r
             .steps
             .iter()

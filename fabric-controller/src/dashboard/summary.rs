@@ -347,25 +347,18 @@ impl Summary {
 }
 
 fn rollout_view(r: &fabric_core::Rollout) -> RolloutView {
-    use fabric_core::RolloutStatus;
     RolloutView {
         id: r.id,
         package: r.plan.package.to_string(),
         status: r.status.label(),
-        direction: match r.direction {
-            fabric_core::rollout::Direction::Forward => "forward",
-            fabric_core::rollout::Direction::Back => "back",
-        },
+        direction: r.direction.as_str(),
         step: (r.step + 1).min(r.steps.len()),
         steps: r.steps.len(),
         position: r.position(),
         servers_done: r.done.len(),
         servers_total: r.steps.iter().map(|s| s.nodes.len()).sum(),
         gate: r.gate.clone(),
-        stopped_because: match &r.status {
-            RolloutStatus::Paused(why) => why.to_string(),
-            _ => String::new(),
-        },
+        stopped_because: r.status.stopped_because(),
     }
 }
 

@@ -54,6 +54,16 @@ pub enum Direction {
     Back,
 }
 
+impl Direction {
+    /// "forward" or "back", as status, JSON and metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Forward => "forward",
+            Direction::Back => "back",
+        }
+    }
+}
+
 /// One group of servers updated together.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
@@ -108,6 +118,14 @@ impl RolloutStatus {
             self,
             RolloutStatus::Succeeded | RolloutStatus::RolledBack | RolloutStatus::Abandoned
         )
+    }
+
+    /// Why it stopped, in words; empty unless Paused.
+    pub fn stopped_because(&self) -> String {
+        match self {
+            RolloutStatus::Paused(why) => why.to_string(),
+            _ => String::new(),
+        }
     }
 
     pub fn label(&self) -> &'static str {
