@@ -574,9 +574,9 @@ impl Controller {
         })
     }
 
-    /// Input: the prober reached (or failed to reach) a role endpoint.
-    pub fn endpoint_probed(&self, id: &InstanceId, incarnation: u64, ok: bool, detail: &str) {
-        self.observe(|core, now| ((), core.endpoint_probed(now, id, incarnation, ok, detail)));
+    /// Input: one round of the prober's results.
+    pub fn endpoints_probed(&self, round: Vec<fabric_core::rollout::ProbeResult>) {
+        self.observe(|core, now| ((), core.endpoints_probed(now, round)));
     }
 
     /// Input: time passes. Runs the core's time-driven work (expiry, HI,

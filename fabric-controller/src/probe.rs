@@ -10,9 +10,10 @@
 //!
 //! Probes run only while a rollout walks forward (the core names the
 //! targets), every `interval`, all of a step's endpoints concurrently,
-//! each bounded by `timeout`.
+//! each bounded by `timeout`; the round's results go to the core at once.
 
 use crate::controller::Controller;
+use fabric_core::rollout::ProbeResult;
 use fabric_daemon::https::{Trust, get_root};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,31 +41,30 @@ pub async fn probe_loop(controller: Arc<Controller>, config: ProbeConfig) {
     loop {
         ticker.tick().await;
         let targets = controller.read().rollout_probe_targets();
-        let probes = targets.into_iter().map(|t| {
-            let controller = controller.clone();
-            async move {
+        if targets.is_empty() {
+            continue;
+        }
+        let mut probes = tokio::task::JoinSet::new();
+        for t in targets {
+            probes.spawn(async move {
                 let trust = Trust::Fingerprints(t.fingerprints);
                 let result = tokio::time::timeout(config.timeout, get_root(&t.endpoint, &trust))
                     .await
                     .unwrap_or_else(|_| Err(format!("no answer within {:?}", config.timeout)));
-                let (ok, detail) = match result {
-                    Ok(_) => (true, String::new()),
-                    Err(e) => (false, e),
-                };
-                controller.endpoint_probed(&t.id, t.incarnation, ok, &detail);
+                ProbeResult {
+                    id: t.id,
+                    incarnation: t.incarnation,
+                    ok: result.is_ok(),
+                    detail: result.err().unwrap_or_default(),
+                }
+            });
+        }
+        let mut round = Vec::new();
+        while let Some(done) = probes.join_next().await {
+            if let Ok(result) = done {
+                round.push(result);
             }
-        });
-        run_together(probes).await;
+        }
+        controller.endpoints_probed(round);
     }
-}
-
-/// Runs the probes of one round together.
-async fn run_together<F: std::future::Future<Output = ()> + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) {
-    let mut set = tokio::task::JoinSet::new();
-    for f in futures {
-        set.spawn(f);
-    }
-    while set.join_next().await.is_some() {}
 }

@@ -193,17 +193,22 @@ impl Sim {
         if !released.is_empty() {
             self.released_log.push(released);
         }
-        for t in self.core.rollout_probe_targets() {
-            let node = self.core.instance(&t.id).unwrap().node().unwrap().clone();
-            let ok = self.plugin_ok[&node];
-            self.core.endpoint_probed(
-                at(self.now),
-                &t.id,
-                t.incarnation,
-                ok,
-                if ok { "" } else { "connection refused" },
-            );
-        }
+        let round = self
+            .core
+            .rollout_probe_targets()
+            .into_iter()
+            .map(|t| {
+                let node = self.core.instance(&t.id).unwrap().node().unwrap().clone();
+                let ok = self.plugin_ok[&node];
+                super::rollout::ProbeResult {
+                    id: t.id,
+                    incarnation: t.incarnation,
+                    ok,
+                    detail: if ok { "" } else { "connection refused" }.into(),
+                }
+            })
+            .collect();
+        self.core.endpoints_probed(at(self.now), round);
         self.core.tick(at(self.now));
         self.now += step_ms;
     }

@@ -129,16 +129,27 @@ impl World {
                 self.contact(i);
             }
         }
-        // The controller's prober: a rollout's endpoints, reached or not.
-        for t in self.core.rollout_probe_targets() {
-            let ok = self.hosts.iter().any(|h| {
-                h.reachable(&t.id)
-                    && self.core.instance(&t.id).and_then(|i| i.node()) == Some(&h.id)
-            });
-            let detail = if ok { "" } else { "connection refused" };
-            let events = self
-                .core
-                .endpoint_probed(self.now, &t.id, t.incarnation, ok, detail);
+        // The controller's prober: one round over a rollout's endpoints.
+        let round: Vec<fabric_core::rollout::ProbeResult> = self
+            .core
+            .rollout_probe_targets()
+            .into_iter()
+            .map(|t| {
+                let home = self.core.instance(&t.id).and_then(|i| i.node());
+                let ok = self
+                    .hosts
+                    .iter()
+                    .any(|h| Some(&h.id) == home && h.reachable(&t.id));
+                fabric_core::rollout::ProbeResult {
+                    id: t.id,
+                    incarnation: t.incarnation,
+                    ok,
+                    detail: if ok { "" } else { "connection refused" }.into(),
+                }
+            })
+            .collect();
+        if !round.is_empty() {
+            let events = self.core.endpoints_probed(self.now, round);
             self.record(events);
         }
         let events = self.core.tick(self.now);

@@ -35,7 +35,7 @@ pub mod plan;
 pub mod walk;
 
 pub use plan::{OnFailure, UpdatePlan};
-pub use walk::ProbeTarget;
+pub use walk::{ProbeResult, ProbeTarget};
 
 use crate::clock::Moment;
 use crate::deployment::InstanceId;

@@ -96,25 +96,22 @@ impl FabricCore {
             .collect()
     }
 
-    /// Input: the shell probed `id`'s endpoint from outside its server.
-    pub fn endpoint_probed(
-        &mut self,
-        now: Moment,
-        id: &InstanceId,
-        incarnation: u64,
-        ok: bool,
-        detail: &str,
-    ) -> Vec<ClusterEvent> {
+    /// Input: one round of the shell's probes of the targets it was given,
+    /// each from outside its server. The gate is looked at once per round,
+    /// not once per endpoint.
+    pub fn endpoints_probed(&mut self, now: Moment, round: Vec<ProbeResult>) -> Vec<ClusterEvent> {
         if let Some(r) = self.software.rollout.as_mut() {
-            r.probes.insert(
-                id.clone(),
-                Probe {
-                    incarnation,
-                    ok,
-                    detail: crate::events::bounded(detail, 200),
-                    at: now.mono,
-                },
-            );
+            for p in round {
+                r.probes.insert(
+                    p.id,
+                    Probe {
+                        incarnation: p.incarnation,
+                        ok: p.ok,
+                        detail: crate::events::bounded(&p.detail, 200),
+                        at: now.mono,
+                    },
+                );
+            }
         }
         self.advance_rollout(now)
     }
@@ -411,6 +408,16 @@ pub struct ProbeTarget {
     pub endpoint: String,
     /// SHA-256 fingerprints of the role's deployed certificates.
     pub fingerprints: Vec<String>,
+}
+
+/// What one probe of a [`ProbeTarget`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeResult {
+    pub id: InstanceId,
+    pub incarnation: u64,
+    pub ok: bool,
+    /// Why not, when not.
+    pub detail: String,
 }
 
 /// "host-1, host-2".
