@@ -16,10 +16,10 @@
 //! fabric-core/src/faults.rs (classification),
 //! core/lifecycle.rs (the threshold), core/healing.rs.
 
-use super::{Line, Outcome, Phase, Report, line, service};
+use super::{Line, Phase, Report, line, service};
 use crate::host::GuestModel;
 use crate::{SimConfig, World};
-use fabric_core::{ClusterMode, CoreConfig, EventKind, HiThreshold, NodeState};
+use fabric_core::{CoreConfig, EventKind, HiThreshold, NodeState};
 use std::time::{Duration, SystemTime};
 
 /// The 2012 host agent's wait for a guest agent.
@@ -101,26 +101,7 @@ fn phase(fixed: bool, instances: u32, hours: u64) -> Phase {
             w.core.cluster().mode
         ),
     });
-    let outcome = Outcome {
-        servers_hi: w
-            .core
-            .nodes()
-            .filter(|n| n.state == NodeState::HumanInvestigate)
-            .count(),
-        threshold_tripped: w
-            .core
-            .cluster()
-            .last_trip
-            .filter(|_| w.core.cluster().mode == ClusterMode::HumanInvestigate)
-            .map(|(at, _, _)| at.mono - start),
-        software_fault: w
-            .events
-            .iter()
-            .find(|e| e.kind == EventKind::SoftwareFault)
-            .map(|e| (e.at.mono - start, e.reason.clone())),
-        healed: count(EventKind::InstanceHealing),
-        ..Outcome::default()
-    };
+    let outcome = super::hi_outcome(&w, start, &w.events);
     Phase {
         title: match (fixed, instances == HOSTS) {
             (true, _) => {

@@ -19,9 +19,9 @@
 //!   server goes to HI, and the gate stops the rollout after its first
 //!   domain.
 
-use super::{Line, Outcome, Phase, line, service};
+use super::{Line, Phase, line, service};
 use crate::World;
-use fabric_core::{ClusterMode, EventKind, NodeState, UpdatePlan, Version};
+use fabric_core::{EventKind, UpdatePlan, Version};
 use std::time::{Duration, SystemTime};
 
 /// What a rollout phase showed, beside its [`Outcome`].
@@ -89,24 +89,7 @@ pub fn phase(mut w: World, fixed: bool, hosts: u32) -> (Phase, Facts) {
                 .is_some_and(|p| p.as_str() == "new-fc-ha-ga")
         })
         .count();
-    let outcome = Outcome {
-        servers_hi: w
-            .core
-            .nodes()
-            .filter(|n| n.state == NodeState::HumanInvestigate)
-            .count(),
-        threshold_tripped: w
-            .core
-            .cluster()
-            .last_trip
-            .filter(|_| w.core.cluster().mode == ClusterMode::HumanInvestigate)
-            .map(|(at, _, _)| at.mono.saturating_sub(start)),
-        software_fault: w.events[seen..]
-            .iter()
-            .find(|e| e.kind == EventKind::SoftwareFault)
-            .map(|e| (e.at.mono - start, e.reason.clone())),
-        ..Outcome::default()
-    };
+    let outcome = super::hi_outcome(&w, start, &w.events[seen..]);
     let title = if fixed {
         "with Fabric, mid-rollout: fail fast, classification, and the rollout's health gate"
     } else {
