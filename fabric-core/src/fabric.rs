@@ -50,6 +50,8 @@ pub struct HeartbeatReply {
     /// The software the node should restart into (a rollout released it);
     /// `None`: keep running what it runs.
     pub target: Option<super::rollout::Target>,
+    /// The rollout that names `target` (0 without one).
+    pub target_update: u64,
 }
 
 /// What the core did with a heartbeat.
@@ -261,6 +263,11 @@ impl FabricCore {
                 outcome,
                 desired,
                 human_investigate,
+                target_update: if target.is_some() {
+                    self.software.rollout.as_ref().map_or(0, |r| r.id)
+                } else {
+                    0
+                },
                 target,
             },
             events,

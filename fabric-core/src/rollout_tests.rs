@@ -167,6 +167,11 @@ impl Sim {
                 .core
                 .heartbeat(at(self.now), id, &boot, self.seq, reports);
             if let Some(target) = reply.target {
+                assert_eq!(
+                    reply.target_update,
+                    self.core.rollout().map_or(0, |r| r.id),
+                    "a target names the rollout that asks"
+                );
                 assert!(
                     self.core.cluster().mode == ClusterMode::Normal,
                     "a server was told to update in HI mode"

@@ -85,10 +85,10 @@ impl NodeService for NodeApi {
             generation: identity.generation,
             replaces_cluster_id: identity.replaces.unwrap_or_default(),
             human_investigate: reply.human_investigate,
-            target: reply.target.as_ref().map(|t| {
-                let id = self.controller.read().rollout().map_or(0, |r| r.id);
-                super::software::target_pb(t, id)
-            }),
+            target: reply
+                .target
+                .as_ref()
+                .map(|t| super::software::target_pb(t, reply.target_update)),
         }))
     }
 
