@@ -144,6 +144,7 @@ async fn heartbeat_round_trips(n: usize) {
             host_endpoint: "127.0.0.1:1".into(),
             pid: std::process::id(),
             software: None,
+            role_probe_host: String::new(),
         }),
         boot_id: boot_id.clone(),
     })

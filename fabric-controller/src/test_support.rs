@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 pub fn deployment(name: &str) -> ValidatedDeployment {
     ValidatedDeployment {
         spec: DeploymentSpec {
+            priority: 0,
             name: Name::parse("deployment", name).unwrap(),
             roles: vec![RoleSpec {
                 name: Name::parse("role", "r").unwrap(),
@@ -33,6 +34,7 @@ pub fn node(domain: u32, slots: u32) -> NodeInfo {
         capacity_vm_slots: slots,
         agent_version: "test".into(),
         host_endpoint: "127.0.0.1:1".into(),
+        role_probe_host: None,
         pid: 1,
         software: Default::default(),
     }

@@ -115,6 +115,12 @@ impl RoleSpec {
 pub struct DeploymentSpec {
     pub name: Name,
     pub roles: Vec<RoleSpec>,
+    /// Healing serves higher priorities first when servers or the healing
+    /// budget are short: infrastructure that others depend on (a storage
+    /// or name service) before what depends on it, the 2012 postmortem's
+    /// "dependency priorities". 0, the default, is the lowest.
+    #[serde(default)]
+    pub priority: u32,
 }
 
 impl DeploymentSpec {

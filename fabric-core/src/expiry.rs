@@ -239,6 +239,7 @@ mod tests {
 
     fn spec(not_after: SystemTime) -> DeploymentSpec {
         DeploymentSpec {
+            priority: 0,
             name: Name::parse("deployment", "web").unwrap(),
             roles: vec![RoleSpec {
                 name: Name::parse("role", "frontend").unwrap(),

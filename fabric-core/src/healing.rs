@@ -7,7 +7,10 @@
 //!   off, and roles paused by a classified software fault are skipped;
 //! - at most `healing_concurrency` instances are in flight (moved but not yet
 //!   Running), so recovery is parallel (the 2009 lesson) yet bounded;
-//! - the roles that lost the largest share of their instances go first;
+//! - higher-priority deployments go first (infrastructure services before
+//!   what depends on them: the 2012 postmortem's "dependency priorities"),
+//!   then, within a priority, the roles that lost the largest share of
+//!   their instances;
 //! - each instance gets a new incarnation on a Ready server chosen by the
 //!   usual placement rules; one that fits nowhere becomes Pending with the
 //!   reason, and is placed in a later round once capacity returns.
@@ -81,15 +84,24 @@ impl FabricCore {
                 entry.0 += 1;
             }
         }
-        let mut ordered: Vec<((usize, usize), InstanceId)> = queue
+        let priority = |id: &InstanceId| {
+            self.deployments
+                .get(&id.deployment)
+                .map_or(0, |d| d.priority)
+        };
+        let mut ordered: Vec<(u32, (usize, usize), InstanceId)> = queue
             .into_iter()
-            .map(|id| (lost[&(&id.deployment, &id.role)], id))
+            .map(|id| (priority(&id), lost[&(&id.deployment, &id.role)], id))
             .collect();
-        // Larger share first: compare down/total as fractions without floats.
-        ordered.sort_by(|((da, ta), a), ((db, tb), b)| {
-            (db * ta).cmp(&(da * tb)).then_with(|| a.cmp(b))
+        // Higher priority first; then the larger share lost, compared as
+        // fractions down/total without floats; then by id, so a round is
+        // deterministic.
+        ordered.sort_by(|(pa, (da, ta), a), (pb, (db, tb), b)| {
+            pb.cmp(pa)
+                .then_with(|| (db * ta).cmp(&(da * tb)))
+                .then_with(|| a.cmp(b))
         });
-        let queue: Vec<InstanceId> = ordered.into_iter().map(|(_, id)| id).collect();
+        let queue: Vec<InstanceId> = ordered.into_iter().map(|(_, _, id)| id).collect();
 
         let budget =
             (self.config.healing_concurrency as usize).saturating_sub(self.healing_in_flight());

@@ -44,6 +44,7 @@ fn cluster(nodes: u32, slots: u32, threshold: u32, concurrency: u32) -> FabricCo
 
 fn spec(roles: &[(&str, u32)]) -> DeploymentSpec {
     DeploymentSpec {
+        priority: 0,
         name: Name::parse("d", "web").unwrap(),
         roles: roles
             .iter()
@@ -222,6 +223,47 @@ fn roles_that_lost_the_most_capacity_heal_first() {
         .map(|i| i.id.to_string())
         .collect();
     assert_eq!(healing, vec!["web.solo.0"]);
+}
+
+#[test]
+fn higher_priority_services_heal_first_when_capacity_is_short() {
+    let mut core = FabricCore::new(config(5, 4), at(0));
+    let server = |core: &mut FabricCore, i: u32, slots: u32| {
+        core.register(
+            at(0),
+            NodeId::new(format!("host-{i}")),
+            NodeInfo {
+                fault_domain: i,
+                update_domain: i,
+                capacity_vm_slots: slots,
+                ..NodeInfo::default()
+            },
+            "b",
+        );
+    };
+    // Both services start on host-1, the only server then.
+    server(&mut core, 1, 2);
+    let named = |name: &str, priority: u32| DeploymentSpec {
+        priority,
+        name: Name::parse("d", name).unwrap(),
+        ..spec(&[("r", 1)])
+    };
+    core.deploy(at(0), named("app", 0)).unwrap();
+    core.deploy(at(0), named("infra", 10)).unwrap();
+    // Room for one of the two when host-1 fails. Both lost their whole
+    // role and "app" sorts first by id, so only the priority puts "infra"
+    // first.
+    server(&mut core, 2, 1);
+    let h1 = NodeId::new("host-1");
+    core.report_fault(
+        at(1),
+        &h1,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+    )
+    .unwrap();
+    core.tick(at(1));
+    assert_eq!(node_of(&core, "infra.r.0"), Some(NodeId::new("host-2")));
+    assert_eq!(node_of(&core, "app.r.0"), None, "app waits, Pending");
 }
 
 #[test]

@@ -246,6 +246,7 @@ impl FabricCore {
             self.deployments.insert(
                 name.clone(),
                 DeploymentSpec {
+                    priority: 0,
                     name: name.clone(),
                     roles: roles
                         .iter()

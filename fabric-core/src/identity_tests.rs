@@ -85,6 +85,7 @@ fn a_host_that_remembers_more_stops_nothing_and_heals_nothing() {
     assert_eq!(reply.outcome, HeartbeatOutcome::Hold);
     // No deployments meanwhile.
     let spec = DeploymentSpec {
+        priority: 0,
         name: Name::parse("d", "web").unwrap(),
         roles: vec![],
     };

@@ -65,6 +65,43 @@ pub struct NodeInfo {
     /// The package, host agent, guest agent and plugin it runs (this boot).
     #[serde(default)]
     pub software: super::software::Software,
+    /// Where the controller reaches this server's role endpoints, if not at
+    /// the address they name (see [`probe_host`]).
+    #[serde(default)]
+    pub role_probe_host: Option<String>,
+}
+
+/// Checks a server's role probe host: a DNS name or an IP address, as a
+/// host agent declares it (`--role-probe-host`). The controller connects
+/// there, so nothing else (no port, path or user) may ride along.
+pub fn probe_host(text: &str) -> Result<String, String> {
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if text.is_empty() || text.len() > 253 || !text.split('.').all(label_ok) {
+        return Err(format!(
+            "role probe host {:?} is neither an IP address nor a DNS name",
+            text.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// `endpoint` ("ip:port") with its host replaced by `host`, as the
+/// controller's prober dials it; unchanged without a probe host or a port.
+pub fn probe_endpoint(endpoint: &str, host: Option<&str>) -> String {
+    match (host, endpoint.rsplit_once(':')) {
+        (Some(h), Some((_, port))) if h.contains(':') => format!("[{h}]:{port}"),
+        (Some(h), Some((_, port))) => format!("{h}:{port}"),
+        _ => endpoint.to_owned(),
+    }
 }
 
 /// Everything the core tracks about one node.
@@ -101,4 +138,23 @@ pub struct NodeRecord {
 pub struct FaultHold {
     pub signature: super::cluster::FaultSignature,
     pub until: Duration,
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_host_replaces_only_the_host_of_an_endpoint() {
+        assert_eq!(probe_endpoint("127.0.0.1:19120", None), "127.0.0.1:19120");
+        assert_eq!(
+            probe_endpoint("127.0.0.1:19120", Some("host-a2")),
+            "host-a2:19120"
+        );
+        assert_eq!(
+            probe_endpoint("127.0.0.1:19120", Some("fd00::7")),
+            "[fd00::7]:19120"
+        );
+        assert_eq!(probe_endpoint("no-port", Some("host-a2")), "no-port");
+    }
 }

@@ -108,6 +108,7 @@ impl Sim {
             }
         }
         let spec = DeploymentSpec {
+            priority: 0,
             name: Name::parse("d", "web").unwrap(),
             roles: vec![RoleSpec {
                 name: Name::parse("r", "front").unwrap(),

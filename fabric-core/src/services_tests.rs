@@ -40,6 +40,7 @@ fn cert(fingerprint: &str) -> CertificateInfo {
 
 fn spec(name: &str, roles: &[(&str, u32)], fingerprint: &str) -> DeploymentSpec {
     DeploymentSpec {
+        priority: 0,
         name: Name::parse("d", name).unwrap(),
         roles: roles
             .iter()

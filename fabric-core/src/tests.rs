@@ -30,6 +30,7 @@ fn info() -> NodeInfo {
         capacity_vm_slots: 4,
         agent_version: "test".into(),
         host_endpoint: "127.0.0.1:1".into(),
+        role_probe_host: None,
         pid: 42,
         software: Software::default(),
     }

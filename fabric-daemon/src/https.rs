@@ -159,13 +159,20 @@ fn verifier(trust: &Trust) -> Result<Arc<dyn ServerCertVerifier>, String> {
     })
 }
 
-/// Connects to `endpoint` ("ip:port") trusting what `trust` says, and GETs
-/// `/` over HTTP/1.1. Any failure is an `Err` naming the step, e.g. a TLS
-/// handshake refused because the certificate expired.
+/// Connects to `endpoint` ("ip:port", or "host:port" resolved by the
+/// system's resolver) trusting what `trust` says, and GETs `/` over
+/// HTTP/1.1. The TLS server name is the IP connected to, whichever way the
+/// endpoint was written. Any failure is an `Err` naming the step, e.g. a
+/// TLS handshake refused because the certificate expired.
 pub async fn get_root(endpoint: &str, trust: &Trust) -> Result<Served, String> {
-    let addr: SocketAddr = endpoint
-        .parse()
-        .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+    let addr: SocketAddr = match endpoint.parse() {
+        Ok(addr) => addr,
+        Err(_) => tokio::net::lookup_host(endpoint)
+            .await
+            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("endpoint {endpoint:?}: the name has no address"))?,
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -259,6 +266,19 @@ mod tests {
             )
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_may_name_a_host_and_is_resolved() {
+        // Nothing listens on port 1: the probe gets past the address (a
+        // name is resolved) and fails at the connection, saying so.
+        let trust = Trust::Fingerprints(vec![]);
+        let err = get_root("localhost:1", &trust).await.unwrap_err();
+        assert!(err.starts_with("connect "), "{err}");
+        let err = get_root("no-such-host.invalid:1", &trust)
+            .await
+            .unwrap_err();
+        assert!(err.contains("no-such-host.invalid"), "{err}");
     }
 
     #[test]

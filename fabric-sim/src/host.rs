@@ -287,6 +287,7 @@ impl SimHost {
                 capacity_vm_slots: self.capacity,
                 agent_version: guest.agent_version.clone(),
                 host_endpoint: String::new(),
+                role_probe_host: None,
                 pid: 0,
                 software: self
                     .software

@@ -23,6 +23,7 @@ const STEP: Duration = Duration::from_secs(5);
 
 fn service(instances: u32) -> DeploymentSpec {
     DeploymentSpec {
+        priority: 0,
         name: Name::parse("d", "customer").unwrap(),
         roles: vec![RoleSpec {
             name: Name::parse("r", "web").unwrap(),

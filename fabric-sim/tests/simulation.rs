@@ -28,6 +28,7 @@ fn role(name: &str, instances: u32) -> RoleSpec {
 
 fn service(name: &str, roles: &[(&str, u32)]) -> DeploymentSpec {
     DeploymentSpec {
+        priority: 0,
         name: Name::parse("deployment", name).unwrap(),
         roles: roles.iter().map(|(r, n)| role(r, *n)).collect(),
     }

@@ -333,6 +333,13 @@ pub struct SetArgs {
     /// Its new position.
     #[arg(value_name = "on|off")]
     pub position: OnOff,
+    /// Several clusters at once, by their state directories (contexts),
+    /// comma-separated or repeated: as the 2012 team turned service
+    /// management off in every cluster. Each cluster answers for itself;
+    /// one that cannot be reached does not stop the others. Default: the
+    /// one of --state-dir.
+    #[arg(long = "clusters", value_name = "DIR", value_delimiter = ',')]
+    pub clusters: Vec<PathBuf>,
 }
 
 /// The operators' switches (graceful degradation).
@@ -587,6 +594,24 @@ mod tests {
         };
         assert_eq!((s.switch, s.position), (SwitchName::Healing, OnOff::Off));
         assert_eq!(s.switch.as_str(), "healing");
+        assert!(s.clusters.is_empty(), "one cluster: --state-dir's");
+        // Several clusters at once (2012, 6:55PM), comma-separated or repeated.
+        let cli = Cli::try_parse_from([
+            "fabricctl",
+            "cluster",
+            "set",
+            "management",
+            "off",
+            "--clusters",
+            "a,b",
+            "--clusters",
+            "c",
+        ])
+        .unwrap();
+        let Command::Cluster(ClusterCommand::Set(s)) = cli.command else {
+            panic!("not cluster set")
+        };
+        assert_eq!(s.clusters, ["a", "b", "c"].map(PathBuf::from));
         for (name, switch) in [
             ("updates", SwitchName::Updates),
             ("management", SwitchName::Management),

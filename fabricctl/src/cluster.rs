@@ -1,4 +1,5 @@
-//! `fabricctl cluster resume`, `fabricctl cluster set SWITCH on|off` and
+//! `fabricctl cluster resume`, `fabricctl cluster set SWITCH on|off
+//! [--clusters DIR,DIR...]` and
 //! `fabricctl cluster recover --adopt | --wipe --yes`.
 //!
 //! When too many nodes are in Human Investigate the controller puts the
@@ -93,17 +94,68 @@ pub fn resumed(before: &ClusterStatus) -> String {
 }
 
 pub async fn set(global: &GlobalArgs, args: &SetArgs) -> anyhow::Result<()> {
-    let (target, mut client, before) = connect(global).await?;
-    let on = args.position.is_on();
+    if args.clusters.is_empty() {
+        let (_, text) = set_one(global.clone(), args.switch, args.position.is_on()).await?;
+        output::line(&text);
+        return Ok(());
+    }
+    if global.endpoint.is_some() || global.ca.is_some() || global.cert.is_some() {
+        anyhow::bail!(
+            "--clusters reads each cluster's endpoint and certificates from its state \
+             directory; leave out --endpoint, --ca and --cert"
+        );
+    }
+    // Every cluster at once, each answering for itself.
+    let mut each = tokio::task::JoinSet::new();
+    for (i, dir) in args.clusters.iter().enumerate() {
+        let global = GlobalArgs {
+            state_dir: dir.clone(),
+            ..global.clone()
+        };
+        let (switch, on) = (args.switch, args.position.is_on());
+        each.spawn(async move { (i, set_one(global, switch, on).await) });
+    }
+    let mut answers: Vec<_> = each.join_all().await;
+    answers.sort_by_key(|(i, _)| *i);
+    let mut failed = Vec::new();
+    for (dir, (_, answer)) in args.clusters.iter().zip(answers) {
+        match answer {
+            Ok((name, text)) => {
+                output::line(&format!("cluster {name} ({}): {text}", dir.display()))
+            }
+            Err(e) => {
+                output::line(&format!("{}: not switched: {e:#}", dir.display()));
+                failed.push(dir.display().to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} clusters not switched: {}",
+            failed.len(),
+            args.clusters.len(),
+            failed.join(", ")
+        )
+    }
+}
+
+/// Sets `switch` in the cluster `global` names; its name and what to print.
+async fn set_one(
+    global: GlobalArgs,
+    switch: SwitchName,
+    on: bool,
+) -> anyhow::Result<(String, String)> {
+    let (target, mut client, before) = connect(&global).await?;
     client
         .set_switch(SetSwitchRequest {
-            switch: args.switch.as_str().into(),
+            switch: switch.as_str().into(),
             on,
         })
         .await
         .map_err(|s| target.operator_error("switch", None, "SetSwitch", &s))?;
-    output::line(&switched(args.switch, on, &before));
-    Ok(())
+    Ok((before.cluster_name.clone(), switched(switch, on, &before)))
 }
 
 /// What `cluster set` prints: the change and what it means.

@@ -35,7 +35,14 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct ServiceFile {
     pub name: String,
+    /// Healing priority (0 to 1000, higher healed first); 0 if absent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: u32,
     pub roles: Vec<RoleFile>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -103,6 +110,7 @@ pub fn parse(text: &str, base: &Path) -> Result<pb::ServiceDefinition, String> {
     Ok(pb::ServiceDefinition {
         name: file.name,
         roles,
+        priority: file.priority,
     })
 }
 

@@ -121,6 +121,12 @@ pub struct Args {
     /// the same port numbers on the Docker machine's loopback).
     #[arg(long, env = "FABRIC_ROLE_ADVERTISE_IP")]
     pub role_advertise_ip: Option<IpAddr>,
+    /// Where the controller reaches this server's role endpoints when not at
+    /// the address they name (a host name or IP): in docker-compose the
+    /// endpoints name the Docker machine's loopback, while the controller
+    /// dials the server by its name on the cluster's network.
+    #[arg(long, env = "FABRIC_ROLE_PROBE_HOST", value_parser = parse_probe_host)]
+    pub role_probe_host: Option<String>,
     /// Start the guests' calendar clock at this RFC 3339 instant (it then
     /// advances in real time); passed to each guest agent as --now.
     #[arg(long)]
@@ -199,6 +205,8 @@ pub struct HostConfig {
     pub addr_file: Option<PathBuf>,
     pub http_listen: Option<SocketAddr>,
     pub http_addr_file: Option<PathBuf>,
+    /// Declared at registration (see `--role-probe-host`).
+    pub role_probe_host: Option<String>,
     pub fault_domain: u32,
     pub update_domain: u32,
     pub capacity: u32,
@@ -338,6 +346,7 @@ impl Args {
             addr_file: self.addr_file,
             http_listen: self.http_listen,
             http_addr_file: self.http_addr_file,
+            role_probe_host: self.role_probe_host.clone(),
             fault_domain: self.fault_domain,
             update_domain: self.update_domain,
             capacity: self.capacity,
@@ -436,6 +445,10 @@ impl Args {
             }),
         })
     }
+}
+
+fn parse_probe_host(text: &str) -> Result<String, String> {
+    fabric_core::node::probe_host(text)
 }
 
 /// `guest-agent` in the directory of the running executable, as a build or

@@ -14,6 +14,8 @@ use tonic::{Request, Response, Status};
 pub struct HostApi {
     pub state: Arc<HostState>,
     pub vms: Arc<VmManager>,
+    /// What this process runs (fixed for its life: an update execs anew).
+    pub software: pb::RunningSoftware,
 }
 
 #[tonic::async_trait]
@@ -39,6 +41,7 @@ impl HostService for HostApi {
             heartbeats_sent: self.state.heartbeats_sent(),
             heartbeats_failed: self.state.heartbeats_failed(),
             vms: self.vms.reports(),
+            software: Some(self.software.clone()),
         }))
     }
 }

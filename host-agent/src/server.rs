@@ -200,6 +200,7 @@ pub async fn run(
             host_endpoint: endpoint,
             pid: std::process::id(),
             software: Some(config.running.to_pb()),
+            role_probe_host: config.role_probe_host.clone().unwrap_or_default(),
         },
         updater: Arc::new(crate::software::Updater::new(
             packages,
@@ -238,7 +239,11 @@ pub async fn run(
         .add_service(health_service)
         .add_service(fabric_proto::reflection(&served).build_v1()?)
         .add_service(fabric_proto::reflection(&served).build_v1alpha()?)
-        .add_service(HostServiceServer::new(HostApi { state, vms }))
+        .add_service(HostServiceServer::new(HostApi {
+            state,
+            vms,
+            software: config.running.to_pb(),
+        }))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     link.abort();

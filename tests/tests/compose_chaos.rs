@@ -25,7 +25,7 @@
 use fabric_proto::v1::VmState;
 use fabric_tests::bins;
 use fabric_tests::compose::{self, Compose};
-use fabric_tests::ground_truth::{admin_files, host_vms};
+use fabric_tests::ground_truth::{admin_files, host_package, host_vms};
 use fabric_tests::{https, scrape};
 use fabricctl::events::EventJson;
 use fabricctl::status::{InstanceJson, StatusJson};
@@ -252,6 +252,8 @@ impl Suite {
         self.partition_host()?;
         self.kill_controller()?;
         self.hi_threshold_in_one_cluster()?;
+        self.rollout_in_one_cluster()?;
+        self.management_off_everywhere()?;
         self.no_heal_in_hi_mode()
     }
 
@@ -934,6 +936,250 @@ impl Suite {
         Ok(())
     }
 
+    /// Cluster a rolls out a new package (issue 14: host agent 2.0 with its
+    /// plugin net-2, built from the image's own static binaries) domain by
+    /// domain while cluster b is untouched. Throughout, the service answers
+    /// from outside: at every look at least one instance serves. Checked
+    /// from below: each host agent of a says it runs the package, under a
+    /// new boot (it exec'd), and never did a later update domain change
+    /// before an earlier one had; b's host agents run the base under the
+    /// same boot, and b's instances did not move or restart.
+    fn rollout_in_one_cluster(&mut self) -> Result<(), String> {
+        let package = fabricctl::package::NEW_PAIR;
+        // Beside the clusters' operator contexts (target/compose-chaos).
+        let dir = self.a().state_dir.with_file_name("packages");
+        let built = package
+            .write(&dir, &static_bin_dir())
+            .map_err(|e| format!("package {}: {e}", package.version))?;
+        self.a()
+            .fabricctl(&["package", "add", &built.display().to_string()])?;
+        let b_before = placement(&self.b().status()?);
+        let b_boots = self.packages(1)?;
+        let a_status = self.a().status()?;
+        let a_before = placement(&a_status);
+        let a_boots = self.packages(0)?;
+        // Update domains in walk order, each with its hosts.
+        let mut domains: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for n in &a_status.nodes {
+            domains
+                .entry(n.update_domain)
+                .or_default()
+                .push(n.id.clone());
+        }
+        let last_seq = self.a().events()?.last().map_or(0, |e| e.sequence);
+        let t0 = Instant::now();
+        self.a().fabricctl(&[
+            "update",
+            "start",
+            package.version,
+            "--gate-stable",
+            "2s",
+            "--gate-timeout",
+            "60s",
+        ])?;
+        let mut violations = Vec::new();
+        let (mut looks, mut dark) = (0u32, 0u32);
+        let limit = HEAL_LIMIT * domains.len() as u32;
+        let done = wait(limit, "cluster a's rollout finished", || {
+            let s = self.a().status().ok()?;
+            // The service, probed as a client would.
+            looks += 1;
+            if !instances(&s).iter().any(|i| self.serves(i).is_ok()) {
+                dark += 1;
+            }
+            // Domains change in order: once a domain's host runs the
+            // package, every earlier domain's hosts do.
+            if let Ok(now) = self.packages(0) {
+                let updated = |node: &String| {
+                    now.get(node.as_str())
+                        .is_some_and(|(p, _)| p == package.version)
+                };
+                let mut seen_stale = None;
+                for (ud, hosts) in &domains {
+                    let all = hosts.iter().all(updated);
+                    let any = hosts.iter().any(updated);
+                    if let Some(stale) = seen_stale.filter(|_| any) {
+                        violations.push(format!(
+                            "update domain {ud} changed before update domain {stale} had"
+                        ));
+                    }
+                    if !all && seen_stale.is_none() {
+                        seen_stale = Some(*ud);
+                    }
+                }
+            }
+            let u = s.update.as_ref()?;
+            (u.status != "Running").then(|| (t0.elapsed(), u.clone()))
+        });
+        let (took, update) = match done {
+            Ok(v) => v,
+            Err(e) => {
+                // Leave the cluster as the next check expects: no rollout.
+                let _ = self.a().fabricctl(&["update", "abandon"]);
+                return Err(e);
+            }
+        };
+        violations.dedup();
+        if update.status != "Succeeded" {
+            violations.push(format!(
+                "rollout ended {} ({}): {}",
+                update.status, update.position, update.stopped_because
+            ));
+        }
+        if dark > 0 {
+            violations.push(format!(
+                "the service answered nowhere at {dark} of {looks} looks during the rollout"
+            ));
+        }
+        violations.extend(self.settle(0, &[]));
+        for (node, (package_now, boot)) in self.packages(0)? {
+            if package_now != package.version {
+                violations.push(format!("a/{node} runs {package_now:?} after the rollout"));
+            }
+            if a_boots.get(node).is_some_and(|(_, b)| *b == boot) {
+                violations.push(format!(
+                    "a/{node} kept its boot: it never exec'd the package"
+                ));
+            }
+        }
+        // Cluster b: nothing changed, from below and from its controller.
+        violations.extend(self.settle(1, &[]));
+        if self.packages(1)? != b_boots {
+            violations.push(format!(
+                "cluster b's host agents changed during a's rollout: {b_boots:?} -> {:?}",
+                self.packages(1)?
+            ));
+        }
+        let b_after = placement(&self.b().status()?);
+        if b_after != b_before {
+            violations.push(format!(
+                "cluster b's instances changed during a's rollout: {b_before:?} -> {b_after:?}"
+            ));
+        }
+        for e in self.a().events()?.iter().filter(|e| e.sequence > last_seq) {
+            if matches!(
+                e.kind.as_str(),
+                "node.unresponsive" | "node.human_investigate" | "instance.healing"
+            ) {
+                violations.push(format!(
+                    "during the rollout: {} {} {}",
+                    e.kind, e.node, e.reason
+                ));
+            }
+        }
+        println!(
+            "rollout of {} over {} update domains: {:.1}s, service dark at {dark} of {looks} looks",
+            package.version,
+            domains.len(),
+            took.as_secs_f64()
+        );
+        let a_after = placement(&self.a().status()?);
+        self.record(
+            format!("rollout {} by update domain", package.version),
+            0,
+            None,
+            Some(took),
+            moved(&a_before, &a_after),
+            violations,
+        );
+        Ok(())
+    }
+
+    /// 2012, 6:55PM: service management off in every cluster with one
+    /// command, each cluster acknowledging for itself; deploys are refused
+    /// in each while it is off and nothing runs differently; then on again.
+    fn management_off_everywhere(&mut self) -> Result<(), String> {
+        let dirs: Vec<String> = self
+            .clusters
+            .iter()
+            .map(|c| c.state_dir.display().to_string())
+            .collect();
+        let befores: Vec<Placement> = (0..self.clusters.len())
+            .map(|c| self.clusters[c].status().map(|s| placement(&s)))
+            .collect::<Result<_, _>>()?;
+        let t0 = Instant::now();
+        let said = self.a().fabricctl(&[
+            "cluster",
+            "set",
+            "management",
+            "off",
+            "--clusters",
+            &dirs.join(","),
+        ])?;
+        let took = t0.elapsed();
+        println!("{}", said.trim_end());
+        let mut violations = Vec::new();
+        let definition = fabric_tests::services::example_file("service.toml");
+        for (c, cluster) in self.clusters.iter().enumerate() {
+            if !said
+                .lines()
+                .any(|l| l.starts_with(&format!("cluster {} (", cluster.name)) && l.contains("off"))
+            {
+                violations.push(format!(
+                    "cluster {} did not acknowledge: {said}",
+                    cluster.name
+                ));
+            }
+            match cluster.status() {
+                Ok(s) if !s.switches.management => {}
+                Ok(_) => violations.push(format!("cluster {}: management still on", cluster.name)),
+                Err(e) => violations.push(e),
+            }
+            match cluster.fabricctl(&["deploy", &definition.display().to_string()]) {
+                Err(e) if e.contains("management") => {}
+                other => violations.push(format!(
+                    "cluster {}: a deploy with management off gave {other:?}",
+                    cluster.name
+                )),
+            }
+            violations.extend(self.settle(c, &[]));
+            let after = placement(&cluster.status()?);
+            if after != befores[c] {
+                violations.push(format!(
+                    "cluster {}: instances changed while management was off",
+                    cluster.name
+                ));
+            }
+        }
+        self.a().fabricctl(&[
+            "cluster",
+            "set",
+            "management",
+            "on",
+            "--clusters",
+            &dirs.join(","),
+        ])?;
+        for cluster in &self.clusters {
+            if !cluster.status()?.switches.management {
+                violations.push(format!("cluster {}: management not back on", cluster.name));
+            }
+        }
+        self.record(
+            "service management off in both clusters at once".into(),
+            0,
+            None,
+            Some(took),
+            0,
+            violations,
+        );
+        Ok(())
+    }
+
+    /// (package, boot id) of every host agent of cluster `c`, from each
+    /// host agent itself.
+    fn packages(&self, c: usize) -> Result<BTreeMap<&'static str, (String, String)>, String> {
+        let cluster = &self.clusters[c];
+        let files = admin_files(&cluster.state_dir);
+        cluster
+            .hosts
+            .iter()
+            .map(|(node, endpoint)| {
+                let got = self.rt.block_on(host_package(endpoint, &files))?;
+                Ok((*node, got))
+            })
+            .collect()
+    }
+
     /// Over the whole run: no heal started while a cluster was in HI mode.
     fn no_heal_in_hi_mode(&mut self) -> Result<(), String> {
         for c in 0..self.clusters.len() {
@@ -998,6 +1244,17 @@ impl Suite {
             eprintln!("--- last controller logs ---\n{logs}");
         }
     }
+}
+
+/// The static release binaries `scripts/build-images.sh` put in the image:
+/// a package's files must run in its empty root too.
+fn static_bin_dir() -> PathBuf {
+    let profile_dir = bins::bin_dir();
+    let target = profile_dir.parent().unwrap_or(&profile_dir);
+    target.join(format!(
+        "{}-unknown-linux-gnu/release",
+        std::env::consts::ARCH
+    ))
 }
 
 /// Polls `check` every [`POLL`] until it returns `Some`, or fails after

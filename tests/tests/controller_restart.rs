@@ -22,6 +22,7 @@ fn config() -> CoreConfig {
 fn definition() -> pb::ServiceDefinition {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web/certs");
     pb::ServiceDefinition {
+        priority: 0,
         name: "web".into(),
         roles: vec![pb::RoleDefinition {
             name: "front".into(),

@@ -23,6 +23,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         addr_file: None,
         http_listen: None,
         http_addr_file: None,
+        role_probe_host: None,
         fault_domain: 2,
         update_domain: 3,
         capacity: 8,

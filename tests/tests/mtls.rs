@@ -22,6 +22,7 @@ fn register(node_id: &str) -> pb::RegisterRequest {
             host_endpoint: "127.0.0.1:1".into(),
             pid: 1,
             software: None,
+            role_probe_host: String::new(),
         }),
         boot_id: "boot-1".into(),
     }

@@ -64,6 +64,7 @@ fn main() {
     let started = Instant::now();
     for d in 0..DEPLOYMENTS {
         let spec = DeploymentSpec {
+            priority: 0,
             name: Name::parse("d", &format!("svc-{d}")).unwrap(),
             roles: vec![role("front"), role("back")],
         };

@@ -45,6 +45,7 @@ fn cluster(vms: u32) -> FabricCore {
                 capacity_vm_slots: 8,
                 agent_version: "0.1.0".into(),
                 host_endpoint: format!("10.0.{}.{}:7500", i / 250, i % 250),
+                role_probe_host: None,
                 pid: i,
                 software: Default::default(),
             },
@@ -53,6 +54,7 @@ fn cluster(vms: u32) -> FabricCore {
     }
     for d in 0..vms / 100 {
         let spec = DeploymentSpec {
+            priority: 0,
             name: Name::parse("d", &format!("svc-{d}")).unwrap(),
             roles: vec![RoleSpec {
                 name: Name::parse("r", "web").unwrap(),

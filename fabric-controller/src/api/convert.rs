@@ -70,6 +70,12 @@ pub fn registration(req: pb::RegisterRequest, caller: &NodeId) -> Result<Registr
             host_endpoint: text("host_endpoint", &node.host_endpoint, false)?,
             pid: node.pid,
             software: super::software::running(node.software)?,
+            role_probe_host: match node.role_probe_host.as_str() {
+                "" => None,
+                host => {
+                    Some(fabric_core::node::probe_host(host).map_err(ApiError::InvalidArgument)?)
+                }
+            },
         },
         boot_id: text("boot_id", &req.boot_id, true)?,
     })
@@ -198,6 +204,9 @@ pub struct ValidatedDeployment {
     pub secrets: Vec<(Name, Vec<RoleCertificate>)>,
 }
 
+/// Highest healing priority a service may declare.
+pub const MAX_PRIORITY: u32 = 1000;
+
 pub fn name(what: &str, value: &str) -> Result<Name, ApiError> {
     Name::parse(what, value).map_err(ApiError::InvalidArgument)
 }
@@ -209,6 +218,12 @@ pub fn service_definition(
     let def = definition
         .ok_or_else(|| ApiError::InvalidArgument("service definition is required".into()))?;
     let deployment = name("service name", &def.name)?;
+    let priority = def.priority;
+    if priority > MAX_PRIORITY {
+        return Err(ApiError::InvalidArgument(format!(
+            "service {deployment}: priority {priority} is above the maximum of {MAX_PRIORITY}"
+        )));
+    }
     if def.roles.is_empty() {
         return Err(ApiError::InvalidArgument(format!(
             "service {deployment} has no roles"
@@ -273,6 +288,7 @@ pub fn service_definition(
     }
     Ok(ValidatedDeployment {
         spec: DeploymentSpec {
+            priority,
             name: deployment,
             roles,
         },
@@ -478,6 +494,26 @@ mod tests {
             boot_id: "b".into(),
         };
         assert!(registration(no_node, &me).is_err());
+    }
+
+    #[test]
+    fn a_role_probe_host_is_a_name_or_an_address_and_nothing_more() {
+        let me = NodeId::new("host-2");
+        let with = |host: &str| {
+            let mut r = request("host-2", "b", 4);
+            r.node.as_mut().unwrap().role_probe_host = host.into();
+            registration(r, &me).map(|r| r.info.role_probe_host)
+        };
+        assert_eq!(with("").unwrap(), None);
+        assert_eq!(with("host-a2").unwrap().as_deref(), Some("host-a2"));
+        assert_eq!(with("10.0.0.7").unwrap().as_deref(), Some("10.0.0.7"));
+        assert_eq!(with("fd00::7").unwrap().as_deref(), Some("fd00::7"));
+        for bad in ["host:80", "evil/path", "a@b", "-x", "x\n", &"a".repeat(300)] {
+            assert!(
+                matches!(with(bad), Err(ApiError::InvalidArgument(m)) if m.contains("probe host")),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     fn fault(cause: i32, vms: usize) -> pb::FaultReport {

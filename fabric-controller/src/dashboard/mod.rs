@@ -179,6 +179,7 @@ mod tests {
             capacity_vm_slots: 4,
             agent_version: "test".into(),
             host_endpoint: "127.0.0.1:1".into(),
+            role_probe_host: None,
             pid: 1,
             software: Default::default(),
         };

@@ -80,7 +80,13 @@ impl FabricCore {
             .map(|i| ProbeTarget {
                 id: i.id.clone(),
                 incarnation: i.incarnation(),
-                endpoint: i.endpoint().to_owned(),
+                // Where a client of the server's network would dial it.
+                endpoint: crate::node::probe_endpoint(
+                    i.endpoint(),
+                    i.node()
+                        .and_then(|n| self.nodes.get(n))
+                        .and_then(|n| n.info.role_probe_host.as_deref()),
+                ),
                 fingerprints: self
                     .deployments
                     .get(&i.id.deployment)

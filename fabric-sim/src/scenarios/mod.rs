@@ -103,6 +103,7 @@ pub fn run(name: &str) -> Option<Report> {
 /// until `not_after`.
 pub(crate) fn service(name: &str, instances: u32, not_after: SystemTime) -> DeploymentSpec {
     DeploymentSpec {
+        priority: 0,
         name: Name::parse("deployment", name).expect("valid name"),
         roles: vec![RoleSpec {
             name: Name::parse("role", "web").expect("valid name"),

@@ -82,6 +82,7 @@ impl ServiceOwner {
         write_pair(&paths, &issued)?;
         let definition = ServiceFile {
             name: name.to_owned(),
+            priority: 0,
             roles: roles
                 .iter()
                 .map(|(role, instances)| RoleFile {
