@@ -27,6 +27,9 @@ pub struct GuestModel {
     /// The bug strikes only VMs spawned from this (monotonic) time on: the
     /// moment the guests' calendar reaches Feb 29.
     pub bug_after: Duration,
+    /// Guest agent versions without the bug (the fix a rollout brings);
+    /// every other version has it when `leap_day_bug` is set.
+    pub fixed_guest_agents: Vec<String>,
 }
 
 impl Default for GuestModel {
@@ -39,14 +42,16 @@ impl Default for GuestModel {
             fail_fast: true,
             agent_version: "0.1.0".into(),
             bug_after: Duration::ZERO,
+            fixed_guest_agents: Vec::new(),
         }
     }
 }
 
 impl GuestModel {
-    /// How long until a new VM's guest agent fails, if it does, and why.
-    fn failure(&self) -> Option<(Duration, FaultCause, String)> {
-        if !self.leap_day_bug {
+    /// How long until a new VM of guest agent `version` fails, if it does,
+    /// and why.
+    fn failure(&self, version: &str) -> Option<(Duration, FaultCause, String)> {
+        if !self.leap_day_bug || self.fixed_guest_agents.iter().any(|v| v == version) {
             return None;
         }
         Some(if self.fail_fast {
@@ -147,8 +152,9 @@ impl SimHost {
     }
 
     /// A rollout told this host agent to run other software: it execs into
-    /// it (a new boot that registers again) and keeps its VMs.
-    fn restart_into(&mut self, target: fabric_core::Target, guest: &GuestModel) {
+    /// it (a new boot that registers again) and keeps its VMs. Replays also
+    /// call it to set up servers an earlier rollout already moved.
+    pub fn restart_into(&mut self, target: fabric_core::Target, guest: &GuestModel) {
         let (software, works) = match target {
             fabric_core::Target::Package(m) => (m.software(), m.check_own().is_ok()),
             fabric_core::Target::Base => (base_software(guest), true),
@@ -214,12 +220,19 @@ impl SimHost {
         if !self.alive() {
             return;
         }
+        // The guest agent new VMs of this server start with.
+        let version = self
+            .software
+            .as_ref()
+            .map_or(guest.agent_version.clone(), |s| s.guest_agent.clone());
         for (id, vm) in self.vms.iter_mut() {
             if vm.running {
                 continue;
             }
             let age = now.mono.saturating_sub(vm.spawned_at);
-            let failure = guest.failure().filter(|_| vm.spawned_at >= guest.bug_after);
+            let failure = guest
+                .failure(&version)
+                .filter(|_| vm.spawned_at >= guest.bug_after);
             match failure {
                 None if age >= guest.boot_time => {
                     vm.running = true;
@@ -239,12 +252,7 @@ impl SimHost {
                         vm.reported = true;
                         self.pending_fault
                             .get_or_insert_with(|| {
-                                FaultReport::new(
-                                    cause,
-                                    reason.clone(),
-                                    guest.agent_version.clone(),
-                                    Vec::new(),
-                                )
+                                FaultReport::new(cause, reason.clone(), version.clone(), Vec::new())
                             })
                             .vms
                             .push(id.clone());

@@ -60,6 +60,9 @@ pub struct World {
     pub events: Vec<ClusterEvent>,
     /// Set when a call raised a healing event while healing was not allowed.
     pub healing_violations: Vec<String>,
+    /// (when, role instances a client can reach then), each time the count
+    /// changes: what customers saw.
+    pub serving: Vec<(Duration, usize)>,
 }
 
 impl World {
@@ -86,6 +89,7 @@ impl World {
             now,
             events: Vec::new(),
             healing_violations: Vec::new(),
+            serving: Vec::new(),
         };
         // Every host registers at once.
         for i in 0..world.hosts.len() {
@@ -154,6 +158,16 @@ impl World {
         }
         let events = self.core.tick(self.now);
         self.record(events);
+        let serving = self.core.instances().count() - self.unreachable();
+        if self.serving.last().is_none_or(|(_, n)| *n != serving) {
+            self.serving.push((self.now.mono, serving));
+        }
+    }
+
+    /// Role instances a client could reach at `at` (from [`World::serving`]).
+    pub fn serving_at(&self, at: Duration) -> usize {
+        let i = self.serving.partition_point(|(t, _)| *t <= at);
+        i.checked_sub(1).map_or(0, |i| self.serving[i].1)
     }
 
     /// Instances whose endpoint a client cannot reach now.

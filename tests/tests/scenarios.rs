@@ -66,12 +66,18 @@ fn every_scenario_runs_simulated() {
 #[test]
 fn leap_day_2012_on_real_processes() {
     let t = run_real("leap-day-2012");
-    assert!(t.contains("replayed:   threshold tripped"), "{t}");
+    assert!(t.contains("replayed: threshold tripped"), "{t}");
     assert!(
-        t.contains("improved:   0 servers in HI; common cause named"),
+        t.contains("improved: 0 servers in HI; common cause named"),
         "{t}"
     );
     assert!(t.contains("2013-02-29"), "{t}");
+    // Each event beside the incident time it stands for, in lines a
+    // terminal shows whole.
+    assert!(t.contains("= 4:00:00PM PST"), "{t}");
+    for line in t.lines() {
+        assert!(line.chars().count() <= 100, "too wide: {line}");
+    }
 }
 
 #[test]

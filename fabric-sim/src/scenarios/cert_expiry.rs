@@ -100,6 +100,7 @@ fn phase(rotate_at_warning: bool) -> Phase {
             expired_served_for: expired_served,
             ..Outcome::default()
         },
+        ..Default::default()
     }
 }
 
@@ -131,5 +132,6 @@ pub fn run() -> Report {
         name: "cert-expiry-2013",
         phases: vec![ignored, rotated],
         summary,
+        ..Default::default()
     }
 }

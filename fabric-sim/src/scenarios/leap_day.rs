@@ -1,35 +1,91 @@
-//! `leap-day-2012`: the transfer-certificate bug of Feb 29, 2012.
+//! leap-day-2012: the transfer-certificate bug of Feb 29, 2012, replayed to
+//! the end at the postmortem's own times (PST), with its milestones quoted
+//! among the events.
 //!
-//! A cluster in the middle of a rollout: every server gets a new VM at
-//! 00:00 UTC, and every new guest agent fails to create its transfer
-//! certificate (valid-to 2013-02-29 does not exist). First as in 2012: the
-//! guest agent exits silently, the host agent waits out its 25-minute
-//! timeout three times, reports the server faulty, the controller moves it
-//! to Human Investigate and heals its VMs onto other servers, and the HI
-//! threshold trips 75 minutes after midnight. Then with Fabric's fixes: the
-//! guest agent reports why it failed (fail fast), and the controller sees
-//! the same guest-software cause on several servers (fault classification):
-//! no server goes to HI, and the common cause is named within minutes.
+//! Three phases:
+//! - as in 2012, an updating cluster from the trigger at 4:00PM to service
+//!   management restored ([`super::leap_day_story`]);
+//! - the same cluster with Fabric's ways (fail fast, fault classification,
+//!   the rollout's health gate, the fix behind a canary);
+//! - as in 2012, a quiet cluster: three new VMs at 4:00PM and service
+//!   healing carrying the bug from server to server until the HI threshold
+//!   trips (every event shown).
 //!
 //! The code that plays each part: guest-agent/src/transfer_cert.rs (the
-//! bug, on demand), host-agent/src/vm/record.rs (the strike rule),
-//! fabric-core/src/faults.rs (classification),
-//! core/lifecycle.rs (the threshold), core/healing.rs.
+//! bug, on real processes), fabric-sim/src/host.rs (the strike rule as the
+//! simulator models it; host-agent/src/vm/record.rs on real processes),
+//! fabric-core/src/faults.rs (classification), fabric-core/src/lifecycle.rs
+//! (the threshold), fabric-core/src/healing.rs, fabric-core/src/rollout/.
 
-use super::{Line, Phase, Report, line, service};
+use super::{IncidentClock, Line, Phase, Report, service};
 use crate::host::GuestModel;
 use crate::{SimConfig, World};
-use fabric_core::{CoreConfig, EventKind, HiThreshold, NodeState};
+use fabric_core::{CoreConfig, HiThreshold};
 use std::time::{Duration, SystemTime};
 
 /// The 2012 host agent's wait for a guest agent.
 pub const GUEST_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 /// 2012-02-29T00:00:00Z.
 pub const LEAP_DAY: u64 = 1_330_473_600;
+/// 4:00PM PST Feb 28 (the trigger), as seconds of the PST clock.
+pub const TRIGGER_PST: u64 = LEAP_DAY - 8 * 3600;
 const HOSTS: u32 = 20;
 
-fn world(fixed: bool) -> World {
-    World::new(config(fixed))
+/// The postmortem's milestones, minutes after the 4:00PM PST trigger, in
+/// its own words.
+const MILESTONES: &[(u64, &str)] = &[
+    (
+        0,
+        "The leap day bug immediately triggered at 4:00PM PST, February 28th (00:00 UST \
+         February 29th) when GAs in new VMs tried to generate certificates.",
+    ),
+    (
+        75,
+        "the server HI threshold hit precisely 75 minutes (3 times 25 minute timeout) later at \
+         5:15PM PST.",
+    ),
+    (158, "at 6:38PM PST our developers identified the bug."),
+    (
+        175,
+        "we disabled service management functionality in all clusters worldwide at 6:55PM PST.",
+    ),
+    (
+        360,
+        "We created a test and rollout plan for the updated GA by approximately 10:00PM PST,",
+    ),
+    (440, "had the updated GA code ready at 11:20PM PST,"),
+    (
+        590,
+        "and finished testing it in a test cluster at 1:50AM PST, February 29th.",
+    ),
+    (
+        611,
+        "We next initiated rollout of the GA to one production cluster and that completed \
+         successfully at 2:11AM PST, at which time we pushed the fix to all clusters.",
+    ),
+    (
+        803,
+        "at 5:23AM PST we announced service management had been restored to the majority of our \
+         clusters.",
+    ),
+];
+
+/// The milestones as timeline lines (time since the trigger).
+pub fn milestones() -> Vec<Line> {
+    MILESTONES
+        .iter()
+        .map(|(m, text)| Line {
+            at: Duration::from_secs(m * 60),
+            text: (*text).into(),
+        })
+        .collect()
+}
+
+/// "5:15:05PM" for a time since the trigger.
+pub fn pst(since_trigger: Duration) -> String {
+    let full = super::wall_clock(TRIGGER_PST + since_trigger.as_secs());
+    // "Feb 28 5:15:05PM": the summary reads better without the date.
+    full.split(' ').nth(2).unwrap_or(&full).to_owned() + " PST"
 }
 
 fn config(fixed: bool) -> SimConfig {
@@ -43,6 +99,7 @@ fn config(fixed: bool) -> SimConfig {
             ..CoreConfig::default()
         },
         hosts: HOSTS,
+        update_domains: 4,
         capacity: 2,
         step: Duration::from_secs(5),
         guest: GuestModel {
@@ -50,7 +107,8 @@ fn config(fixed: bool) -> SimConfig {
             clean_vm_strikes: 3,
             leap_day_bug: true,
             fail_fast: fixed,
-            agent_version: "2012.2.28".into(),
+            agent_version: "1.0".into(),
+            fixed_guest_agents: vec![super::leap_day_story::FIXED_GA.into()],
             ..GuestModel::default()
         },
         start: SystemTime::UNIX_EPOCH + Duration::from_secs(LEAP_DAY),
@@ -58,10 +116,11 @@ fn config(fixed: bool) -> SimConfig {
     }
 }
 
-fn phase(fixed: bool, instances: u32, hours: u64) -> Phase {
-    let mut w = world(fixed);
+/// The quiet cluster: `instances` new VMs at the trigger, nothing updating.
+fn quiet(instances: u32, hours: u64) -> Phase {
+    let mut w = World::new(config(false));
     let start = w.now.mono;
-    // A rollout: one new VM on every server at midnight.
+    let seen = w.events.len();
     w.deploy(service(
         "customer",
         instances,
@@ -69,60 +128,35 @@ fn phase(fixed: bool, instances: u32, hours: u64) -> Phase {
     ))
     .expect("deploy");
     w.run_for(Duration::from_secs(hours * 3600));
-    let interesting = |k: EventKind| {
-        matches!(
-            k,
-            EventKind::NodeFaultReported
-                | EventKind::NodeFaultHeld
-                | EventKind::NodeHumanInvestigate
-                | EventKind::ClusterHumanInvestigate
-                | EventKind::SoftwareFault
-                | EventKind::InstanceHealing
-        )
-    };
-    // The first few of each kind tell the story; the rest repeat it.
-    let mut shown: std::collections::BTreeMap<&str, usize> = Default::default();
-    let mut timeline: Vec<Line> = Vec::new();
-    for e in w.events.iter().filter(|e| interesting(e.kind)) {
-        let n = shown.entry(e.kind.as_str()).or_default();
-        *n += 1;
-        if *n <= 3 || e.kind == EventKind::ClusterHumanInvestigate {
-            timeline.push(line(e, start));
-        }
-    }
-    let count = |k: EventKind| w.events.iter().filter(|e| e.kind == k).count();
-    timeline.push(Line {
-        at: w.now.mono - start,
-        text: format!(
-            "after {hours} hours: {} fault reports, {} instances moved by healing, {} servers in HI, cluster {}",
-            count(EventKind::NodeFaultReported),
-            count(EventKind::InstanceHealing),
-            w.core.nodes().filter(|n| n.state == NodeState::HumanInvestigate).count(),
-            w.core.cluster().mode
-        ),
-    });
+    // Every event, the cascade's second wave included.
+    let timeline = super::timeline(
+        &w.events[seen..],
+        start,
+        &[fabric_core::EventKind::InstanceReinitialized],
+    );
     let outcome = super::hi_outcome(&w, start, &w.events);
+    let mut milestones: Vec<Line> = milestones().into_iter().take(2).collect();
+    milestones.push(Line {
+        at: Duration::from_secs(75 * 60),
+        text: "The bug worked its way more slowly through clusters that were not being updated"
+            .into(),
+    });
     Phase {
-        title: match (fixed, instances == HOSTS) {
-            (true, _) => {
-                "with Fabric's improvements: fail fast + fault classification (rollout cluster)"
-                    .into()
-            }
-            (false, true) => {
-                "as in 2012, a cluster mid-rollout: a new VM on every server at midnight".into()
-            }
-            (false, false) => format!(
-                "as in 2012, a quiet cluster: {instances} new VMs; healing carries the bug to healthy servers"
-            ),
-        },
+        title: format!(
+            "as in 2012, a quiet cluster: {instances} new VMs at 4:00PM PST; service healing \
+             carries the bug to healthy servers"
+        ),
         timeline,
         outcome,
+        milestones,
+        serving: w.serving.clone(),
+        instances: instances as usize,
     }
 }
 
 /// A cluster whose guests' calendar reaches Feb 29 one hour in: its VMs
-/// start on Feb 28 and run; only those started from midnight on fail.
-fn rollout_world(fixed: bool) -> World {
+/// start on Feb 28 and run; only those started from midnight UTC on fail.
+fn story_world(fixed: bool) -> World {
     let mut c = config(fixed);
     c.start -= Duration::from_secs(3600);
     c.guest.bug_after = Duration::from_secs(3600);
@@ -130,66 +164,58 @@ fn rollout_world(fixed: bool) -> World {
 }
 
 pub fn run() -> Report {
-    let then = phase(false, HOSTS, 2);
-    let quiet = phase(false, 3, 5);
-    let now = phase(true, HOSTS, 2);
-    let (rollout_then, facts_then) =
-        super::leap_day_rollout::phase(rollout_world(false), false, HOSTS);
-    let (rollout_now, facts_now) = super::leap_day_rollout::phase(rollout_world(true), true, HOSTS);
+    use super::leap_day_story as story;
+    let (then, then_facts) = story::phase(story_world(false), false);
+    let (now, now_facts) = story::phase(story_world(true), true);
+    let quiet = quiet(3, 5);
     let mut summary = vec![
-        "postmortem: bug at 00:00 UTC Feb 29; HI threshold hit 75 minutes later (3 x 25-minute timeout)"
+        "postmortem: trigger 4:00PM PST; HI threshold 5:15PM (3 x 25 minutes); bug named 6:38PM; \
+         service management off 6:55PM; fix in one production cluster 2:11AM, then all"
             .to_owned(),
     ];
-    summary.push(match then.outcome.threshold_tripped {
-        Some(t) => format!(
-            "replayed:   threshold tripped at {} after midnight, {} servers in HI",
-            super::clock(t),
-            then.outcome.servers_hi
-        ),
-        None => "replayed:   the threshold did not trip (unexpected)".into(),
-    });
+    summary.extend(story::summary(
+        "2012",
+        &then.outcome,
+        &then_facts,
+        then.instances,
+    ));
+    summary.extend(story::summary(
+        "Fabric",
+        &now.outcome,
+        &now_facts,
+        now.instances,
+    ));
     summary.push(format!(
-        "replayed:   in a quiet cluster healing moved {} instances and {} servers went to HI{}",
+        "quiet : healing moved {} instances and {} servers went to HI{}",
         quiet.outcome.healed,
         quiet.outcome.servers_hi,
         quiet
             .outcome
             .threshold_tripped
-            .map(|t| format!("; threshold tripped at {}", super::clock(t)))
+            .map(|t| format!("; threshold tripped at {}", pst(t)))
             .unwrap_or_default()
     ));
-    summary.push(match &now.outcome.software_fault {
-        Some((t, cause)) => format!(
-            "improved:   {} servers in HI; software fault named at {}: {cause}",
-            now.outcome.servers_hi,
-            super::clock(*t)
-        ),
-        None => format!(
-            "improved:   {} servers in HI; no software fault classified (unexpected)",
-            now.outcome.servers_hi
-        ),
-    });
-    summary.push(match &facts_then.stopped {
-        Some((t, why)) => format!(
-            "rollout:    as in 2012, {} servers in HI; the rollout stopped at {}: {}",
-            rollout_then.outcome.servers_hi,
-            super::clock(*t),
-            why.split(": ").nth(1).unwrap_or(why)
-        ),
-        None => "rollout:    as in 2012, the rollout never stopped (unexpected)".into(),
-    });
-    summary.push(match &facts_now.stopped {
-        Some((t, _)) => format!(
-            "rollout:    with Fabric, {} servers in HI; its gate stopped it at {} after {} server(s) changed",
-            rollout_now.outcome.servers_hi,
-            super::clock(*t),
-            facts_now.servers_touched
-        ),
-        None => "rollout:    with Fabric, the rollout never stopped (unexpected)".into(),
-    });
     Report {
         name: "leap-day-2012",
-        phases: vec![then, quiet, now, rollout_then, rollout_now],
+        phases: vec![then, now, quiet],
         summary,
+        clock: Some(IncidentClock {
+            zone: "PST",
+            start: TRIGGER_PST,
+        }),
+        invented: vec![
+            "the cluster's size (20 servers, 4 update domains), its services and the HI \
+             threshold (25%): the postmortem gives none of them"
+                .into(),
+            "package and agent versions (1.0, 2.0, 2.0.1, net-2) and the names new-fc-ha-ga and \
+             ga-fix"
+                .into(),
+            "the guest agent's error text with Fabric's fail-fast fix (the 2012 agent said \
+             nothing: it exited)"
+                .into(),
+            "when the fix reaches this cluster: at 2:11AM, when the postmortem says it was \
+             pushed to all clusters"
+                .into(),
+        ],
     }
 }

@@ -140,6 +140,7 @@ fn phase(concurrency: u32) -> Phase {
                 .collect(),
             ..Outcome::default()
         },
+        ..Default::default()
     }
 }
 
@@ -171,5 +172,6 @@ pub fn run() -> Report {
         name: "serial-recovery-2009",
         phases: vec![serial, parallel],
         summary,
+        ..Default::default()
     }
 }

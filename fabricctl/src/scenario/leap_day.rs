@@ -74,8 +74,10 @@ async fn phase(global: &GlobalArgs, fixed: bool, limit: Duration) -> anyhow::Res
         software_fault: None,
     };
     let mut quiet_until: Option<Instant> = None;
-    // Each (kind, node) once: the strikes repeat themselves.
+    // Each (kind, node) once: the strikes repeat themselves. The others
+    // are counted, and the count printed.
     let mut shown = BTreeSet::new();
+    let mut repeats = 0usize;
     let mut deployed_at: Option<SystemTime> = None;
     while started.elapsed() < limit {
         for e in cluster.events_after(&mut after).await? {
@@ -86,23 +88,16 @@ async fn phase(global: &GlobalArgs, fixed: bool, limit: Duration) -> anyhow::Res
                 continue;
             };
             let at = since(&e, deployed);
-            if shown.insert((e.kind.clone(), e.node_id.clone()))
-                && matches!(
-                    e.kind.as_str(),
-                    "node.fault_reported"
-                        | "node.fault_held"
-                        | "node.human_investigate"
-                        | "cluster.human_investigate"
-                        | "cluster.software_fault"
-                        | "instance.healing"
-                        | "instance.reinitialized"
-                )
-            {
-                crate::output::line(&format!(
-                    "  +{:>5.1}s  {}",
-                    at.as_secs_f64(),
-                    short_line(&e)
-                ));
+            if shown.insert((e.kind.clone(), e.node_id.clone())) {
+                // Real seconds since the deployment, and the incident's
+                // clock they stand for (x SCALE from 4:00PM PST).
+                let incident = fabric_sim::scenarios::leap_day::pst(at * SCALE);
+                let prefix = format!("  +{:>5.1}s = {incident:>14}  ", at.as_secs_f64());
+                for line in fabric_sim::scenarios::wrap(&prefix, &short_line(&e)) {
+                    crate::output::line(&line);
+                }
+            } else {
+                repeats += 1;
             }
             match e.kind.as_str() {
                 "cluster.human_investigate" => outcome.tripped = Some(at),
@@ -120,14 +115,25 @@ async fn phase(global: &GlobalArgs, fixed: bool, limit: Duration) -> anyhow::Res
         }
         tokio::time::sleep(POLL).await;
     }
+    crate::output::line(&format!(
+        "  ({repeats} more events repeat a kind already shown for the same server: counted, not \
+         printed)"
+    ));
     Ok(outcome)
 }
 
 pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
-    crate::output::line(&format!(
-        "leap-day-2012 on real processes: 4 servers, the example service, guest agents on 2012-02-29 with the bug;\n\
-         time scaled 1:{SCALE}: the 25-minute guest timeout is {SCALED_GUEST_TIMEOUT}, so 75 minutes is about 9s"
-    ));
+    for line in fabric_sim::scenarios::wrap(
+        "",
+        &format!(
+            "leap-day-2012 on real processes: 4 servers, the example service, guest agents on \
+             2012-02-29 with the bug. Time scaled 1:{SCALE}: the 25-minute guest timeout is \
+             {SCALED_GUEST_TIMEOUT}, so 75 minutes is about 9s. Each line: real seconds since the \
+             deployment, the PST time they stand for (the deployment at 4:00PM PST), the event."
+        ),
+    ) {
+        crate::output::line(&line);
+    }
     crate::output::line("\n== as in 2012: silent guest agents, fault classification off");
     let then = phase(global, false, Duration::from_secs(90)).await?;
     crate::output::line(
@@ -135,12 +141,10 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     );
     let now = phase(global, true, Duration::from_secs(60)).await?;
     crate::output::line("\nsummary");
-    crate::output::line(
-        "  postmortem: bug at 00:00 UTC; HI threshold hit 75 minutes later (3 x 25-minute timeout)",
-    );
+    say("postmortem: bug at 4:00PM PST (00:00 UTC); HI threshold hit 75 minutes later, 5:15PM PST");
     match then.tripped {
-        Some(t) => crate::output::line(&format!(
-            "  replayed:   threshold tripped {:.1}s after the deployment (x{SCALE} = {:.0} minutes), {} servers in HI",
+        Some(t) => say(&format!(
+            "replayed:   threshold tripped {:.1}s after the deployment (x{SCALE} = {:.0} minutes), {} servers in HI",
             t.as_secs_f64(),
             t.as_secs_f64() * f64::from(SCALE) / 60.0,
             then.servers_hi
@@ -148,13 +152,13 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
         None => crate::output::line("  replayed:   the threshold did not trip"),
     }
     match &now.software_fault {
-        Some((t, cause)) => crate::output::line(&format!(
-            "  improved:   {} servers in HI; common cause named {:.1}s after the deploy: {cause}",
+        Some((t, cause)) => say(&format!(
+            "improved:   {} servers in HI; common cause named {:.1}s after the deploy: {cause}",
             now.servers_hi,
             t.as_secs_f64()
         )),
-        None => crate::output::line(&format!(
-            "  improved:   {} servers in HI; no software fault classified",
+        None => say(&format!(
+            "improved:   {} servers in HI; no software fault classified",
             now.servers_hi
         )),
     }
@@ -162,4 +166,11 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
         bail!("the replay did not show what it should (see above)");
     }
     Ok(())
+}
+
+/// A summary line, wrapped to the report width.
+fn say(text: &str) {
+    for line in fabric_sim::scenarios::wrap("  ", text) {
+        crate::output::line(&line);
+    }
 }

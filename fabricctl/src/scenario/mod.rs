@@ -60,14 +60,7 @@ fn unknown(name: &str) -> anyhow::Result<()> {
 }
 
 fn print_report(r: &scenarios::Report) {
-    for p in &r.phases {
-        crate::output::line(&format!("\n== {}: {}", r.name, p.title));
-        for l in &p.timeline {
-            crate::output::line(&format!("  {}  {}", scenarios::clock(l.at), l.text));
-        }
-    }
-    crate::output::line("\nsummary");
-    for s in &r.summary {
-        crate::output::line(&format!("  {s}"));
+    for line in scenarios::render(r) {
+        crate::output::line(&line);
     }
 }
