@@ -1,12 +1,44 @@
-//! A modelled host agent and its guest agents, following the real daemons'
-//! rules (see host-agent/src/vm/ and the VM contract in docs/architecture.md).
+//! A simulated server: the host agent's own VM rules over simulated guest
+//! agents.
+//!
+//! Each VM is the real host agent's record of it
+//! (`host_agent::vm::record::VmRecord`): its phases, the 25-minute connect
+//! timeout, the heartbeat timeout, the clean-VM strike rule, the respawn
+//! backoff and the fault it asks to report all run here as they run in
+//! `host-agent`, driven by virtual time. What is simulated is the guest:
+//! it says Hello and runs its role after `boot_time`, or fails creating its
+//! transfer certificate, computed by the real guest agent's date code
+//! (`guest_agent::transfer_cert`) at the VM's calendar time, and then either
+//! reports the failure (fail fast) or exits silently (2012). The
+//! registration, heartbeats, desired-state convergence and rollouts are the
+//! sim's own lines around the real core (`fabric_core`).
 
 use fabric_core::{
     ClusterEvent, FabricCore, FaultCause, FaultReport, HeartbeatOutcome, InstanceId, Moment,
     NodeId, NodeInfo, VmAssignment, VmObservation, VmState,
 };
+use fabric_proto::v1 as pb;
+use host_agent::vm::record::{Action, HelloInfo, Phase, Policy, VmRecord};
+use host_agent::vm::token;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+/// The start and session tokens of simulated guest agents: the record
+/// checks them as it checks a real Hello's.
+const START_TOKEN: &str = "sim-start-token";
+const SESSION_TOKEN: &str = "sim-session-token";
+/// The host agent's silence limit for a guest after Hello; simulated guests
+/// heartbeat every step, so any limit above the step is never hit.
+const GUEST_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a failing guest agent takes to report (fail fast).
+const FAIL_FAST_AFTER: Duration = Duration::from_millis(100);
+
+/// Virtual time as the `tokio::time::Instant` the host agent's record
+/// takes: a fixed origin plus the virtual offset.
+fn instant(mono: Duration) -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(tokio::time::Instant::now) + mono
+}
 
 /// How guest agents behave in the simulation.
 #[derive(Clone, Debug)]
@@ -17,16 +49,13 @@ pub struct GuestModel {
     pub connect_timeout: Duration,
     /// Clean-VM timeouts in a row before the server is reported faulty.
     pub clean_vm_strikes: u32,
-    /// The 2012 bug: every guest agent fails creating its transfer
-    /// certificate, so no VM ever starts.
+    /// The 2012 bug: guest agents compute their transfer certificate's
+    /// valid-to date the 2012 way, so those started on Feb 29 (UTC) fail.
     pub leap_day_bug: bool,
     /// The guest agent reports its failure before exiting (Fabric's fix), so
     /// the host agent acts at once instead of waiting out the timeout.
     pub fail_fast: bool,
     pub agent_version: String,
-    /// The bug strikes only VMs spawned from this (monotonic) time on: the
-    /// moment the guests' calendar reaches Feb 29.
-    pub bug_after: Duration,
     /// Guest agent versions without the bug (the fix a rollout brings);
     /// every other version has it when `leap_day_bug` is set.
     pub fixed_guest_agents: Vec<String>,
@@ -41,36 +70,33 @@ impl Default for GuestModel {
             leap_day_bug: false,
             fail_fast: true,
             agent_version: "0.1.0".into(),
-            bug_after: Duration::ZERO,
             fixed_guest_agents: Vec::new(),
         }
     }
 }
 
 impl GuestModel {
-    /// How long until a new VM of guest agent `version` fails, if it does,
-    /// and why.
-    fn failure(&self, version: &str) -> Option<(Duration, FaultCause, String)> {
+    /// Why a guest agent of `version` started at calendar time `wall`
+    /// fails its first step, if it does: the real guest agent's valid-to
+    /// computation, the 2012 way unless `version` is a fixed one.
+    fn init_failure(&self, version: &str, wall: SystemTime) -> Option<String> {
         if !self.leap_day_bug || self.fixed_guest_agents.iter().any(|v| v == version) {
             return None;
         }
-        Some(if self.fail_fast {
-            (
-                Duration::from_millis(100),
-                FaultCause::GuestInitError,
-                "guest agent failed creating transfer certificate: invalid valid-to date 2013-02-29"
-                    .into(),
-            )
-        } else {
-            (
-                self.connect_timeout,
-                FaultCause::GuestTimeouts,
-                format!(
-                    "guest agent never connected within {}",
-                    humantime::format_duration(self.connect_timeout)
-                ),
-            )
-        })
+        let now = time::OffsetDateTime::from(wall);
+        let from = guest_agent::transfer_cert::midnight_utc(now);
+        guest_agent::transfer_cert::buggy_valid_to(from)
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    /// The host agent's rules for its VMs, as its flags would set them.
+    fn policy(&self) -> Policy {
+        Policy {
+            connect_timeout: self.connect_timeout,
+            heartbeat_timeout: GUEST_HEARTBEAT_TIMEOUT,
+            clean_vm_strikes: self.clean_vm_strikes,
+        }
     }
 }
 
@@ -83,20 +109,27 @@ pub enum Power {
     Paused,
 }
 
-/// One VM as the modelled host agent tracks it.
-#[derive(Clone, Debug)]
+/// One VM: the host agent's record of it and its simulated guest agent.
+#[derive(Debug)]
 pub struct SimVm {
-    pub incarnation: u64,
-    pub running: bool,
-    pub spawned_at: Duration,
-    pub clean: bool,
-    pub strikes: u32,
-    pub reported: bool,
-    pub detail: String,
+    /// The real host agent's record (host-agent/src/vm/record.rs).
+    pub record: VmRecord,
+    /// When (virtual and calendar time) its current guest agent started.
+    spawned_at: Duration,
+    spawned_wall: SystemTime,
+    /// The guest's heartbeat sequence.
+    sequence: u64,
+}
+
+impl SimVm {
+    /// The role serves (its record is Running).
+    pub fn running(&self) -> bool {
+        self.record.phase == Phase::Running
+    }
 }
 
 /// A modelled server: host agent and VMs.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SimHost {
     pub id: NodeId,
     pub fault_domain: u32,
@@ -148,7 +181,7 @@ impl SimHost {
 
     /// Whether VM `id` runs here and clients can reach it.
     pub fn reachable(&self, id: &InstanceId) -> bool {
-        self.alive() && self.plugin_works && self.vms.get(id).is_some_and(|vm| vm.running)
+        self.alive() && self.plugin_works && self.vms.get(id).is_some_and(SimVm::running)
     }
 
     /// A rollout told this host agent to run other software: it execs into
@@ -215,51 +248,108 @@ impl SimHost {
         self.power == Power::On
     }
 
-    /// Guest agents come up or fail; the host agent strikes clean VMs.
+    /// Guest agents come up, heartbeat or fail; the host agent's record of
+    /// each VM acts on it and on its own deadlines (timeouts, respawns,
+    /// strikes, the fault report), as `host-agent` does.
     pub fn run_guests(&mut self, now: Moment, guest: &GuestModel) {
         if !self.alive() {
             return;
         }
+        let policy = guest.policy();
+        let t = instant(now.mono);
         // The guest agent new VMs of this server start with.
         let version = self
             .software
             .as_ref()
             .map_or(guest.agent_version.clone(), |s| s.guest_agent.clone());
+        let endpoint_of = |id: &InstanceId| format!("10.0.{}.{}:443", self.update_domain, id.index);
+        let mut faults = Vec::new();
         for (id, vm) in self.vms.iter_mut() {
-            if vm.running {
-                continue;
-            }
-            let age = now.mono.saturating_sub(vm.spawned_at);
-            let failure = guest
-                .failure(&version)
-                .filter(|_| vm.spawned_at >= guest.bug_after);
-            match failure {
-                None if age >= guest.boot_time => {
-                    vm.running = true;
-                    vm.clean = false;
-                    vm.strikes = 0;
-                    vm.reported = false;
-                }
-                None => {}
-                Some((after, cause, reason)) if age >= after => {
-                    // Reinitialize: a new incarnation of a clean VM.
-                    vm.strikes += 1;
-                    vm.incarnation += 1;
-                    vm.spawned_at = now.mono;
-                    vm.detail = reason.clone();
-                    self.last_incarnation.insert(id.clone(), vm.incarnation);
-                    if vm.clean && vm.strikes >= guest.clean_vm_strikes && !vm.reported {
-                        vm.reported = true;
-                        self.pending_fault
-                            .get_or_insert_with(|| {
-                                FaultReport::new(cause, reason.clone(), version.clone(), Vec::new())
-                            })
-                            .vms
-                            .push(id.clone());
+            let mut actions = Vec::new();
+            // The guest's part.
+            match vm.record.phase {
+                Phase::Starting => {
+                    let age = now.mono.saturating_sub(vm.spawned_at);
+                    match guest.init_failure(&version, vm.spawned_wall) {
+                        None if age >= guest.boot_time => {
+                            let incarnation = vm.record.incarnation;
+                            let hello = HelloInfo {
+                                session_token: SESSION_TOKEN.into(),
+                                transfer_cert_der: Vec::new(),
+                                guest_agent_endpoint: String::new(),
+                                agent_version: version.clone(),
+                                secrets_version: vm.record.desired_secrets_version.clone(),
+                            };
+                            let accepted = vm
+                                .record
+                                .claim_start_token(incarnation, START_TOKEN)
+                                .and_then(|()| {
+                                    vm.record.hello_accepted(t, incarnation, hello, &policy)
+                                });
+                            if accepted.is_ok() {
+                                vm.sequence = 1;
+                                vm.record.heartbeat(
+                                    t,
+                                    vm.sequence,
+                                    pb::RoleState::RoleRunning,
+                                    &endpoint_of(id),
+                                    &policy,
+                                );
+                            }
+                        }
+                        Some(error) if guest.fail_fast && age >= FAIL_FAST_AFTER => {
+                            let stage = guest_agent::run::Stage::TransferCertificate.as_str();
+                            actions.extend(vm.record.failure_reported(t, stage, &error, &policy));
+                        }
+                        // Booting, or exited without a word (2012): the
+                        // record's connect timeout will tell.
+                        _ => {}
                     }
                 }
-                Some(_) => {}
+                Phase::Provisioned | Phase::Running => {
+                    vm.sequence += 1;
+                    vm.record.heartbeat(
+                        t,
+                        vm.sequence,
+                        pb::RoleState::RoleRunning,
+                        &endpoint_of(id),
+                        &policy,
+                    );
+                }
+                Phase::Pending | Phase::Reinitializing => {}
             }
+            // The host agent's part: timeouts and respawns.
+            actions.extend(vm.record.on_deadline(t, &policy));
+            for action in actions {
+                match action {
+                    Action::Spawn => {
+                        vm.record.spawning(t, token::digest(START_TOKEN), &policy);
+                        vm.record.spawned(None);
+                        vm.spawned_at = now.mono;
+                        vm.spawned_wall = now.wall;
+                        vm.sequence = 0;
+                        self.last_incarnation
+                            .insert(id.clone(), vm.record.incarnation);
+                    }
+                    // The process is gone with the Reinitialize; the record
+                    // holds the respawn's deadline.
+                    Action::Reinitialize { .. } => {}
+                    Action::ReportFault { cause, reason } => {
+                        faults.push((id.clone(), cause, reason));
+                    }
+                }
+            }
+        }
+        for (id, cause, reason) in faults {
+            let cause = match cause {
+                pb::FaultCause::GuestInitError => FaultCause::GuestInitError,
+                pb::FaultCause::GuestTimeouts => FaultCause::GuestTimeouts,
+                _ => FaultCause::HostHardware,
+            };
+            self.pending_fault
+                .get_or_insert_with(|| FaultReport::new(cause, reason, version.clone(), Vec::new()))
+                .vms
+                .push(id);
         }
     }
 
@@ -327,32 +417,33 @@ impl SimHost {
         events
     }
 
-    /// As the real host agent reports: a VM whose role serves is Running
-    /// only if its plugin forwards its endpoint, else Provisioned with why.
+    /// What the record reports (`VmRecord::to_report`), as the controller
+    /// reads it; as the real host agent does, a VM whose role serves is
+    /// Running only if the plugin forwards its endpoint, else Provisioned
+    /// with why.
     fn reports(&self) -> Vec<VmObservation> {
         self.vms
             .iter()
             .map(|(id, vm)| {
-                let (state, detail) = match (vm.running, self.plugin_works) {
-                    (true, true) => (VmState::Running, vm.detail.clone()),
-                    (true, false) => (
+                let report = vm.record.to_report();
+                let (state, detail) = match (report.state(), self.plugin_works) {
+                    (pb::VmState::VmRunning, true) => (VmState::Running, report.detail),
+                    (pb::VmState::VmRunning, false) => (
                         VmState::Provisioned,
                         "the networking plugin does not forward its endpoint: the plugin and \
                          the host agent speak different bindings interfaces (incompatible)"
                             .to_owned(),
                     ),
-                    (false, _) => (VmState::Starting, vm.detail.clone()),
+                    (pb::VmState::VmProvisioned, _) => (VmState::Provisioned, report.detail),
+                    (pb::VmState::VmReinitializing, _) => (VmState::Reinitializing, report.detail),
+                    _ => (VmState::Starting, report.detail),
                 };
                 VmObservation {
                     id: id.clone(),
-                    incarnation: vm.incarnation,
+                    incarnation: report.incarnation,
                     state,
                     pid: 0,
-                    endpoint: if vm.running {
-                        format!("10.0.{}.{}:443", self.update_domain, id.index)
-                    } else {
-                        String::new()
-                    },
+                    endpoint: report.endpoint,
                     detail,
                     transfer_cert_fingerprint: String::new(),
                 }
@@ -360,33 +451,38 @@ impl SimHost {
             .collect()
     }
 
-    /// Start what is desired and missing, stop what is not desired.
+    /// Start what is desired and missing, stop what is not desired, and
+    /// replace an older incarnation than the controller wants.
     fn converge(&mut self, desired: &[VmAssignment], now: Moment) {
         self.vms.retain(|id, _| desired.iter().any(|d| &d.id == id));
+        let t = instant(now.mono);
         for d in desired {
-            let replace = self
-                .vms
-                .get(&d.id)
-                .is_some_and(|vm| vm.incarnation < d.incarnation);
-            if replace || !self.vms.contains_key(&d.id) {
-                let incarnation = self
-                    .last_incarnation
-                    .get(&d.id)
-                    .map_or(d.incarnation, |last| d.incarnation.max(last + 1));
-                self.last_incarnation.insert(d.id.clone(), incarnation);
-                self.vms.insert(
-                    d.id.clone(),
-                    SimVm {
-                        incarnation,
-                        running: false,
-                        spawned_at: now.mono,
-                        clean: true,
-                        strikes: 0,
-                        reported: false,
-                        detail: String::new(),
-                    },
-                );
+            if let Some(vm) = self.vms.get_mut(&d.id) {
+                // Not the VM's fault: no strike (the record's rule).
+                vm.record.require_incarnation(t, d.incarnation);
+                continue;
             }
+            let incarnation = self
+                .last_incarnation
+                .get(&d.id)
+                .map_or(d.incarnation, |last| d.incarnation.max(last + 1));
+            let assignment = pb::VmAssignment {
+                vm_id: d.id.to_string(),
+                deployment: d.id.deployment.to_string(),
+                role: d.id.role.to_string(),
+                instance: d.id.index,
+                incarnation,
+                secrets_version: String::new(),
+            };
+            self.vms.insert(
+                d.id.clone(),
+                SimVm {
+                    record: VmRecord::new(&assignment, incarnation, t),
+                    spawned_at: now.mono,
+                    spawned_wall: now.wall,
+                    sequence: 0,
+                },
+            );
         }
         self.last_sync = Some(now.mono);
     }

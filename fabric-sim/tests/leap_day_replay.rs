@@ -83,9 +83,11 @@ fn rollout_cluster_trips_the_threshold_at_three_guest_timeouts() {
     assert_eq!(w.core.cluster().mode, ClusterMode::HumanInvestigate);
     let (tripped, count, threshold) = w.core.cluster().last_trip.expect("threshold tripped");
     assert_eq!((count, threshold), (5, 5));
+    // Three timeouts, plus what the host agent's record adds between them
+    // (its respawn backoff, taken at the next 5 s step) and a heartbeat.
     let expected = GUEST_TIMEOUT * 3;
     assert!(
-        tripped.mono >= expected && tripped.mono <= expected + Duration::from_secs(15),
+        tripped.mono >= expected && tripped.mono <= expected + Duration::from_secs(30),
         "tripped at {:?}, expected 75 minutes",
         tripped.mono
     );

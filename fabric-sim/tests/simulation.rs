@@ -120,9 +120,12 @@ impl Checker {
                 continue;
             }
             for id in h.vms.keys() {
+                // Strictly after the step that saw the move: within one
+                // step a host may hear the controller just before the
+                // controller moves the instance.
                 let synced = h
                     .last_sync
-                    .is_some_and(|s| self.moved_at.get(id).is_some_and(|m| s >= m.0));
+                    .is_some_and(|s| self.moved_at.get(id).is_some_and(|m| s > m.0));
                 if synced {
                     runners.entry(id).or_default().push(h.id.as_str());
                 }
@@ -240,7 +243,7 @@ fn run(seed: u64) -> Result<(), String> {
         let on: Vec<_> = world
             .hosts
             .iter()
-            .filter(|h| h.vms.get(&i.id).is_some_and(|vm| vm.running))
+            .filter(|h| h.vms.get(&i.id).is_some_and(|vm| vm.running()))
             .map(|h| h.id.to_string())
             .collect();
         if on.len() != 1 {
