@@ -48,10 +48,34 @@ pub fn report(response: &DeployResponse) -> String {
 
 pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> anyhow::Result<()> {
     let service = definition::load(&args.file)?;
+    let warnings = single_instance_warnings(&service);
     let target = Target::controller(global)?;
     let response = deploy(&target, service).await?;
     output::line(report(&response).trim_end());
+    for w in warnings {
+        eprintln!("{w}");
+    }
     Ok(())
+}
+
+/// One warning per role with a single instance: it goes down with its
+/// server, whatever healing does. The 2009 lesson: "Any application
+/// running only a single instance went down when its server went down"; the
+/// remedy was two instances by default.
+pub fn single_instance_warnings(service: &ServiceDefinition) -> Vec<String> {
+    service
+        .roles
+        .iter()
+        .filter(|r| r.instances == 1)
+        .map(|r| {
+            format!(
+                "warning: role {}.{} has a single instance: it is down whenever its server is, \
+                 until healing restarts it elsewhere; two or more, placed in different fault \
+                 domains, keep it up",
+                service.name, r.name
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -96,5 +120,25 @@ mod tests {
         assert!(report(&response).starts_with("rotated certificates of web\n"));
         response.instances.clear();
         assert_eq!(report(&response), "rotated certificates of web");
+    }
+
+    #[test]
+    fn a_single_instance_role_is_warned_about() {
+        let role = |name: &str, instances| fabric_proto::v1::RoleDefinition {
+            name: name.into(),
+            instances,
+            certificates: vec![],
+        };
+        let service = ServiceDefinition {
+            name: "web".into(),
+            roles: vec![role("frontend", 2), role("api", 1)],
+            priority: 0,
+        };
+        let warnings = single_instance_warnings(&service);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("web.api has a single instance"),
+            "{warnings:?}"
+        );
     }
 }

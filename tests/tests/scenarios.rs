@@ -74,7 +74,7 @@ fn leap_day_2012_on_real_processes() {
     assert!(t.contains("2013-02-29"), "{t}");
     // Each event beside the incident time it stands for, in lines a
     // terminal shows whole.
-    assert!(t.contains("= 4:00:00PM PST"), "{t}");
+    assert!(t.contains(" 4:00:00PM PST "), "{t}");
     for line in t.lines() {
         assert!(line.chars().count() <= 100, "too wide: {line}");
     }
@@ -101,6 +101,12 @@ fn cert_expiry_2013_on_real_processes() {
     // What clients of the unrotated service saw: a refused handshake.
     assert!(t.contains("certificate expired"), "{t}");
     assert!(t.contains("incident never, expired never; 0 of"), "{t}");
+    // As in 2013: renewed in the store, nothing watched what was served.
+    assert!(t.contains("January 7th"), "{t}");
+    assert!(
+        t.contains("renewed in the store only: warning never, incident never, expired day"),
+        "{t}"
+    );
     assert!(t.contains("got the rotated certificate"), "{t}");
 }
 

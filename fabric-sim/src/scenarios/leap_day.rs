@@ -199,6 +199,7 @@ pub fn run() -> Report {
         name: "leap-day-2012",
         phases: vec![then, now, quiet],
         summary,
+        source: "2012",
         clock: Some(IncidentClock {
             zone: "PST",
             start: TRIGGER_PST,

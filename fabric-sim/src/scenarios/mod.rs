@@ -1,5 +1,7 @@
 //! Real incidents replayed in virtual time against the real core: the 2012
-//! leap-day cascade, the 2009 serial recovery, the 2013 certificate expiry.
+//! leap-day cascade and its secondary outage, the 2009 serial recovery, the
+//! 2013 certificate expiry; each printed by [`render`] at the incident's
+//! clock with the postmortem's milestones among its events.
 //!
 //! Each scenario runs the simulated [`crate::World`] twice, first as the incident
 //! happened and then with Fabric's improvements, and returns a [`Report`]:
@@ -42,6 +44,8 @@ pub struct Report {
     /// Said once under the summary: what the replay made up (names, texts,
     /// sizes) that a student must not take for the postmortem's.
     pub invented: Vec<String>,
+    /// How the postmortem's milestones are marked ("2012"); "then" if unset.
+    pub source: &'static str,
 }
 
 /// The incident's wall clock, for printing a replay's times as the
@@ -99,11 +103,11 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "serial-recovery-2009",
-        "several servers fail at once; healing one at a time versus in parallel; single- vs two-instance services",
+        "an OS upgrade times out several servers; healing one at a time versus in parallel; the HI threshold's brake; single- vs two-instance services",
     ),
     (
         "cert-expiry-2013",
-        "deployed certificates near expiry: warnings at 180 days, incident at 90, what clients see if nobody rotates",
+        "certificates renewed in the Secret Store but not deployed: alerts that watch the store go quiet; Fabric watches what is served",
     ),
     (
         "secondary-outage-2012",
@@ -273,7 +277,15 @@ pub fn render(r: &Report) -> Vec<String> {
             if up { "UP" } else { "" }
         );
         out.push(head.trim_end().to_owned());
-        for (at, source, text) in merged(p) {
+        let mark = format!(
+            "{} | ",
+            if r.source.is_empty() {
+                "then"
+            } else {
+                r.source
+            }
+        );
+        for (at, source, text) in merged(p, &mark) {
             let when = match r.clock {
                 Some(c) => wall_clock(c.start + at.as_secs()),
                 None => clock(at),
@@ -305,10 +317,10 @@ pub fn render(r: &Report) -> Vec<String> {
     out
 }
 
-/// A phase's lines in time order: milestones ("2012 | ..." quoted) and
+/// A phase's lines in time order: milestones (`mark` and the quote) and
 /// events, same-kind events of one minute grouped. (at, source, text).
-fn merged(p: &Phase) -> Vec<(Duration, &'static str, String)> {
-    let mut lines: Vec<(Duration, &'static str, String)> = Vec::new();
+fn merged<'a>(p: &Phase, mark: &'a str) -> Vec<(Duration, &'a str, String)> {
+    let mut lines: Vec<(Duration, &'a str, String)> = Vec::new();
     let mut events = p.timeline.iter().peekable();
     let mut milestones = p.milestones.iter().peekable();
     loop {
@@ -320,7 +332,7 @@ fn merged(p: &Phase) -> Vec<(Duration, &'static str, String)> {
         };
         if take_milestone {
             let m = milestones.next().expect("peeked");
-            lines.push((m.at, "2012 | ", format!("\"{}\"", m.text)));
+            lines.push((m.at, mark, format!("\"{}\"", m.text)));
             continue;
         }
         let first = events.next().expect("peeked");
@@ -339,11 +351,19 @@ fn merged(p: &Phase) -> Vec<(Duration, &'static str, String)> {
         let text = if group.len() == 1 {
             squeeze(&first.text)
         } else {
-            let nodes: Vec<&str> = group.iter().map(|l| kind_and_node(&l.text).1).collect();
+            let nodes: Vec<&str> = group
+                .iter()
+                .map(|l| kind_and_node(&l.text).1)
+                .filter(|n| *n != "-")
+                .collect();
+            let servers = if nodes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", nodes.join(" "))
+            };
             format!(
-                "{kind} x{} ({}): first: {}",
+                "{kind} x{}{servers}: first: {}",
                 group.len(),
-                nodes.join(" "),
                 squeeze(&first.text).splitn(3, ' ').nth(2).unwrap_or("")
             )
         };

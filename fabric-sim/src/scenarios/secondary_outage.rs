@@ -307,6 +307,7 @@ pub fn report() -> (Report, (f64, usize), (f64, usize), bool) {
                 .into(),
         ],
         // Both runs start when the 2012 blast went out.
+        source: "2012",
         clock: Some(IncidentClock {
             zone: "PST",
             start: super::leap_day::TRIGGER_PST + (10 * 60 + 47) * 60,

@@ -7,8 +7,12 @@
 //! two instances are probed throughout as its clients would: trusting the
 //! owner's CA, with dates checked. Two phases, each on a cluster of its own:
 //!
-//! 1. as in 2013: nobody acts on the warnings; the certificate expires and
-//!    every client handshake fails from that moment;
+//! 1. as in 2013: the team renews the certificate in its Secret Store on
+//!    "January 7th" (day 154) but the release carrying it is not deployed
+//!    in time, and nothing watches what is served (the controller's
+//!    certificate windows are off, as 2013's alerts watched only the
+//!    store): no warning, no incident; the certificate expires and every
+//!    client handshake fails from that moment;
 //! 2. with Fabric: the operator rotates at the first warning (`fabricctl
 //!    deploy` of the same service with a new certificate); the guest agents
 //!    swap it in without a restart, no incident is raised and no client
@@ -33,13 +37,19 @@ const AFTER_EXPIRY_DAYS: u32 = 30;
 /// The rotated certificate's lifetime: two years, far outside the warning.
 const ROTATED_DAYS: u32 = 730;
 const INSTANCES: u32 = 2;
+/// "On January 7th, 2013 the storage team updated the three certificates
+/// in the Secret Store": placed 46 days before the expiry.
+const RENEWED_IN_STORE_DAY: u32 = 154;
 
-fn flags() -> Vec<String> {
+/// The controller's certificate windows: 180 and 90 scaled days with
+/// Fabric; off as in 2013, when nothing watched what was served.
+fn flags(fabric: bool) -> Vec<String> {
+    let (warning, incident) = if fabric { ("18s", "9s") } else { ("0s", "0s") };
     [
         "--certificate-warning",
-        "18s",
+        warning,
         "--certificate-incident",
-        "9s",
+        incident,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -77,7 +87,7 @@ async fn phase(global: &GlobalArgs, rotate: bool) -> anyhow::Result<Outcome> {
         "cert-expiry-2013"
     };
     let owner = ServiceOwner::new(label)?;
-    let mut cluster = ScenarioCluster::start(global, label, 2, &flags()).await?;
+    let mut cluster = ScenarioCluster::start(global, label, 2, &flags(rotate)).await?;
     cluster.wait_ready(2).await?;
     let mut after = 0;
     cluster.events_after(&mut after).await?;
@@ -103,7 +113,16 @@ async fn phase(global: &GlobalArgs, rotate: bool) -> anyhow::Result<Outcome> {
     let trust = owner.trust();
     let mut outcome = Outcome::default();
     let mut rotated_der = None;
+    let mut renewed_in_store = false;
     while elapsed() < expiry + DAY * AFTER_EXPIRY_DAYS {
+        if !rotate && !renewed_in_store && elapsed() >= DAY * RENEWED_IN_STORE_DAY {
+            renewed_in_store = true;
+            crate::output::line(&format!(
+                "  day {:>5.1}  \"January 7th\": the team renews the certificate in its Secret \
+                 Store; the release carrying it is not flagged and waits (no deploy follows)",
+                days(elapsed())
+            ));
+        }
         for e in cluster.events_after(&mut after).await? {
             let at = since(&e, day0);
             let slot = match e.kind.as_str() {
@@ -169,24 +188,33 @@ fn day_of(d: Option<Duration>) -> String {
 }
 
 pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
-    crate::output::line(&format!(
-        "cert-expiry-2013 on real processes: one service (2 instances) with a {LIFETIME_DAYS}-day certificate;\n\
-         time scaled so a day is {}ms: warning at 180 days before expiry, incident at 90; clients check dates",
-        DAY.as_millis()
-    ));
+    for line in fabric_sim::scenarios::wrap(
+        "",
+        &format!(
+            "cert-expiry-2013 on real processes: one service (2 instances) with a \
+             {LIFETIME_DAYS}-day certificate; time scaled so a day is {}ms; clients check dates.",
+            DAY.as_millis()
+        ),
+    ) {
+        crate::output::line(&line);
+    }
     crate::output::line(
-        "\n== as in 2013: the warnings go unheeded (the renewed certificate is not deployed in time)",
+        "\n== as in 2013: renewed in the Secret Store, not deployed; nothing watches what is served",
     );
     let then = phase(global, false).await?;
-    crate::output::line("\n== with Fabric: the operator rotates at the first warning");
+    crate::output::line(
+        "\n== with Fabric: the controller warns from what is served; the operator rotates at the warning",
+    );
     let now = phase(global, true).await?;
     crate::output::line("\nsummary");
-    crate::output::line(
-        "  2013: alerts began 180 days ahead but watched the Secret Store, not what was served; the renewed\n\
-         \x20       certificate sat in a delayed release, and when the served one expired every HTTPS connection to storage was refused",
+    say(
+        "2013: alerts began 180 days ahead but watched the Secret Store, not what was served; \
+         the renewed certificate sat in a delayed release, and when the served one expired every \
+         HTTPS connection to storage was refused",
     );
-    crate::output::line(&format!(
-        "  unrotated: warning {}, incident {}, expired {}; of {} probes, {} failed before the expiry date and {} after{}",
+    say(&format!(
+        "renewed in the store only: warning {}, incident {}, expired {}; of {} probes, {} failed \
+         before the expiry date and {} after{}",
         day_of(then.warning),
         day_of(then.incident),
         day_of(then.expired),
@@ -197,8 +225,9 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
             .as_ref()
             .map_or(String::new(), |(_, e)| format!(": {e}"))
     ));
-    crate::output::line(&format!(
-        "  rotated:   warning {}, rotated {}, incident {}, expired {}; {} of {} probes failed; {} got the rotated certificate",
+    say(&format!(
+        "rotated: warning {}, rotated {}, incident {}, expired {}; {} of {} probes failed; {} got \
+         the rotated certificate",
         day_of(now.warning),
         day_of(now.rotated),
         day_of(now.incident),
@@ -207,8 +236,10 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
         now.probes,
         now.served_rotated
     ));
-    let unrotated_ok = then.warning.is_some()
-        && then.incident.is_some()
+    // 2013: no warning from what was served, the store's renewal changed
+    // nothing, and clients were refused after the expiry.
+    let unrotated_ok = then.warning.is_none()
+        && then.incident.is_none()
         && then.expired.is_some()
         && then.failed_before == 0
         && then.failed_after > 0;
@@ -221,4 +252,11 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
         bail!("the replay did not show what it should (see above)");
     }
     Ok(())
+}
+
+/// A summary line, wrapped to the report width.
+fn say(text: &str) {
+    for line in fabric_sim::scenarios::wrap("  ", text) {
+        crate::output::line(&line);
+    }
 }
