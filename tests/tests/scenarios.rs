@@ -83,8 +83,11 @@ fn leap_day_2012_on_real_processes() {
 #[test]
 fn serial_recovery_2009_on_real_processes() {
     let t = run_real("serial-recovery-2009");
-    assert!(t.contains("healing concurrency  1: all back after"), "{t}");
+    assert!(t.contains("healing concurrency 1: all back after"), "{t}");
     assert!(t.contains("healing concurrency 16: all back after"), "{t}");
+    // Management answers while recovery runs (2009: "backed up").
+    assert!(t.contains("during the recovery: answered in"), "{t}");
+    assert!(t.contains("The HI threshold is raised to 50%"), "{t}");
     assert!(
         t.contains("parallel healing brought everything back"),
         "{t}"
