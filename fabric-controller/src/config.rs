@@ -91,6 +91,10 @@ pub struct Args {
     /// Raise an incident this long before it expires [default: 90 days].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub certificate_incident: Option<Duration>,
+    /// Name, at deploy, certificates of different deployments expiring
+    /// within this much of each other; 0s turns it off [default: 1 day].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub certificate_spread: Option<Duration>,
     /// How far a heartbeat's sequence number may run ahead of the last one,
     /// beyond one per 50 ms of silence, before it is refused [default: 1024].
     #[arg(long)]
@@ -173,6 +177,8 @@ pub struct FileConfig {
     pub certificate_warning: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub certificate_incident: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub certificate_spread: Option<Duration>,
     pub sequence_jump_limit: Option<u64>,
     pub stale_heartbeats_before_register: Option<u32>,
     #[serde(default, with = "humantime_serde")]
@@ -270,6 +276,10 @@ impl Args {
                 .certificate_incident
                 .or(file.certificate_incident)
                 .unwrap_or(defaults.certificate_incident),
+            certificate_spread: self
+                .certificate_spread
+                .or(file.certificate_spread)
+                .unwrap_or(defaults.certificate_spread),
             sequence_jump_limit: self
                 .sequence_jump_limit
                 .or(file.sequence_jump_limit)

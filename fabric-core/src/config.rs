@@ -38,6 +38,11 @@ pub struct CoreConfig {
     pub certificate_warning: Duration,
     /// This close, an incident event (2013: under 90 days is an incident).
     pub certificate_incident: Duration,
+    /// A deployed certificate expiring within this much of another
+    /// deployment's raises `certificate.together` at deploy: one expiry
+    /// nobody catches would take them all at once (2013: three certificates
+    /// "expired within three minutes of each other"). Zero: no check.
+    pub certificate_spread: Duration,
     /// A heartbeat sequence number may run ahead of the last accepted one by
     /// this many, plus one per 50 ms of silence (no honest host agent beats
     /// faster than 20 times a second): a larger jump is implausible and
@@ -123,6 +128,7 @@ impl Default for CoreConfig {
             software_fault_min_nodes: 2,
             certificate_warning: Duration::from_secs(180 * 86_400),
             certificate_incident: Duration::from_secs(90 * 86_400),
+            certificate_spread: Duration::from_secs(86_400),
             sequence_jump_limit: 1024,
             stale_heartbeats_before_register: 3,
             stall_tolerance: Duration::from_secs(5),

@@ -145,6 +145,67 @@ impl FabricCore {
         all
     }
 
+    /// `certificate.together` for `spec` if one of its certificates expires
+    /// within `certificate_spread` of another deployment's: the 2013 remedy
+    /// "partition the certificates ... across time so an uncaught
+    /// expiration does not create a widespread, simultaneous event".
+    pub(super) fn certificates_together(
+        &mut self,
+        now: Moment,
+        spec: &crate::DeploymentSpec,
+    ) -> Option<ClusterEvent> {
+        let window = self.config.certificate_spread;
+        if window.is_zero() {
+            return None;
+        }
+        let apart = |a: SystemTime, b: SystemTime| {
+            a.duration_since(b)
+                .or_else(|_| b.duration_since(a))
+                .unwrap_or_default()
+        };
+        let mine: Vec<SystemTime> = spec
+            .roles
+            .iter()
+            .flat_map(|r| r.certificates.iter().map(|c| c.not_after))
+            .collect();
+        let mut others: Vec<(String, std::time::Duration)> = Vec::new();
+        for d in self.deployments.values().filter(|d| d.name != spec.name) {
+            let closest = d
+                .roles
+                .iter()
+                .flat_map(|r| r.certificates.iter())
+                .flat_map(|c| mine.iter().map(move |m| apart(*m, c.not_after)))
+                .min();
+            if let Some(gap) = closest.filter(|gap| *gap <= window) {
+                others.push((d.name.to_string(), gap));
+            }
+        }
+        if others.is_empty() {
+            return None;
+        }
+        let named: Vec<String> = others
+            .iter()
+            .map(|(name, gap)| {
+                format!(
+                    "{name} ({} apart)",
+                    humantime::format_duration(std::time::Duration::from_secs(gap.as_secs()))
+                )
+            })
+            .collect();
+        Some(self.events.record(
+            now,
+            EventKind::CertificateTogether,
+            None,
+            format!(
+                "certificates of {} expire within {} of those of {}: one expiry nobody catches \
+                 would take them all at once; spread them across time",
+                spec.name,
+                humantime::format_duration(window),
+                named.join(", ")
+            ),
+        ))
+    }
+
     /// The monotonic time at which the next certificate crosses into a new
     /// level (warning, incident, expired), so the watch raises it on time
     /// instead of at the next idle look; mapped from the wall clock through
@@ -251,6 +312,68 @@ mod tests {
                 }],
             }],
         }
+    }
+
+    #[test]
+    fn certificates_expiring_together_are_named_at_deploy() {
+        let start = SystemTime::UNIX_EPOCH + DAY * 20_000;
+        let named = |name: &str, not_after| DeploymentSpec {
+            name: Name::parse("deployment", name).unwrap(),
+            ..spec(not_after)
+        };
+        let together = |events: &[ClusterEvent]| {
+            events
+                .iter()
+                .find(|e| e.kind == EventKind::CertificateTogether)
+                .map(|e| e.reason.clone())
+        };
+        let with_a_server = |config: CoreConfig| {
+            let mut core = FabricCore::new(config, moment(start));
+            core.register(
+                moment(start),
+                crate::NodeId::new("host-1"),
+                crate::NodeInfo {
+                    capacity_vm_slots: 8,
+                    ..crate::NodeInfo::default()
+                },
+                "b",
+            );
+            core
+        };
+        let mut core = with_a_server(CoreConfig::default());
+        let (_, e) = core
+            .deploy(moment(start), named("blob", start + DAY * 200))
+            .unwrap();
+        assert_eq!(together(&e), None, "alone: nothing to say");
+        // Three minutes apart, as in 2013: named, with the gap.
+        let (_, e) = core
+            .deploy(
+                moment(start),
+                named("table", start + DAY * 200 + Duration::from_secs(180)),
+            )
+            .unwrap();
+        let reason = together(&e).expect("expiring together");
+        assert!(
+            reason.contains("table") && reason.contains("blob (3m apart)"),
+            "{reason}"
+        );
+        // Two days apart: spread enough.
+        let (_, e) = core
+            .deploy(moment(start), named("queue", start + DAY * 202))
+            .unwrap();
+        assert_eq!(together(&e), None);
+        // A window of zero turns the check off.
+        let config = CoreConfig {
+            certificate_spread: Duration::ZERO,
+            ..CoreConfig::default()
+        };
+        let mut core = with_a_server(config);
+        core.deploy(moment(start), named("blob", start + DAY * 200))
+            .unwrap();
+        let (_, e) = core
+            .deploy(moment(start), named("table", start + DAY * 200))
+            .unwrap();
+        assert_eq!(together(&e), None);
     }
 
     #[test]

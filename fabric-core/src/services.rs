@@ -159,8 +159,10 @@ impl FabricCore {
                     )
                 },
             );
+            let mut events = vec![event];
+            events.extend(self.certificates_together(now, &spec));
             self.deployments.insert(spec.name.clone(), spec);
-            return Ok((DeployOutcome::Rotated, vec![event]));
+            return Ok((DeployOutcome::Rotated, events));
         }
 
         let mut placer = placement::Placer::new(self.candidates());
@@ -199,6 +201,7 @@ impl FabricCore {
         for (id, node) in placed {
             events.push(self.place_instance(now, id, node));
         }
+        events.extend(self.certificates_together(now, &spec));
         self.deployments.insert(spec.name.clone(), spec);
         Ok((DeployOutcome::Created(ids), events))
     }

@@ -20,7 +20,7 @@ fn print(r: &Report) {
 fn leap_day_to_the_end_as_in_2012_and_with_fabric() {
     let r = scenarios::run("leap-day-2012").expect("known scenario");
     print(&r);
-    let (then, now, quiet) = (&r.phases[0], &r.phases[1], &r.phases[2]);
+    let (then, now) = (&r.phases[0], &r.phases[1]);
     let said = |p: &scenarios::Phase, kind: &str, words: &str| {
         p.timeline
             .iter()
@@ -38,13 +38,37 @@ fn leap_day_to_the_end_as_in_2012_and_with_fabric() {
         tripped >= expected && tripped <= expected + Duration::from_secs(60),
         "tripped at {tripped:?}"
     );
-    assert_eq!(then.outcome.servers_hi, 5, "{:#?}", then.outcome);
+    assert!(then.outcome.servers_hi >= 5, "{:#?}", then.outcome);
     assert!(
-        said(then, "update.stopped", "HI mode"),
+        said(then, "update.stopped a", "HI mode"),
         "{:#?}",
         then.timeline
     );
-    assert!(said(then, "cluster.switch", "management switched off"));
+    // Service management off in both clusters at 6:55PM, each answering for
+    // itself, and back cluster by cluster once each runs the fix.
+    for c in ["a", "b"] {
+        assert!(said(
+            then,
+            &format!("cluster.switch {c}"),
+            "management switched off"
+        ));
+        assert!(said(
+            then,
+            &format!("cluster.switch {c}"),
+            "management switched on"
+        ));
+    }
+    // The quiet cluster: healing carries the bug on, more slowly.
+    assert!(
+        said(then, "instance.healing b/", ""),
+        "{:#?}",
+        then.timeline
+    );
+    assert!(
+        said(then, "cluster.human_investigate b", ""),
+        "{:#?}",
+        then.timeline
+    );
     let back = then
         .outcome
         .all_running_after
@@ -66,9 +90,6 @@ fn leap_day_to_the_end_as_in_2012_and_with_fabric() {
             .unwrap_or(0)
     };
     assert!(lost(now) < lost(then), "{} vs {}", lost(now), lost(then));
-    // The quiet cluster: healing carries the bug on, past the first wave.
-    assert!(quiet.outcome.healed >= 3, "{:#?}", quiet.outcome);
-    assert!(quiet.outcome.servers_hi > 3, "{:#?}", quiet.outcome);
     // Read beside the postmortem: its times in PST, its words quoted, what
     // the replay made up said so.
     let text = scenarios::render(&r).join("\n");
@@ -177,6 +198,8 @@ fn certificate_expiry_as_in_2013_renewed_in_the_store_and_with_fabric_watching_w
     // expired and no client was refused.
     let k = kinds(now);
     assert!(k.contains(&(20, "certificate.warning".to_owned())), "{k:?}");
+    // At deploy, the three certificates expiring together are named.
+    assert!(k.contains(&(0, "certificate.together".to_owned())), "{k:?}");
     assert!(
         k.contains(&(110, "certificate.incident".to_owned())),
         "{k:?}"

@@ -62,6 +62,8 @@ pub struct Facts {
     pub all_up_again: Option<Duration>,
     /// Customer instance-hours lost (instances unreachable x time).
     pub instance_hours_lost: f64,
+    /// Per cluster, when its HI threshold tripped, if it did.
+    pub trips: Vec<(&'static str, Option<Duration>)>,
 }
 
 /// The customers' services: a few with several instances, a few with one
@@ -91,17 +93,24 @@ fn fix_package() -> Manifest {
     super::package(FIX, "2.0", FIXED_GA, "net-2", "2.*")
 }
 
-/// Runs one phase on `w` (20 servers in 4 update domains; the guests'
-/// calendar reaches Feb 29 one hour in). `fixed`: with Fabric's ways.
-pub fn phase(mut w: World, fixed: bool) -> (Phase, Facts) {
-    let instances: usize = customers()
-        .iter()
-        .map(|d| d.total_instances() as usize)
-        .sum();
+/// One cluster of the story: its world, and what is done to it.
+struct Cluster {
+    name: &'static str,
+    w: World,
+    /// Mid-rollout at the trigger (else: quiet, a few new VMs at 4:00PM).
+    updating: bool,
+    /// Index of its first event from the trigger on.
+    seen: usize,
+    management_off: Option<Duration>,
+    management_on: Option<Duration>,
+}
+
+/// The 3:00PM set-up of an updating cluster: customers' VMs, and every
+/// update domain but the last already on the new package.
+fn set_up_updating(w: &mut World) {
     for d in customers() {
         w.deploy(d).expect("deploy");
     }
-    // The earlier update domains already run the new package.
     let now = w.now;
     w.core
         .add_package(now, rollout_package(), false, "sim")
@@ -111,13 +120,17 @@ pub fn phase(mut w: World, fixed: bool) -> (Phase, Facts) {
     for h in w.hosts.iter_mut().filter(|h| h.update_domain < last_domain) {
         h.restart_into(Target::Package(Box::new(rollout_package())), &guest);
     }
-    // 3:00 to 4:00PM PST (23:00 to midnight UTC): every VM runs.
-    w.run_for(Duration::from_secs(3600));
-    let start = w.now.mono;
-    let seen = w.events.len();
-    let mut facts = Facts::default();
+}
 
-    // 4:00PM: the walk reaches the last update domain.
+/// What happens at 4:00PM: the walk reaches the last update domain, or a
+/// customer deploys three new VMs into a quiet cluster.
+fn trigger(c: &mut Cluster, fixed: bool) {
+    let w = &mut c.w;
+    if !c.updating {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 33);
+        w.deploy(service("newapp", 3, far)).expect("deploy");
+        return;
+    }
     let mut plan = UpdatePlan::new(Version::parse("package", ROLLOUT).expect("valid"));
     if fixed {
         // Two servers first, gated: the bug takes their VMs and no others.
@@ -131,23 +144,14 @@ pub fn phase(mut w: World, fixed: bool) -> (Phase, Facts) {
     }
     let events = w.core.start_update(w.now, plan, "sim").expect("start");
     w.events.extend(events);
+}
 
-    if !fixed {
-        w.run_for(minutes(MANAGEMENT_OFF));
-        // 6:55PM: "we disabled service management functionality in all
-        // clusters worldwide" (fabricctl cluster set management off
-        // --clusters ...).
-        let events = w.core.set_switch(w.now, Switch::Management, false, "ops");
-        w.events.extend(events);
-        facts.management_off = Some(w.now.mono - start);
-        w.run_for(minutes(FIX_PUSHED - MANAGEMENT_OFF));
-    } else {
-        w.run_for(minutes(FIX_PUSHED));
-    }
-
-    // 2:11AM: the fix, proven in one production cluster, comes here.
+/// 2:11AM: the fix reaches a cluster: a stopped rollout ends where it
+/// stands, servers in HI are repaired, the cluster resumes, and the fixed
+/// guest agent is rolled out by update domain (behind a canary with
+/// Fabric).
+fn push_fix(w: &mut World, fixed: bool) {
     let now = w.now;
-    // The stopped rollout ends where it stands.
     if let Ok(events) = w.core.abandon_update(now, "ops") {
         w.events.extend(events);
     }
@@ -175,33 +179,124 @@ pub fn phase(mut w: World, fixed: bool) -> (Phase, Facts) {
         .start_update(w.now, plan, "sim")
         .expect("start the fix");
     w.events.extend(events);
-    // Service management comes back once this cluster runs the fix.
-    while w.now.mono - start < minutes(END) {
-        w.step();
-        let done = w.core.rollout().is_some_and(|r| {
-            r.plan.package.as_str() == FIX && r.status == fabric_core::RolloutStatus::Succeeded
-        });
-        if done && facts.management_off.is_some() && facts.management_on.is_none() {
-            let events = w.core.set_switch(w.now, Switch::Management, true, "ops");
-            w.events.extend(events);
-            facts.management_on = Some(w.now.mono - start);
+}
+
+/// Runs one phase on two clusters in step, an updating one and a quiet
+/// one, built by `world` (20 servers in 4 update domains, an hour before
+/// midnight UTC). `fixed`: with Fabric's ways.
+pub fn phase(world: impl Fn() -> World, fixed: bool) -> (Phase, Facts) {
+    let mut clusters: Vec<Cluster> = [("a", true), ("b", false)]
+        .into_iter()
+        .map(|(name, updating)| {
+            let mut w = world();
+            if updating {
+                set_up_updating(&mut w);
+            } else {
+                for d in customers() {
+                    w.deploy(d).expect("deploy");
+                }
+            }
+            Cluster {
+                name,
+                w,
+                updating,
+                seen: 0,
+                management_off: None,
+                management_on: None,
+            }
+        })
+        .collect();
+    // 3:00 to 4:00PM PST (23:00 to midnight UTC): every VM runs.
+    for c in &mut clusters {
+        c.w.run_for(Duration::from_secs(3600));
+    }
+    let start = clusters[0].w.now.mono;
+    for c in &mut clusters {
+        c.seen = c.w.events.len();
+        trigger(c, fixed);
+    }
+    let mut facts = Facts::default();
+    let mut fix_pushed = false;
+    while clusters[0].w.now.mono - start < minutes(END) {
+        for c in &mut clusters {
+            c.w.step();
+        }
+        let at = clusters[0].w.now.mono - start;
+        // 6:55PM: "we disabled service management functionality in all
+        // clusters worldwide" (fabricctl cluster set management off
+        // --clusters a,b): each cluster acknowledges for itself.
+        if !fixed && at >= minutes(MANAGEMENT_OFF) && facts.management_off.is_none() {
+            facts.management_off = Some(at);
+            for c in &mut clusters {
+                let events =
+                    c.w.core
+                        .set_switch(c.w.now, Switch::Management, false, "ops");
+                c.w.events.extend(events);
+                c.management_off = Some(at);
+            }
+        }
+        // 2:11AM: "we pushed the fix to all clusters".
+        if at >= minutes(FIX_PUSHED) && !fix_pushed {
+            fix_pushed = true;
+            for c in &mut clusters {
+                push_fix(&mut c.w, fixed);
+            }
+        }
+        // "As clusters were updated we restored service management
+        // functionality for them."
+        for c in &mut clusters {
+            let done = c.w.core.rollout().is_some_and(|r| {
+                r.plan.package.as_str() == FIX && r.status == fabric_core::RolloutStatus::Succeeded
+            });
+            if done && c.management_off.is_some() && c.management_on.is_none() {
+                let events =
+                    c.w.core
+                        .set_switch(c.w.now, Switch::Management, true, "ops");
+                c.w.events.extend(events);
+                c.management_on = Some(at);
+            }
         }
     }
+    facts.management_on = clusters.iter().filter_map(|c| c.management_on).max();
 
-    // What it showed.
-    let events = &w.events[seen..];
-    facts.rollout_stopped = events
+    // What it showed, both clusters together; each event's server named
+    // with its cluster ("a/host-4").
+    let instances: usize = clusters.iter().map(|c| c.w.core.instances().count()).sum();
+    let mut timeline = Vec::new();
+    let mut all_events = Vec::new();
+    for c in &clusters {
+        let events = &c.w.events[c.seen..];
+        all_events.extend(events.iter().cloned());
+        for mut l in super::timeline(events, start, &[EventKind::InstanceReinitialized]) {
+            l.text = name_cluster(&l.text, c.name);
+            timeline.push(l);
+        }
+    }
+    timeline.sort_by_key(|l: &super::Line| l.at);
+    all_events.sort_by_key(|e| e.at.mono);
+    facts.rollout_stopped = all_events
         .iter()
         .find(|e| e.kind == EventKind::UpdateStopped)
         .map(|e| (e.at.mono - start, e.reason.clone()));
-    // From the trigger on: what was up then, and every change after.
-    let serving: Vec<(Duration, usize)> = std::iter::once((Duration::ZERO, w.serving_at(start)))
-        .chain(
-            w.serving
+    // From the trigger on: what was up then, and every change after, summed
+    // over the clusters.
+    let mut changes: Vec<Duration> = vec![Duration::ZERO];
+    for c in &clusters {
+        changes.extend(
+            c.w.serving
                 .iter()
                 .filter(|(t, _)| *t > start)
-                .map(|(t, n)| (*t - start, *n)),
-        )
+                .map(|(t, _)| *t - start),
+        );
+    }
+    changes.sort();
+    changes.dedup();
+    let serving: Vec<(Duration, usize)> = changes
+        .into_iter()
+        .map(|t| {
+            let up = clusters.iter().map(|c| c.w.serving_at(start + t)).sum();
+            (t, up)
+        })
         .collect();
     // The bug's damage: the fix's own walk restarts VMs domain by domain
     // (a brief dip of its own), so only what came before it counts here.
@@ -218,40 +313,46 @@ pub fn phase(mut w: World, fixed: bool) -> (Phase, Facts) {
         .last()
         .map(|(t, _)| *t)
         .filter(|t| !t.is_zero());
-    let end = w.now.mono - start;
+    let end = clusters[0].w.now.mono - start;
     facts.instance_hours_lost = serving
         .iter()
         .zip(serving.iter().skip(1).map(|(t, _)| *t).chain([end]))
         .map(|((from, n), to)| (to.saturating_sub(*from)).as_secs_f64() * (instances - n) as f64)
         .sum::<f64>()
         / 3600.0;
+    let first_trip = |c: &Cluster| {
+        c.w.events[c.seen..]
+            .iter()
+            .find(|e| e.kind == EventKind::ClusterHumanInvestigate)
+            .map(|e| e.at.mono - start)
+    };
+    facts.trips = clusters.iter().map(|c| (c.name, first_trip(c))).collect();
     let outcome = Outcome {
-        servers_hi: events
+        servers_hi: all_events
             .iter()
             .filter(|e| e.kind == EventKind::NodeHumanInvestigate)
             .count(),
-        threshold_tripped: events
+        threshold_tripped: all_events
             .iter()
             .find(|e| e.kind == EventKind::ClusterHumanInvestigate)
             .map(|e| e.at.mono - start),
-        software_fault: events
+        software_fault: all_events
             .iter()
             .find(|e| e.kind == EventKind::SoftwareFault)
             .map(|e| (e.at.mono - start, e.reason.clone())),
-        healed: events
+        healed: all_events
             .iter()
             .filter(|e| e.kind == EventKind::InstanceHealing)
             .count(),
         all_running_after: facts.all_up_again,
         ..Outcome::default()
     };
-    let timeline = super::timeline(events, start, &[EventKind::InstanceReinitialized]);
     let title = if fixed {
-        "with Fabric, the same cluster: fail fast, fault classification, the rollout's gate, \
-         the fix behind a canary"
+        "with Fabric, the same two clusters: fail fast, fault classification, the rollout's \
+         gate, the fix behind a canary"
     } else {
-        "as in 2012, to the end: a cluster almost done with its rollout (3 of 4 update domains \
-         on the new FC/HA/GA); at 4:00PM PST the walk restarts the last domain's VMs"
+        "as in 2012, to the end, two clusters: a almost done with its rollout (at 4:00PM PST the \
+         walk restarts its last domain's VMs), b quiet (3 new VMs at 4:00PM)"
     };
     (
         Phase {
@@ -266,6 +367,28 @@ pub fn phase(mut w: World, fixed: bool) -> (Phase, Facts) {
     )
 }
 
+/// An event line with its server named by cluster: "node.x host-4 ..."
+/// becomes "node.x a/host-4 ...", "update.y - ..." becomes "update.y a ...".
+fn name_cluster(text: &str, cluster: &str) -> String {
+    let mut words = text.splitn(2, char::is_whitespace);
+    let (Some(kind), Some(rest)) = (words.next(), words.next()) else {
+        return format!("{cluster}: {text}");
+    };
+    if !kind.contains('.') {
+        return format!("{cluster}: {text}");
+    }
+    let rest = rest.trim_start();
+    let mut parts = rest.splitn(2, char::is_whitespace);
+    let node = parts.next().unwrap_or("-");
+    let after = parts.next().unwrap_or("").trim_start();
+    let named = if node == "-" {
+        cluster.to_owned()
+    } else {
+        format!("{cluster}/{node}")
+    };
+    format!("{kind} {named} {after}")
+}
+
 fn minutes(m: u64) -> Duration {
     Duration::from_secs(m * 60)
 }
@@ -273,13 +396,19 @@ fn minutes(m: u64) -> Duration {
 /// The lines the summary gives for one phase.
 pub fn summary(label: &str, outcome: &Outcome, facts: &Facts, instances: usize) -> Vec<String> {
     let at = |d: Duration| super::leap_day::pst(d);
+    let trips: Vec<String> = facts
+        .trips
+        .iter()
+        .filter_map(|(c, t)| t.map(|t| format!("{c} at {}", at(t))))
+        .collect();
     let mut lines = vec![format!(
         "{label}: {} servers to HI{}{}; rollout stopped {}",
         outcome.servers_hi,
-        outcome
-            .threshold_tripped
-            .map(|t| format!(", HI threshold at {}", at(t)))
-            .unwrap_or_default(),
+        if trips.is_empty() {
+            String::new()
+        } else {
+            format!(", HI threshold tripped in {}", trips.join(", "))
+        },
         outcome
             .software_fault
             .as_ref()

@@ -174,35 +174,6 @@ pub(crate) fn package(
     }
 }
 
-/// The HI side of a run's [`Outcome`]: servers in HI now, when the HI
-/// threshold tripped (if the cluster is still in HI mode), the first
-/// software fault and the heals among `events`, times since `start`.
-pub(crate) fn hi_outcome(w: &crate::World, start: Duration, events: &[ClusterEvent]) -> Outcome {
-    use fabric_core::{ClusterMode, EventKind, NodeState};
-    Outcome {
-        servers_hi: w
-            .core
-            .nodes()
-            .filter(|n| n.state == NodeState::HumanInvestigate)
-            .count(),
-        threshold_tripped: w
-            .core
-            .cluster()
-            .last_trip
-            .filter(|_| w.core.cluster().mode == ClusterMode::HumanInvestigate)
-            .map(|(at, _, _)| at.mono.saturating_sub(start)),
-        software_fault: events
-            .iter()
-            .find(|e| e.kind == EventKind::SoftwareFault)
-            .map(|e| (e.at.mono.saturating_sub(start), e.reason.clone())),
-        healed: events
-            .iter()
-            .filter(|e| e.kind == EventKind::InstanceHealing)
-            .count(),
-        ..Outcome::default()
-    }
-}
-
 /// A timeline line for event `e` of a run that started at `start` (mono).
 pub(crate) fn line(e: &ClusterEvent, start: Duration) -> Line {
     Line {
