@@ -42,6 +42,21 @@ fn cluster(nodes: u32, slots: u32, threshold: u32, concurrency: u32) -> FabricCo
     core
 }
 
+/// Registers host-`i` with `slots`, in fault and update domain `i`.
+fn server(core: &mut FabricCore, i: u32, slots: u32) {
+    core.register(
+        at(0),
+        NodeId::new(format!("host-{i}")),
+        NodeInfo {
+            fault_domain: i,
+            update_domain: i,
+            capacity_vm_slots: slots,
+            ..NodeInfo::default()
+        },
+        "b",
+    );
+}
+
 fn spec(roles: &[(&str, u32)]) -> DeploymentSpec {
     DeploymentSpec {
         priority: 0,
@@ -188,17 +203,7 @@ fn roles_that_lost_the_most_capacity_heal_first() {
     // Placement puts solo on host-1 first, then spreads many over host-2,
     // host-3 and back onto host-1.
     for (i, slots) in [(1, 2), (2, 2), (3, 2)] {
-        core.register(
-            at(0),
-            NodeId::new(format!("host-{i}")),
-            NodeInfo {
-                fault_domain: i,
-                update_domain: i,
-                capacity_vm_slots: slots,
-                ..NodeInfo::default()
-            },
-            "b",
-        );
+        server(&mut core, i, slots);
     }
     core.deploy(at(0), spec(&[("solo", 1), ("many", 3)]))
         .unwrap();
@@ -228,19 +233,6 @@ fn roles_that_lost_the_most_capacity_heal_first() {
 #[test]
 fn higher_priority_services_heal_first_when_capacity_is_short() {
     let mut core = FabricCore::new(config(5, 4), at(0));
-    let server = |core: &mut FabricCore, i: u32, slots: u32| {
-        core.register(
-            at(0),
-            NodeId::new(format!("host-{i}")),
-            NodeInfo {
-                fault_domain: i,
-                update_domain: i,
-                capacity_vm_slots: slots,
-                ..NodeInfo::default()
-            },
-            "b",
-        );
-    };
     // Both services start on host-1, the only server then.
     server(&mut core, 1, 2);
     let named = |name: &str, priority: u32| DeploymentSpec {

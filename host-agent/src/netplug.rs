@@ -40,11 +40,15 @@ pub struct PublicEndpoints {
 
 impl PublicEndpoints {
     /// A public endpoint for a VM: a port of the range no other VM of this
-    /// host has, or a port the system has free now. Returns the bind
-    /// address and the advertised one.
+    /// host has and nothing else holds now, or a port the system has free
+    /// now. Returns the bind address and the advertised one. The check is a
+    /// probe, so a port can still be taken before the plugin binds it; the
+    /// plugin then reports it and the VM gets another
+    /// (`VmManager::set_plugin_view`).
     pub fn allocate(&self, taken: &HashSet<u16>) -> Option<(SocketAddr, SocketAddr)> {
+        let free = |p: u16| std::net::TcpListener::bind((self.bind_ip, p)).is_ok();
         let port = match self.ports {
-            Some((first, last)) => (first..=last).find(|p| !taken.contains(p))?,
+            Some((first, last)) => (first..=last).find(|p| !taken.contains(p) && free(*p))?,
             None => std::net::TcpListener::bind((self.bind_ip, 0))
                 .ok()?
                 .local_addr()
@@ -198,11 +202,14 @@ impl NetPlug {
         #[derive(serde::Deserialize)]
         struct Status {
             bound: Vec<String>,
+            #[serde(default)]
+            failed: Vec<String>,
             error: Option<String>,
         }
         if !matches!(self.running(), Some((_, true))) {
             return crate::vm::PluginView {
                 bound: Default::default(),
+                failed: Default::default(),
                 error: Some("the networking plugin is not running".into()),
             };
         }
@@ -213,10 +220,12 @@ impl NetPlug {
         {
             Some(s) => crate::vm::PluginView {
                 bound: s.bound.into_iter().collect(),
+                failed: s.failed.into_iter().collect(),
                 error: s.error,
             },
             None => crate::vm::PluginView {
                 bound: Default::default(),
+                failed: Default::default(),
                 error: Some("the networking plugin has not reported yet".into()),
             },
         }
@@ -251,19 +260,48 @@ impl NetPlug {
 mod tests {
     use super::*;
 
+    /// Two consecutive ports free on 127.0.0.1 now.
+    fn free_pair() -> u16 {
+        loop {
+            let first = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if first < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", first + 1)).is_ok() {
+                return first;
+            }
+        }
+    }
+
     #[test]
     fn public_ports_come_from_the_range_and_are_never_shared() {
+        let first = free_pair();
         let p = PublicEndpoints {
-            bind_ip: "0.0.0.0".parse().unwrap(),
-            advertise_ip: "127.0.0.1".parse().unwrap(),
-            ports: Some((19110, 19111)),
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            advertise_ip: "127.0.0.2".parse().unwrap(),
+            ports: Some((first, first + 1)),
         };
         let (bind, shown) = p.allocate(&HashSet::new()).unwrap();
-        assert_eq!(bind.to_string(), "0.0.0.0:19110");
-        assert_eq!(shown.to_string(), "127.0.0.1:19110");
-        let (bind, _) = p.allocate(&HashSet::from([19110])).unwrap();
-        assert_eq!(bind.port(), 19111);
-        assert!(p.allocate(&HashSet::from([19110, 19111])).is_none());
+        assert_eq!(bind.to_string(), format!("127.0.0.1:{first}"));
+        assert_eq!(shown.to_string(), format!("127.0.0.2:{first}"));
+        let (bind, _) = p.allocate(&HashSet::from([first])).unwrap();
+        assert_eq!(bind.port(), first + 1);
+        assert!(p.allocate(&HashSet::from([first, first + 1])).is_none());
+    }
+
+    #[test]
+    fn a_port_another_process_holds_is_passed_over() {
+        let first = free_pair();
+        let p = PublicEndpoints {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            advertise_ip: "127.0.0.1".parse().unwrap(),
+            ports: Some((first, first + 1)),
+        };
+        let _held = std::net::TcpListener::bind(("127.0.0.1", first)).unwrap();
+        let (bind, _) = p.allocate(&HashSet::new()).unwrap();
+        assert_eq!(bind.port(), first + 1, "the held port was handed out");
+        assert!(p.allocate(&HashSet::from([first + 1])).is_none());
     }
 
     #[test]

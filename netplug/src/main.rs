@@ -32,6 +32,9 @@ struct Status<'a> {
     plugin_version: &'a str,
     api: u32,
     bound: Vec<String>,
+    /// Public addresses it could not bind (held by another process): the
+    /// host agent gives those VMs another public port.
+    failed: Vec<String>,
     error: Option<String>,
 }
 
@@ -65,9 +68,11 @@ async fn main() -> anyhow::Result<()> {
         if seen.as_ref() == Some(&text) && !retry_due {
             continue;
         }
+        let mut failed = Vec::new();
         let (bound, error) = match bindings::decode(args.api, &text) {
             Ok(b) => {
                 let applied = forwarder.apply(&b).await;
+                failed = applied.failed.iter().map(|(a, _)| a.to_string()).collect();
                 retry_at =
                     (!applied.failed.is_empty()).then(|| tokio::time::Instant::now() + RETRY_BINDS);
                 let error = (!applied.failed.is_empty()).then(|| {
@@ -96,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             plugin_version: &args.plugin_version,
             api: args.api,
             bound: bound.iter().map(ToString::to_string).collect(),
+            failed,
             error,
         })?;
         if status != last_status {

@@ -73,13 +73,7 @@ const MILESTONES: &[(u64, &str)] = &[
 
 /// The milestones as timeline lines (time since the trigger).
 pub fn milestones() -> Vec<Line> {
-    MILESTONES
-        .iter()
-        .map(|(m, text)| Line {
-            at: Duration::from_secs(m * 60),
-            text: (*text).into(),
-        })
-        .collect()
+    super::milestones_at_minutes(MILESTONES)
 }
 
 /// "5:15:05PM" for a time since the trigger.

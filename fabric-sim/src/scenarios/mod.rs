@@ -174,6 +174,17 @@ pub(crate) fn package(
     }
 }
 
+/// A postmortem's milestones, given in minutes after a phase's start, as
+/// lines for [`Phase::milestones`].
+pub(crate) fn milestones_at_minutes(list: &[(u64, &str)]) -> Vec<Line> {
+    list.iter()
+        .map(|(m, text)| Line {
+            at: Duration::from_secs(m * 60),
+            text: (*text).into(),
+        })
+        .collect()
+}
+
 /// A timeline line for event `e` of a run that started at `start` (mono).
 pub(crate) fn line(e: &ClusterEvent, start: Duration) -> Line {
     Line {

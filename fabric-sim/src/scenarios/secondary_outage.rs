@@ -57,13 +57,7 @@ const MILESTONES: &[(u64, &str)] = &[
 ];
 
 fn milestones() -> Vec<Line> {
-    MILESTONES
-        .iter()
-        .map(|(m, text)| Line {
-            at: Duration::from_secs(m * 60),
-            text: (*text).into(),
-        })
-        .collect()
+    super::milestones_at_minutes(MILESTONES)
 }
 
 fn version(v: &str) -> Version {

@@ -81,6 +81,9 @@ pub struct VmManager {
 #[derive(Clone, Debug, Default)]
 pub struct PluginView {
     pub bound: std::collections::HashSet<String>,
+    /// Public addresses the plugin could not bind (another process holds
+    /// the port).
+    pub failed: std::collections::HashSet<String>,
     pub error: Option<String>,
 }
 
@@ -105,8 +108,29 @@ impl VmManager {
         })
     }
 
-    /// The plugin's own account of what it forwards (its status file).
+    /// The plugin's own account of what it forwards (its status file). A
+    /// VM whose public port the plugin cannot bind (another process took
+    /// it between our probe for a free port and the plugin's bind, or holds
+    /// it since) gets another one: its next role heartbeat allocates it, and
+    /// the controller learns the new endpoint from the next report. Without
+    /// this, a VM would stay unreachable for as long as the port is held.
     pub fn set_plugin_view(&self, view: PluginView) {
+        if !view.failed.is_empty() {
+            let mut table = self.table();
+            for r in table.records.values_mut() {
+                if !r.public_bind.is_empty() && view.failed.contains(&r.public_bind) {
+                    tracing::warn!(
+                        vm = %r.vm_id,
+                        public = %r.public_bind,
+                        "the networking plugin cannot bind this VM's public port (in use): \
+                         choosing another"
+                    );
+                    r.public_bind.clear();
+                    r.public_endpoint.clear();
+                    self.persist(r);
+                }
+            }
+        }
         *self.plugin.lock().unwrap_or_else(|e| e.into_inner()) = view;
     }
 
