@@ -57,6 +57,16 @@ fn server(core: &mut FabricCore, i: u32, slots: u32) {
     );
 }
 
+/// A disk failure reported for `node` at second `t`: the server to HI.
+fn disk_fails(core: &mut FabricCore, node: &NodeId, t: u64) -> Vec<ClusterEvent> {
+    core.report_fault(
+        at(t),
+        node,
+        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
+    )
+    .unwrap()
+}
+
 fn spec(roles: &[(&str, u32)]) -> DeploymentSpec {
     DeploymentSpec {
         priority: 0,
@@ -215,12 +225,7 @@ fn roles_that_lost_the_most_capacity_heal_first() {
             .any(|i| i.id.role.as_str() == "many" && i.node() == Some(&solo)),
         "precondition: host of solo also runs an instance of many"
     );
-    core.report_fault(
-        at(1),
-        &solo,
-        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
-    )
-    .unwrap();
+    disk_fails(&mut core, &solo, 1);
     core.tick(at(1));
     let healing: Vec<_> = core
         .instances()
@@ -247,12 +252,7 @@ fn higher_priority_services_heal_first_when_capacity_is_short() {
     // first.
     server(&mut core, 2, 1);
     let h1 = NodeId::new("host-1");
-    core.report_fault(
-        at(1),
-        &h1,
-        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
-    )
-    .unwrap();
+    disk_fails(&mut core, &h1, 1);
     core.tick(at(1));
     assert_eq!(node_of(&core, "infra.r.0"), Some(NodeId::new("host-2")));
     assert_eq!(node_of(&core, "app.r.0"), None, "app waits, Pending");
@@ -263,12 +263,7 @@ fn instances_wait_pending_for_capacity_and_are_never_dropped() {
     let mut core = cluster(2, 1, 5, 4);
     core.deploy(at(0), spec(&[("a", 2)])).unwrap();
     let h1 = NodeId::new("host-1");
-    core.report_fault(
-        at(1),
-        &h1,
-        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
-    )
-    .unwrap();
+    disk_fails(&mut core, &h1, 1);
     core.tick(at(1));
     let pending: Vec<_> = core
         .instances()
@@ -289,20 +284,9 @@ fn threshold_trips_hi_mode_which_stops_healing_until_resume() {
     core.deploy(at(0), spec(&[("a", 5)])).unwrap();
     let h1 = NodeId::new("host-1");
     let h2 = NodeId::new("host-2");
-    core.report_fault(
-        at(1),
-        &h1,
-        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
-    )
-    .unwrap();
+    disk_fails(&mut core, &h1, 1);
     assert_eq!(core.cluster().mode, ClusterMode::Normal);
-    let events = core
-        .report_fault(
-            at(2),
-            &h2,
-            &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
-        )
-        .unwrap();
+    let events = disk_fails(&mut core, &h2, 2);
     assert_eq!(core.cluster().mode, ClusterMode::HumanInvestigate);
     let trip = events
         .iter()
@@ -344,12 +328,7 @@ fn switches_stop_what_they_name() {
     core.deploy(at(0), spec(&[("a", 3)])).unwrap();
     core.set_switch(at(1), Switch::Healing, false, "op");
     let victim = node_of(&core, "web.a.0").unwrap();
-    core.report_fault(
-        at(1),
-        &victim,
-        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
-    )
-    .unwrap();
+    disk_fails(&mut core, &victim, 1);
     assert_eq!(node_of(&core, "web.a.0"), Some(victim.clone()));
     let events = core.set_switch(at(2), Switch::Healing, true, "op");
     assert!(events.iter().any(|e| e.kind == EventKind::InstanceHealing));
@@ -382,12 +361,7 @@ fn a_healed_pending_instance_carries_nothing_its_old_vm_reported() {
     let mut filler = spec(&[("b", 1)]);
     filler.name = Name::parse("d", "filler").unwrap();
     core.deploy(at(1), filler).unwrap();
-    core.report_fault(
-        at(2),
-        &home,
-        &FaultReport::new(FaultCause::HostHardware, "disk", "v", vec![]),
-    )
-    .unwrap();
+    disk_fails(&mut core, &home, 2);
     core.tick(at(2));
     let pending = core.instance(&id).unwrap();
     assert_eq!(pending.state(), InstanceState::Pending);
