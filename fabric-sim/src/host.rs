@@ -119,6 +119,8 @@ pub struct SimVm {
     spawned_wall: SystemTime,
     /// The guest's heartbeat sequence.
     sequence: u64,
+    /// The role endpoint its guest reports (made once, not every step).
+    endpoint: String,
 }
 
 impl SimVm {
@@ -262,7 +264,6 @@ impl SimHost {
             .software
             .as_ref()
             .map_or(guest.agent_version.clone(), |s| s.guest_agent.clone());
-        let endpoint_of = |id: &InstanceId| format!("10.0.{}.{}:443", self.update_domain, id.index);
         let mut faults = Vec::new();
         for (id, vm) in self.vms.iter_mut() {
             let mut actions = Vec::new();
@@ -292,7 +293,7 @@ impl SimHost {
                                     t,
                                     vm.sequence,
                                     pb::RoleState::RoleRunning,
-                                    &endpoint_of(id),
+                                    &vm.endpoint,
                                     &policy,
                                 );
                             }
@@ -312,7 +313,7 @@ impl SimHost {
                         t,
                         vm.sequence,
                         pb::RoleState::RoleRunning,
-                        &endpoint_of(id),
+                        &vm.endpoint,
                         &policy,
                     );
                 }
@@ -481,6 +482,7 @@ impl SimHost {
                     spawned_at: now.mono,
                     spawned_wall: now.wall,
                     sequence: 0,
+                    endpoint: format!("10.0.{}.{}:443", self.update_domain, d.id.index),
                 },
             );
         }

@@ -1,11 +1,11 @@
 //! A seeded, virtual-time simulation of a whole cluster around the real core.
 //!
-//! The controller's decisions are the real [`FabricCore`]; the host agents
-//! and guest agents are small models ([`host::SimHost`]) that follow the same
-//! protocol rules as the real daemons: register with a boot id, heartbeat with
-//! increasing sequence numbers and VM reports, converge on the desired VMs in
-//! each answer, wait for each guest agent under a timeout, reinitialize clean
-//! VMs and report the server faulty after `clean_vm_strikes`.
+//! The controller's decisions are the real [`FabricCore`]; each server
+//! ([`host::SimHost`]) keeps the real host agent's record of every VM
+//! (timeouts, clean-VM strikes, respawn backoff, fault reports) around
+//! simulated guest agents, and follows the daemons' protocol: register with
+//! a boot id, heartbeat with increasing sequence numbers and VM reports,
+//! converge on the desired VMs in each answer.
 //!
 //! Faults are injected by name (power off, pause, partition, host-agent
 //! restart) and time only moves when [`World::step`] says so, so an hour of
@@ -172,13 +172,16 @@ impl World {
 
     /// Instances whose endpoint a client cannot reach now.
     pub fn unreachable(&self) -> usize {
+        // Counted at every step: look each instance's server up by id
+        // rather than scanning every server per instance.
+        let by_id: std::collections::HashMap<&NodeId, &SimHost> =
+            self.hosts.iter().map(|h| (&h.id, h)).collect();
         self.core
             .instances()
             .filter(|i| {
-                !self
-                    .hosts
-                    .iter()
-                    .any(|h| Some(&h.id) == i.node() && h.reachable(&i.id))
+                !i.node()
+                    .and_then(|n| by_id.get(n))
+                    .is_some_and(|h| h.reachable(&i.id))
             })
             .count()
     }

@@ -207,11 +207,7 @@ impl NetPlug {
             error: Option<String>,
         }
         if !matches!(self.running(), Some((_, true))) {
-            return crate::vm::PluginView {
-                bound: Default::default(),
-                failed: Default::default(),
-                error: Some("the networking plugin is not running".into()),
-            };
+            return crate::vm::PluginView::nothing("the networking plugin is not running");
         }
         let path = self.dir.join("status.json");
         match std::fs::read(&path)
@@ -223,11 +219,7 @@ impl NetPlug {
                 failed: s.failed.into_iter().collect(),
                 error: s.error,
             },
-            None => crate::vm::PluginView {
-                bound: Default::default(),
-                failed: Default::default(),
-                error: Some("the networking plugin has not reported yet".into()),
-            },
+            None => crate::vm::PluginView::nothing("the networking plugin has not reported yet"),
         }
     }
 

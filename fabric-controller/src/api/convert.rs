@@ -497,6 +497,33 @@ mod tests {
     }
 
     #[test]
+    fn a_service_priority_is_bounded() {
+        let definition = |priority| pb::ServiceDefinition {
+            name: "web".into(),
+            roles: vec![],
+            priority,
+        };
+        // Checked before the roles, so an empty service shows which error
+        // each priority meets.
+        let err = |priority| {
+            service_definition(Some(definition(priority)), SystemTime::UNIX_EPOCH)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            err(MAX_PRIORITY).contains("has no roles"),
+            "{}",
+            err(MAX_PRIORITY)
+        );
+        assert!(
+            err(MAX_PRIORITY + 1).contains("priority 1001 is above the maximum of 1000"),
+            "{}",
+            err(MAX_PRIORITY + 1)
+        );
+    }
+
+    #[test]
     fn a_role_probe_host_is_a_name_or_an_address_and_nothing_more() {
         let me = NodeId::new("host-2");
         let with = |host: &str| {

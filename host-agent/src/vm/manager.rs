@@ -87,6 +87,16 @@ pub struct PluginView {
     pub error: Option<String>,
 }
 
+impl PluginView {
+    /// Nothing forwarded, for `why`.
+    pub fn nothing(why: &str) -> Self {
+        Self {
+            error: Some(why.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
 impl VmManager {
     pub fn new(
         settings: VmSettings,
