@@ -157,3 +157,41 @@ fn status_without_a_cluster_says_so() {
     assert!(lines[0].contains("no cluster found"), "{stderr}");
     assert!(out.stdout.is_empty(), "{out:?}");
 }
+
+/// `cluster set --clusters`: every named cluster answers for itself, one
+/// that cannot be reached is named and makes the command fail, and flags
+/// that would point every cluster at one endpoint are refused.
+#[test]
+fn switching_several_clusters_names_each_one_that_did_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let ctl = fabric_tests::bins::binary(fabric_tests::bins::FABRICCTL);
+    let run = |extra: &[&str]| {
+        std::process::Command::new(&ctl)
+            .args(["cluster", "set", "management", "off", "--clusters"])
+            .arg(format!("{},{}", a.display(), b.display()))
+            .args(extra)
+            .env_remove("FABRIC_STATE_DIR")
+            .env_remove("FABRIC_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(!out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for dir in [&a, &b] {
+        assert!(
+            stdout.contains(&format!(
+                "{}: not switched: no cluster found",
+                dir.display()
+            )),
+            "{stdout}"
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 of 2 clusters not switched"), "{stderr}");
+    let out = run(&["--endpoint", "https://127.0.0.1:1"]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("leave out --endpoint"), "{stderr}");
+}
