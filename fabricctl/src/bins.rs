@@ -11,6 +11,7 @@ pub const ENV: &str = "FABRIC_BIN_DIR";
 pub const CONTROLLER: &str = "fabric-controller";
 pub const HOST_AGENT: &str = "host-agent";
 pub const NETPLUG: &str = "fabric-netplug";
+pub const HOLLOW: &str = "fabric-hollow";
 
 /// The directory holding the daemon binaries.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {

@@ -378,9 +378,16 @@ impl OnOff {
 
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
-    /// Number of host agents (host-1..host-N).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Number of host agents (host-1..host-N), each a process running its
+    /// VMs as guest-agent processes; 0 with --hollow.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub hosts: u32,
+    /// Number of hollow hosts (hollow-1..hollow-N) beside --hosts: real
+    /// host agents, all in one `fabric-hollow` process, whose VMs are
+    /// in-process guests (see docs/performance.md). `--hosts 0 --hollow 200`
+    /// is a controller and 200 hollow hosts.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub hollow: u32,
     /// Cluster name (written into every certificate).
     #[arg(long, default_value = "local")]
     pub cluster: String,

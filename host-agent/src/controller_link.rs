@@ -52,8 +52,9 @@ pub struct Link {
     pub obeyed: ObeyedFile,
     /// Why the last desired set was not obeyed, to log each change once.
     pub disobeyed: Option<Disobey>,
-    /// Moves this server to the software a rollout names.
-    pub updater: Arc<crate::software::Updater>,
+    /// Moves this server to the software a rollout names; `None` for hosts
+    /// that share a process (hollow hosts), which stay on what they run.
+    pub updater: Option<Arc<crate::software::Updater>>,
 }
 
 impl Link {
@@ -177,7 +178,9 @@ impl Link {
                 self.vms.set_quarantined(response.human_investigate);
                 if disposition != Disposition::Hold {
                     self.vms.apply_desired(&response.desired_vms);
-                    self.updater.consider(response.target.as_ref());
+                    if let Some(updater) = &self.updater {
+                        updater.consider(response.target.as_ref());
+                    }
                 }
             }
             Err(why) => {

@@ -14,7 +14,8 @@ use crate::guest_service::GuestApi;
 use crate::host_service::HostApi;
 use crate::state::HostState;
 use crate::vm::endpoint::EndpointRule;
-use crate::vm::process::ProcessLauncher;
+use crate::vm::process::{Launcher, ProcessLauncher};
+use crate::vm::runtime::VmRuntime;
 use crate::vm::{Policy, VmManager, VmSettings, supervisor};
 use fabric_daemon::task::AbortOnDrop;
 use fabric_pki::Role;
@@ -32,6 +33,19 @@ pub async fn run(
     config: HostConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, None).await
+}
+
+/// [`run`], with the VMs run by `runtime` instead of as guest-agent
+/// processes when one is given (see [`crate::vm::runtime`]): then no
+/// GuestService listener is bound, since the runtime's guests call it
+/// in-process.
+pub async fn run_with(
+    config: HostConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    runtime: Option<Arc<dyn VmRuntime>>,
 ) -> anyhow::Result<()> {
     fabric_pki::install_crypto_provider();
     let tls = config.tls.load()?;
@@ -58,37 +72,36 @@ pub async fn run(
 
     // A server moved to another package by a rollout runs that package's
     // host agent, however this process was started (see software.rs).
+    // Not for a runtime's hosts: many share one process, which no package
+    // could replace for one of them.
     let packages = crate::software::Packages::new(&state_dir);
-    if config.running.package.is_none() {
-        packages.remember_base()?;
+    if runtime.is_none() {
+        if config.running.package.is_none() {
+            packages.remember_base()?;
+        }
+        packages.resume(&config.running)?;
     }
-    packages.resume(&config.running)?;
 
     let guests = &config.guests;
-    let guest_listener = bind_guest_listener(&state_dir, guests.listen).await?;
-    let guest_addr = guest_listener.local_addr()?;
+    let guest_listener = match &runtime {
+        Some(_) => None,
+        None => Some(bind_guest_listener(&state_dir, guests.listen).await?),
+    };
+    let guest_addr = match &guest_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
 
     let controller =
         pb::node_service_client::NodeServiceClient::new(controller_link::channel(&config, &tls)?);
-    let launcher = ProcessLauncher {
-        bin: guests.agent_bin.clone(),
-        host_agent_url: format!("https://{}", reachable(guest_addr)),
-        // Host certificates carry localhost, 127.0.0.1 and the node id.
-        host_agent_name: "localhost".into(),
-        ca: config.tls.ca.clone(),
-        node: state.node_id.clone(),
-        listen_ip: guests.vm_listen_ip,
-        role: if guests.netplug.is_some() {
-            crate::config::RoleEndpoints::default()
-        } else {
-            guests.role
-        },
-        guest_now: guests.now.map(|now| (now, tokio::time::Instant::now())),
-        leap_day_bug: guests.leap_day_bug,
-        silent_failures: guests.silent_failures,
-        boot_time: guests.boot_time,
-        vm_users: vm_users(guests.vm_users, &state_dir),
-        extra_args: guests.extra_args.clone(),
+    let launcher: Box<dyn Launcher> = match (&runtime, guest_addr) {
+        (Some(runtime), _) => runtime.launcher(),
+        (None, guest_addr) => Box::new(process_launcher(
+            &config,
+            &state,
+            &state_dir,
+            guest_addr.expect("bound without a runtime"),
+        )),
     };
     let vms = VmManager::new(
         VmSettings {
@@ -122,7 +135,7 @@ pub async fn run(
                 ports: None,
             },
         },
-        Box::new(launcher),
+        launcher,
         controller.clone(),
         state.clone(),
     );
@@ -135,6 +148,9 @@ pub async fn run(
             ?cleaned,
             "VMs of an earlier host agent: re-adopted the running ones, wiped the rest"
         );
+    }
+    if let Some(runtime) = &runtime {
+        runtime.attach(Arc::new(GuestApi { vms: vms.clone() }));
     }
     let supervisor = tokio::spawn(supervisor::run(vms.clone()));
     // Aborted with this function: the plugin process itself outlives us.
@@ -168,24 +184,29 @@ pub async fn run(
     };
     // VMs are not trusted: their handshakes run under the same timeout and
     // limits as every Fabric listener's.
-    let guest_incoming = fabric_daemon::tls_accept::incoming(
-        guest_listener,
-        tls.rustls_server_config_without_client_auth()?,
-        fabric_daemon::tls_accept::Limits::default(),
-        vms.metrics().accept_stats().clone(),
-        "GuestService",
-    );
-    let guest_server = tokio::spawn(
-        tonic::transport::Server::builder()
-            // A guest's messages are small (a transfer certificate is the
-            // largest field); the 4 MiB default would let one VM make this
-            // host agent buffer and log megabytes per call.
-            .add_service(
-                GuestServiceServer::new(GuestApi { vms: vms.clone() })
-                    .max_decoding_message_size(crate::guest_service::MAX_GUEST_MESSAGE),
-            )
-            .serve_with_incoming(guest_incoming),
-    );
+    let guest_server = match guest_listener {
+        Some(guest_listener) => {
+            let guest_incoming = fabric_daemon::tls_accept::incoming(
+                guest_listener,
+                tls.rustls_server_config_without_client_auth()?,
+                fabric_daemon::tls_accept::Limits::default(),
+                vms.metrics().accept_stats().clone(),
+                "GuestService",
+            );
+            Some(AbortOnDrop(tokio::spawn(
+                tonic::transport::Server::builder()
+                    // A guest's messages are small (a transfer certificate is
+                    // the largest field); the 4 MiB default would let one VM
+                    // make this host agent buffer and log megabytes per call.
+                    .add_service(
+                        GuestServiceServer::new(GuestApi { vms: vms.clone() })
+                            .max_decoding_message_size(crate::guest_service::MAX_GUEST_MESSAGE),
+                    )
+                    .serve_with_incoming(guest_incoming),
+            )))
+        }
+        None => None,
+    };
 
     let link = Link {
         client: controller.clone(),
@@ -202,11 +223,13 @@ pub async fn run(
             software: Some(config.running.to_pb()),
             role_probe_host: config.role_probe_host.clone().unwrap_or_default(),
         },
-        updater: Arc::new(crate::software::Updater::new(
-            packages,
-            controller.clone(),
-            config.running.clone(),
-        )),
+        updater: runtime.is_none().then(|| {
+            Arc::new(crate::software::Updater::new(
+                packages,
+                controller.clone(),
+                config.running.clone(),
+            ))
+        }),
         heartbeat_interval: config.heartbeat_interval,
         max_backoff: config.max_backoff,
         obeyed: crate::obeyed::ObeyedFile::open(&state_dir)?,
@@ -220,7 +243,7 @@ pub async fn run(
         node = %state.node_id,
         boot_id = %state.boot_id,
         %local,
-        guest_listen = %guest_addr,
+        guest_listen = %guest_addr.map_or("in-process".to_owned(), |a| a.to_string()),
         state_dir = %state_dir.display(),
         guest_agent = %guests.agent_bin.display(),
         controller = %config.controller,
@@ -248,8 +271,39 @@ pub async fn run(
         .await;
     link.abort();
     supervisor.abort();
-    guest_server.abort();
+    drop(guest_server);
     Ok(result?)
+}
+
+/// Guest agents as processes: each started with the address of this host
+/// agent's GuestService listener.
+fn process_launcher(
+    config: &HostConfig,
+    state: &HostState,
+    state_dir: &Path,
+    guest_addr: SocketAddr,
+) -> ProcessLauncher {
+    let guests = &config.guests;
+    ProcessLauncher {
+        bin: guests.agent_bin.clone(),
+        host_agent_url: format!("https://{}", reachable(guest_addr)),
+        // Host certificates carry localhost, 127.0.0.1 and the node id.
+        host_agent_name: "localhost".into(),
+        ca: config.tls.ca.clone(),
+        node: state.node_id.clone(),
+        listen_ip: guests.vm_listen_ip,
+        role: if guests.netplug.is_some() {
+            crate::config::RoleEndpoints::default()
+        } else {
+            guests.role
+        },
+        guest_now: guests.now.map(|now| (now, tokio::time::Instant::now())),
+        leap_day_bug: guests.leap_day_bug,
+        silent_failures: guests.silent_failures,
+        boot_time: guests.boot_time,
+        vm_users: vm_users(guests.vm_users, state_dir),
+        extra_args: guests.extra_args.clone(),
+    }
 }
 
 /// `<state>/guest-listen.addr`: where the guest listener was bound.

@@ -88,6 +88,14 @@ pub fn host_name(i: u32) -> String {
     format!("host-{i}")
 }
 
+/// Hollow hosts are named with this prefix and a number from 1.
+pub const HOLLOW_PREFIX: &str = "hollow-";
+
+/// The node id of hollow host number `i` (1-based).
+pub fn hollow_name(i: u32) -> String {
+    format!("{HOLLOW_PREFIX}{i}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

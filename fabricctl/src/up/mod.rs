@@ -70,7 +70,14 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     let fc_bin = bins::find(&bin_dir, bins::CONTROLLER)?;
     let ha_bin = bins::find(&bin_dir, bins::HOST_AGENT)?;
     let netplug_bin = bins::find(&bin_dir, bins::NETPLUG)?;
-    let pki = pki::prepare(&layout, &args.cluster, args.hosts)?;
+    if args.hosts == 0 && args.hollow == 0 {
+        anyhow::bail!("--hosts 0 needs --hollow N: a cluster needs at least one server");
+    }
+    let hollow_bin = match args.hollow {
+        0 => None,
+        _ => Some(bins::find(&bin_dir, bins::HOLLOW)?),
+    };
+    let pki = pki::prepare(&layout, &args.cluster, args.hosts, args.hollow)?;
 
     let mut stop = signals::StopSignals::register().context("cannot handle signals")?;
     let mut sigchld = signals::child_signal().context("cannot handle SIGCHLD")?;
@@ -145,6 +152,15 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         });
         hosts.push(sup.add(spec));
     }
+    if let Some(bin) = &hollow_bin {
+        let spec = hollow_spec(&layout, &pki, args, bin, &env, &target.endpoint);
+        context.processes.push(ProcessEntry {
+            name: spec.name.clone(),
+            pid: None,
+            log: spec.log.clone(),
+        });
+        hosts.push(sup.add(spec));
+    }
     sup.set_context(context);
     for &idx in &hosts {
         if let Err(e) = sup.start(idx) {
@@ -157,7 +173,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     print_banner(&layout, global, args, &target, &dashboard, sup.pid(fc));
     let readiness = tokio::spawn(ready_then_deploy(
         target.clone(),
-        args.hosts,
+        args.hosts + args.hollow,
         layout.logs(),
         to_deploy,
         state_flag(global, &layout),
@@ -270,6 +286,7 @@ fn controller_spec(
         ]
         .into_iter()
         .chain(policy::controller_args(args))
+        .chain(connection_args(args.hosts + args.hollow))
         .collect(),
         log: layout.log(CONTROLLER_NAME),
         env: env.to_vec(),
@@ -279,6 +296,16 @@ fn controller_spec(
         ],
         addr_file: Some(addr_file),
     }
+}
+
+/// Room for every server's connection and then some (operators, restarts
+/// overlapping old connections), when the controller's default would not do.
+fn connection_args(servers: u32) -> Vec<String> {
+    let wanted = servers as usize * 2 + 256;
+    if wanted <= fabric_daemon::tls_accept::Limits::default().max_connections {
+        return Vec::new();
+    }
+    vec!["--max-connections".into(), wanted.to_string()]
 }
 
 /// Where host agent `name` writes the address of its /metrics.
@@ -353,6 +380,56 @@ fn host_spec(
         env: env.to_vec(),
         addr_file: Some(addr_file),
         keep_bound: vec![("--http-listen", metrics_file)],
+        name,
+    }
+}
+
+/// The one process that runs every hollow host (`fabric-hollow`), each with
+/// the host agent flags a real host gets, but no networking plugin and no
+/// metrics listener of its own.
+fn hollow_spec(
+    layout: &StateLayout,
+    pki: &pki::ClusterPki,
+    args: &UpArgs,
+    program: &Path,
+    env: &[(String, String)],
+    endpoint: &str,
+) -> ChildSpec {
+    let name = "hollow".to_owned();
+    ChildSpec {
+        program: program.to_owned(),
+        args: vec![
+            "--count".into(),
+            pki.hollow.to_string(),
+            "--prefix".into(),
+            layout::HOLLOW_PREFIX.into(),
+            "--state-dir".into(),
+            path_arg(&layout.root.join("hosts")),
+            "--fault-domains".into(),
+            args.fault_domains.to_string(),
+            "--update-domains".into(),
+            args.update_domains.to_string(),
+            "--".into(),
+            "--controller".into(),
+            endpoint.into(),
+            "--controller-name".into(),
+            SERVER_NAME.into(),
+            "--pki-dir".into(),
+            path_arg(&pki.layout.dir),
+            "--capacity".into(),
+            args.capacity.to_string(),
+            "--heartbeat-interval".into(),
+            duration_arg(args.heartbeat_interval),
+            "--max-backoff".into(),
+            duration_arg(host_max_backoff(args.node_timeout)),
+        ]
+        .into_iter()
+        .chain(guest::host_agent_args(args))
+        .collect(),
+        log: layout.log(&name),
+        env: env.to_vec(),
+        addr_file: None,
+        keep_bound: Vec::new(),
         name,
     }
 }
@@ -432,10 +509,14 @@ fn print_banner(
     let state_flag = state_flag(global, layout);
     let mut banner = vec![
         format!(
-            "fabricctl up: cluster {:?}, fabric controller (pid {}) and {} host agents",
+            "fabricctl up: cluster {:?}, fabric controller (pid {}) and {} host agents{}",
             args.cluster,
             fc_pid.map_or("?".into(), |p| p.to_string()),
-            args.hosts
+            args.hosts,
+            match args.hollow {
+                0 => String::new(),
+                n => format!(" and {n} hollow hosts (one fabric-hollow process)"),
+            }
         ),
         format!("  endpoint   {}", target.endpoint),
         format!("  dashboard  {dashboard}  (metrics: {dashboard}metrics)"),

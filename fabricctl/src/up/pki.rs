@@ -1,6 +1,6 @@
 //! The certificates a local cluster needs, created once and then reused.
 
-use crate::up::layout::{StateLayout, host_name};
+use crate::up::layout::{StateLayout, hollow_name, host_name};
 use anyhow::Context as _;
 use fabric_pki::PkiLayout;
 use fabric_pki::layout::CertPaths;
@@ -12,6 +12,8 @@ pub struct ClusterPki {
     pub admin: CertPaths,
     /// host-1..host-N, in order.
     pub hosts: Vec<CertPaths>,
+    /// How many hollow hosts have certificates (hollow-1..hollow-N).
+    pub hollow: u32,
 }
 
 impl ClusterPki {
@@ -21,7 +23,12 @@ impl ClusterPki {
 }
 
 /// Creates (or loads) the CA and issues missing certificates.
-pub fn prepare(layout: &StateLayout, cluster: &str, hosts: u32) -> anyhow::Result<ClusterPki> {
+pub fn prepare(
+    layout: &StateLayout,
+    cluster: &str,
+    hosts: u32,
+    hollow: u32,
+) -> anyhow::Result<ClusterPki> {
     let pki = PkiLayout::new(layout.pki());
     let now = time::OffsetDateTime::now_utc();
     let ca = pki
@@ -34,7 +41,13 @@ pub fn prepare(layout: &StateLayout, cluster: &str, hosts: u32) -> anyhow::Resul
                 .with_context(|| format!("cannot issue the certificate of {node}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for i in 1..=hollow {
+        let node = hollow_name(i);
+        pki.ensure_host(&ca, &node, &[], now)
+            .with_context(|| format!("cannot issue the certificate of {node}"))?;
+    }
     Ok(ClusterPki {
+        hollow,
         controller: pki.controller(),
         admin: pki.admin(),
         layout: pki,

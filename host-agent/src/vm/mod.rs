@@ -6,6 +6,7 @@
 //!   reconciling with the controller's desired set.
 //! - [`supervisor`]: the task that fires deadlines.
 //! - [`process`]: spawning, killing and reaping guest agents; VM files.
+//! - [`runtime`]: the seam for VMs run some other way (hollow hosts).
 //! - [`persist`]: each VM's on-disk record, for re-adoption after a restart.
 //! - [`rotation`]: pushing rotated certificates to guest agents.
 //! - [`token`]: start and session tokens.
@@ -19,6 +20,7 @@ pub mod process;
 pub mod record;
 pub mod refusal;
 pub mod rotation;
+pub mod runtime;
 pub mod supervisor;
 pub mod token;
 pub mod users;

@@ -90,6 +90,9 @@ pub struct GuestProcess {
     /// Set for a re-adopted guest agent (not our child): the VM id and
     /// incarnation /proc must still show before it may be signalled.
     adopted: Option<(String, u64)>,
+    /// An in-process guest (a hollow host's, see [`super::runtime`]): killing
+    /// the VM aborts its task.
+    task: Option<tokio::task::AbortHandle>,
 }
 
 impl GuestProcess {
@@ -99,6 +102,15 @@ impl GuestProcess {
             pid: None,
             exited: Arc::new(AtomicBool::new(true)),
             adopted: None,
+            task: None,
+        }
+    }
+
+    /// A guest that is a task of this process: killing the VM aborts it.
+    pub fn task(handle: tokio::task::AbortHandle) -> Self {
+        Self {
+            task: Some(handle),
+            ..Self::detached()
         }
     }
 
@@ -126,11 +138,16 @@ impl GuestProcess {
             pid: Some(pid),
             exited,
             adopted: Some((vm_id.to_owned(), incarnation)),
+            task: None,
         }
     }
 
-    /// SIGKILL to the guest agent's process group.
+    /// SIGKILL to the guest agent's process group (or the end of an
+    /// in-process guest's task).
     pub fn kill(&self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
         let Some(pid) = self.pid else { return };
         if self.exited.load(Ordering::Acquire) {
             return;
@@ -306,6 +323,7 @@ impl Launcher for ProcessLauncher {
             pid,
             exited,
             adopted: None,
+            task: None,
         })
     }
 }

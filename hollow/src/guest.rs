@@ -1,0 +1,248 @@
+//! The hollow runtime: each VM is a task of this process, a guest that does
+//! what a guest agent does, in the order the 2012 postmortem gives (a
+//! transfer certificate first, then Hello with its public half, then the
+//! sealed secrets opened with the private half, then heartbeats), through the
+//! host agent's own [`GuestApi`], called in-process instead of over TLS.
+//!
+//! The transfer certificate and the opening of secrets are the guest agent's
+//! own code (`guest_agent::TransferCert`, `guest_agent::secrets::open_all`);
+//! what is left out is only what makes a VM a process: its own listener, its
+//! role's HTTPS server, the certificate rotation calls it would serve. The
+//! role endpoint a hollow guest reports is an address nobody serves.
+//!
+//! A guest can be told to misbehave, per host and at any time, by writing
+//! `healthy`, `silent` (never says Hello: the VM times out) or `failing`
+//! (reports an init failure: a clean-VM strike) to `<host state>/hollow-guest`;
+//! each VM started after that behaves so.
+
+use fabric_proto::v1 as pb;
+use fabric_proto::v1::guest_service_server::GuestService;
+use host_agent::guest_service::GuestApi;
+use host_agent::vm::process::{GuestProcess, LaunchSpec, Launcher, ProcessError};
+use host_agent::vm::runtime::VmRuntime;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tonic::{Code, Request};
+
+/// How a hollow VM's guest behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Behaviour {
+    /// Says Hello, opens its secrets, heartbeats with its role Running.
+    Healthy,
+    /// Never says Hello (a guest stuck in init, as in 2012 with silent
+    /// failures): the host agent's connect timeout decides.
+    Silent,
+    /// Reports an init failure at once (2012 with reported failures).
+    Failing,
+}
+
+impl Behaviour {
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "healthy" => Some(Self::Healthy),
+            "silent" => Some(Self::Silent),
+            "failing" => Some(Self::Failing),
+            _ => None,
+        }
+    }
+}
+
+/// The file that tells one host's next guests how to behave.
+pub fn behaviour_file(host_state: &Path) -> PathBuf {
+    host_state.join("hollow-guest")
+}
+
+/// One hollow host's runtime.
+pub struct HollowRuntime {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    guests: OnceLock<Arc<GuestApi>>,
+    default: Behaviour,
+    control: PathBuf,
+    /// Role ports handed out, so no two VMs of the host report the same
+    /// endpoint (the host agent refuses that).
+    next_port: AtomicU16,
+}
+
+impl HollowRuntime {
+    pub fn new(host_state: &Path, default: Behaviour) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                guests: OnceLock::new(),
+                default,
+                control: behaviour_file(host_state),
+                next_port: AtomicU16::new(FIRST_ROLE_PORT),
+            }),
+        }
+    }
+}
+
+const FIRST_ROLE_PORT: u16 = 20_000;
+
+impl VmRuntime for HollowRuntime {
+    fn launcher(&self) -> Box<dyn Launcher> {
+        Box::new(HollowLauncher {
+            shared: self.shared.clone(),
+        })
+    }
+
+    fn attach(&self, guests: Arc<GuestApi>) {
+        let _ = self.shared.guests.set(guests);
+    }
+}
+
+struct HollowLauncher {
+    shared: Arc<Shared>,
+}
+
+impl Launcher for HollowLauncher {
+    fn launch(&self, spec: &LaunchSpec, token: &str) -> Result<GuestProcess, ProcessError> {
+        let Some(api) = self.shared.guests.get().cloned() else {
+            // The host agent attaches before its link to the controller
+            // starts, so no VM can be launched earlier.
+            return Err(ProcessError::Spawn {
+                bin: PathBuf::from("hollow guest"),
+                source: std::io::Error::other("launched before the guest service was attached"),
+            });
+        };
+        let behaviour = std::fs::read_to_string(&self.shared.control)
+            .ok()
+            .and_then(|t| Behaviour::parse(&t))
+            .unwrap_or(self.shared.default);
+        let port = self.next_port();
+        let guest = Guest {
+            api,
+            vm_id: spec.vm_id.clone(),
+            incarnation: spec.incarnation,
+            token: token.to_owned(),
+            role_endpoint: format!("127.0.0.1:{port}"),
+        };
+        let task = tokio::spawn(guest.run(behaviour));
+        Ok(GuestProcess::task(task.abort_handle()))
+    }
+}
+
+impl HollowLauncher {
+    fn next_port(&self) -> u16 {
+        let port = self.shared.next_port.fetch_add(1, Ordering::Relaxed);
+        if port == u16::MAX {
+            self.shared
+                .next_port
+                .store(FIRST_ROLE_PORT, Ordering::Relaxed);
+        }
+        port.max(FIRST_ROLE_PORT)
+    }
+}
+
+/// One VM incarnation's guest.
+struct Guest {
+    api: Arc<GuestApi>,
+    vm_id: String,
+    incarnation: u64,
+    token: String,
+    role_endpoint: String,
+}
+
+const AGENT_VERSION: &str = "hollow";
+
+impl Guest {
+    async fn run(self, behaviour: Behaviour) {
+        match behaviour {
+            Behaviour::Silent => std::future::pending::<()>().await,
+            Behaviour::Failing => self.fail().await,
+            Behaviour::Healthy => self.serve().await,
+        }
+    }
+
+    async fn fail(self) {
+        let failure = pb::GuestFailure {
+            vm_id: self.vm_id.clone(),
+            incarnation: self.incarnation,
+            token: self.token.clone(),
+            stage: "transfer_certificate".into(),
+            error: "hollow guest told to fail (hollow-guest: failing)".into(),
+            agent_version: AGENT_VERSION.into(),
+        };
+        if let Err(status) = self.api.report_guest_failure(Request::new(failure)).await {
+            tracing::debug!(vm = %self.vm_id, "failure report refused: {}", status.message());
+        }
+    }
+
+    async fn serve(self) {
+        // First step of guest initialization: the transfer certificate.
+        let cert = match guest_agent::TransferCert::generate(
+            time::OffsetDateTime::now_utc(),
+            &self.vm_id,
+            self.incarnation,
+            false,
+        ) {
+            Ok(cert) => cert,
+            Err(e) => {
+                tracing::warn!(vm = %self.vm_id, "transfer certificate: {e}");
+                return;
+            }
+        };
+        let hello = pb::GuestHello {
+            vm_id: self.vm_id.clone(),
+            incarnation: self.incarnation,
+            token: self.token.clone(),
+            transfer_certificate_der: cert.cert_der().to_vec(),
+            // Any port of the VM's address passes; nothing calls it back
+            // but certificate rotation, which hollow guests do not serve.
+            guest_agent_endpoint: "127.0.0.1:1".into(),
+            agent_version: AGENT_VERSION.into(),
+        };
+        let mut wait = Duration::from_millis(200);
+        let welcome = loop {
+            match self.api.hello(Request::new(hello.clone())).await {
+                Ok(w) => break w.into_inner(),
+                // The controller could not give the secrets: the token is
+                // still good, try again as a guest agent does.
+                Err(s) if s.code() == Code::Unavailable => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(s) => {
+                    tracing::debug!(vm = %self.vm_id, "Hello refused: {}", s.message());
+                    return;
+                }
+            }
+        };
+        let ctx = fabric_sealing::SealContext::new(&self.vm_id, self.incarnation);
+        if !welcome.secrets.is_empty()
+            && let Err(e) =
+                guest_agent::secrets::open_all(cert.private_key_pkcs8_der(), &ctx, &welcome.secrets)
+        {
+            tracing::warn!(vm = %self.vm_id, "cannot open the sealed secrets: {e}");
+            return;
+        }
+        let interval = welcome
+            .heartbeat_interval
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(3));
+        let mut sequence = 0u64;
+        loop {
+            sequence += 1;
+            let beat = pb::GuestHeartbeatRequest {
+                vm_id: self.vm_id.clone(),
+                incarnation: self.incarnation,
+                session_token: welcome.session_token.clone(),
+                sequence,
+                role_state: pb::RoleState::RoleRunning as i32,
+                role_endpoint: self.role_endpoint.clone(),
+            };
+            if let Err(s) = self.api.guest_heartbeat(Request::new(beat)).await {
+                // Stopped or reinitialized: a newer incarnation (if any) is
+                // another task.
+                tracing::debug!(vm = %self.vm_id, "heartbeat refused: {}", s.message());
+                return;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
