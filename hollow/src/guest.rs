@@ -22,7 +22,7 @@ use host_agent::vm::process::{GuestProcess, LaunchSpec, Launcher, ProcessError};
 use host_agent::vm::runtime::VmRuntime;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tonic::{Code, Request};
 
@@ -66,6 +66,8 @@ struct Shared {
     /// Role ports handed out, so no two VMs of the host report the same
     /// endpoint (the host agent refuses that).
     next_port: AtomicU16,
+    /// Every guest task started, to end them all when the server goes.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl HollowRuntime {
@@ -76,7 +78,18 @@ impl HollowRuntime {
                 default,
                 control: behaviour_file(host_state),
                 next_port: AtomicU16::new(FIRST_ROLE_PORT),
+                tasks: Mutex::new(Vec::new()),
             }),
+        }
+    }
+
+    /// Ends every guest of this host: its VMs die with the server (a power
+    /// failure), whereas a host agent's exit alone would leave them running.
+    pub fn stop_all(&self) {
+        let tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
         }
     }
 }
@@ -121,8 +134,15 @@ impl Launcher for HollowLauncher {
             token: token.to_owned(),
             role_endpoint: format!("127.0.0.1:{port}"),
         };
-        let task = tokio::spawn(guest.run(behaviour));
-        Ok(GuestProcess::task(task.abort_handle()))
+        let task = tokio::spawn(guest.run(behaviour)).abort_handle();
+        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget ended guests now and then, so a long run does not pile up
+        // handles.
+        if tasks.len() >= 64 && tasks.len().is_power_of_two() {
+            tasks.retain(|t| !t.is_finished());
+        }
+        tasks.push(task.clone());
+        Ok(GuestProcess::task(task))
     }
 }
 

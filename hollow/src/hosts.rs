@@ -82,34 +82,32 @@ pub fn addr_file(host_state: &Path) -> PathBuf {
     host_state.join("host.addr")
 }
 
-/// Runs every host of `fleet` until `stop` turns true. A host that fails to
-/// start is reported and the others go on; returns how many ran.
+/// `<host state>/powered-off`: while it exists the host is off (its host
+/// agent stopped and its VMs gone, as in a power failure); removing it powers
+/// the host on again, as a new boot.
+pub fn power_file(host_state: &Path) -> PathBuf {
+    host_state.join("powered-off")
+}
+
+/// How often a host looks at its power file.
+const POWER_POLL: Duration = Duration::from_millis(250);
+
+/// Runs every host of `fleet` until `stop` turns true. Returns how many
+/// were started.
 pub async fn run(fleet: Fleet, mut stop: watch::Receiver<bool>) -> anyhow::Result<u32> {
+    let fleet = Arc::new(fleet);
     let mut tasks = tokio::task::JoinSet::new();
     let gap = (fleet.start_rate > 0).then(|| Duration::from_secs(1) / fleet.start_rate);
     for i in fleet.first..fleet.first + fleet.count {
         if *stop.borrow() {
             break;
         }
-        let config = fleet.config(i)?;
-        let name = fleet.name(i);
-        let state = fleet.state_dir(&name);
-        std::fs::create_dir_all(&state)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", state.display()))?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {}: {e}", config.listen))?;
-        host_agent::addr_file::write(&addr_file(&state), listener.local_addr()?)?;
-        let runtime: Arc<dyn VmRuntime> = Arc::new(HollowRuntime::new(&state, fleet.guest));
-        let mut host_stop = stop.clone();
+        // Refuse bad flags before anything runs, with the host agent's words.
+        fleet.config(i)?;
+        let (fleet, stop) = (fleet.clone(), stop.clone());
         tasks.spawn(async move {
-            let shutdown = async move {
-                let _ = host_stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) =
-                host_agent::server::run_with(config, listener, shutdown, Some(runtime)).await
-            {
-                tracing::error!(host = %name, "hollow host stopped: {e:#}");
+            if let Err(e) = host(&fleet, i, stop).await {
+                tracing::error!(host = %fleet.name(i), "hollow host stopped: {e:#}");
             }
         });
         if let Some(gap) = gap {
@@ -121,4 +119,54 @@ pub async fn run(fleet: Fleet, mut stop: watch::Receiver<bool>) -> anyhow::Resul
     let _ = stop.wait_for(|s| *s).await;
     while tasks.join_next().await.is_some() {}
     Ok(started)
+}
+
+/// One host, through its power cycles, until `stop`.
+async fn host(fleet: &Fleet, i: u32, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let name = fleet.name(i);
+    let state = fleet.state_dir(&name);
+    std::fs::create_dir_all(&state)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", state.display()))?;
+    let power = power_file(&state);
+    loop {
+        while power.exists() {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = tokio::time::sleep(POWER_POLL) => {}
+            }
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let config = fleet.config(i)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        host_agent::addr_file::write(&addr_file(&state), listener.local_addr()?)?;
+        let runtime = Arc::new(HollowRuntime::new(&state, fleet.guest));
+        let (mut host_stop, off) = (stop.clone(), power.clone());
+        let shutdown = async move {
+            tokio::select! {
+                _ = host_stop.wait_for(|s| *s) => {}
+                _ = async {
+                    while !off.exists() {
+                        tokio::time::sleep(POWER_POLL).await;
+                    }
+                } => {}
+            }
+        };
+        let served = host_agent::server::run_with(
+            config,
+            listener,
+            shutdown,
+            Some(runtime.clone() as Arc<dyn VmRuntime>),
+        )
+        .await;
+        runtime.stop_all();
+        served?;
+        if *stop.borrow() {
+            return Ok(());
+        }
+        tracing::info!(host = %name, "powered off");
+    }
 }
