@@ -20,7 +20,7 @@ use crate::api::convert::ValidatedDeployment;
 use crate::metrics::ControllerMetrics;
 use crate::secrets::{RoleCertificate, SecretStore};
 use crate::store::sealed_keys::AtRestKey;
-use crate::store::{PersistedState, Store, StoreError};
+use crate::store::{self, ChangeRecord, PersistedState, Store, StoreError};
 use fabric_core::services::DeployOutcome;
 use fabric_core::{
     Clock, ClusterEvent, ClusterIdentity, CoreError, FabricCore, FaultReport, HeartbeatOutcome,
@@ -80,6 +80,21 @@ pub struct SaveTrouble {
 pub struct Persistence {
     pub store: Box<dyn Store>,
     pub key: AtRestKey,
+    /// Set after a failed save: the next one is whole.
+    pub must_save_full: bool,
+    /// The secrets' version in the last save (see `SecretStore::version`).
+    pub secrets_saved: Option<u64>,
+}
+
+impl Persistence {
+    pub fn new(store: Box<dyn Store>, key: AtRestKey) -> Self {
+        Self {
+            store,
+            key,
+            must_save_full: true,
+            secrets_saved: None,
+        }
+    }
 }
 
 /// A refused request, or a decision that could not be saved.
@@ -134,20 +149,47 @@ impl Controller {
         let Some(persistence) = &self.persistence else {
             return Ok(());
         };
+        let secrets = self.secrets();
         let mut p = persistence.lock().unwrap_or_else(|e| e.into_inner());
-        let secrets = self
-            .secrets()
-            .entries()
-            .map(|(d, r, c)| p.key.encrypt(d.as_str(), r.as_str(), c))
-            .collect::<Result<Vec<_>, _>>()?;
-        let generation = core.identity().generation + 1;
-        let mut snapshot = core.snapshot();
-        snapshot.identity.generation = generation;
-        let state = PersistedState {
-            core: snapshot,
-            secrets,
+        let encrypt = |key: &AtRestKey| {
+            secrets
+                .entries()
+                .map(|(d, r, c)| key.encrypt(d.as_str(), r.as_str(), c))
+                .collect::<Result<Vec<_>, _>>()
         };
-        p.store.save(&state)?;
+        let generation = core.identity().generation + 1;
+        let started = std::time::Instant::now();
+        let full = p.must_save_full || p.store.wants_full();
+        let saved = if full {
+            let mut snapshot = core.snapshot();
+            snapshot.identity.generation = generation;
+            let state = PersistedState {
+                core: snapshot,
+                secrets: encrypt(&p.key)?,
+            };
+            p.store.save(store::Save::Full(&state))
+        } else {
+            let record = ChangeRecord {
+                core: core.take_changes(generation),
+                secrets: match p.secrets_saved == Some(secrets.version()) {
+                    true => None,
+                    false => Some(encrypt(&p.key)?),
+                },
+            };
+            p.store.save(store::Save::Changes(&record))
+        };
+        if let Err(e) = saved {
+            // The change marks may be spent: only a whole state is sure to
+            // hold everything.
+            p.must_save_full = true;
+            return Err(e);
+        }
+        if full {
+            core.all_saved();
+        }
+        p.must_save_full = false;
+        p.secrets_saved = Some(secrets.version());
+        self.metrics.saved(full, started.elapsed());
         core.saved_as(generation);
         Ok(())
     }

@@ -35,6 +35,11 @@ struct ModeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -71,6 +76,8 @@ pub struct ControllerMetrics {
     registry: Registry,
     heartbeats: Counter,
     save_failures: Counter,
+    /// Saves by kind (changes appended, whole state written) and their time.
+    save_seconds: Family<KindLabel, Histogram>,
     secret_deliveries: Family<ResultLabel, Counter>,
     healing_started: Counter,
     healing_completed: Counter,
@@ -103,6 +110,9 @@ impl ControllerMetrics {
             registry: Registry::with_prefix("fabric"),
             heartbeats: Counter::default(),
             save_failures: Counter::default(),
+            save_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
             secret_deliveries: Family::default(),
             healing_started: Counter::default(),
             healing_completed: Counter::default(),
@@ -140,6 +150,13 @@ impl ControllerMetrics {
             "state_save_failures",
             "Saves of the controller's state that failed (the decision was refused or held)",
             &this.save_failures,
+        );
+        add(
+            &mut this.registry,
+            "state_save_seconds",
+            "Time to save the controller's state durably, by kind: changes (appended to the \
+             log) or full (a compaction into a new snapshot)",
+            &this.save_seconds,
         );
         add(
             &mut this.registry,
@@ -246,6 +263,14 @@ impl ControllerMetrics {
 
     pub fn save_failed(&self) {
         self.save_failures.inc();
+    }
+
+    /// A save succeeded: `full` for a whole state, else changes.
+    pub fn saved(&self, full: bool, took: std::time::Duration) {
+        let kind = if full { "full" } else { "changes" };
+        self.save_seconds
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .observe(took.as_secs_f64());
     }
 
     pub fn secrets(&self, delivered: bool) {

@@ -17,7 +17,10 @@ impl Store for FlakyStore {
     fn load(&self) -> Result<Option<PersistedState>, StoreError> {
         Ok(self.saved.lock().unwrap().clone())
     }
-    fn save(&mut self, state: &PersistedState) -> Result<(), StoreError> {
+    fn save(&mut self, save: crate::store::Save<'_>) -> Result<(), StoreError> {
+        let crate::store::Save::Full(state) = save else {
+            panic!("this store wants whole states");
+        };
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Io {
                 path: "state.json".into(),
@@ -47,10 +50,10 @@ fn saving_to(
         core,
         SecretStore::default(),
         clock,
-        Some(Persistence {
+        Some(Persistence::new(
             store,
-            key: AtRestKey::open_or_create(key_dir).unwrap(),
-        }),
+            AtRestKey::open_or_create(key_dir).unwrap(),
+        )),
     )
 }
 
@@ -149,7 +152,7 @@ fn a_decision_whose_save_failed_is_not_acted_on() {
 #[test]
 fn a_state_with_incidents_saves_and_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::file::FileStore::new(dir.path()).unwrap();
+    let store = crate::store::log::LogStore::new(dir.path()).unwrap();
     let controller = saving_to(Box::new(store), dir.path(), CoreConfig::default());
     let h1 = NodeId::new("host-1");
     controller.register(h1.clone(), node(0), "b1");
@@ -162,7 +165,7 @@ fn a_state_with_incidents_saves_and_loads() {
     controller
         .report_fault(&h1, &report)
         .expect("saved, incident and all");
-    let saved = crate::store::file::FileStore::new(dir.path())
+    let saved = crate::store::log::LogStore::new(dir.path())
         .unwrap()
         .load()
         .unwrap()

@@ -31,15 +31,24 @@ impl std::fmt::Debug for RoleCertificate {
 #[derive(Clone, Default, Debug)]
 pub struct SecretStore {
     roles: HashMap<(Name, Name), Vec<RoleCertificate>>,
+    /// Counts changes, so a save writes the secrets only when they changed.
+    version: u64,
 }
 
 impl SecretStore {
     pub fn put(&mut self, deployment: &Name, role: &Name, certs: Vec<RoleCertificate>) {
+        self.version += 1;
         self.roles.insert((deployment.clone(), role.clone()), certs);
+    }
+
+    /// Changes with every put, push and removal.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Adds one certificate to a role's list (when restoring saved state).
     pub fn push(&mut self, deployment: &Name, role: &Name, cert: RoleCertificate) {
+        self.version += 1;
         self.roles
             .entry((deployment.clone(), role.clone()))
             .or_default()
@@ -60,6 +69,7 @@ impl SecretStore {
     }
 
     pub fn remove_deployment(&mut self, deployment: &Name) {
+        self.version += 1;
         self.roles.retain(|(d, _), _| d != deployment);
     }
 }

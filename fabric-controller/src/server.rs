@@ -8,7 +8,7 @@ use crate::api::{node_service::NodeApi, operator_service::OperatorApi};
 use crate::config::ControllerConfig;
 use crate::controller::{Controller, Persistence};
 use crate::secrets::SecretStore;
-use crate::store::file::FileStore;
+use crate::store::log::LogStore;
 use crate::store::sealed_keys::AtRestKey;
 use crate::store::{Store, StoreError};
 use fabric_core::{Clock, FabricCore};
@@ -56,7 +56,7 @@ fn restore(
             None,
         ));
     };
-    let store = FileStore::new(dir)?;
+    let store = LogStore::new(dir)?;
     let key = AtRestKey::open_or_create(dir)?;
     let mut secrets = SecretStore::default();
     let core = match store.load()? {
@@ -100,14 +100,7 @@ fn restore(
             }
         }
     };
-    Ok((
-        core,
-        secrets,
-        Some(Persistence {
-            store: Box::new(store),
-            key,
-        }),
-    ))
+    Ok((core, secrets, Some(Persistence::new(Box::new(store), key))))
 }
 
 /// A new cluster's identity: 128 random bits, in hex.

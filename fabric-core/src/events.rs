@@ -194,12 +194,10 @@ impl EventLog {
     /// Events with a sequence number above `after`, oldest first, at most
     /// `limit` of them (the newest ones if there are more).
     pub fn after(&self, after: u64, limit: Option<usize>) -> Vec<ClusterEvent> {
-        let newer: Vec<_> = self
-            .events
-            .iter()
-            .filter(|e| e.sequence > after)
-            .cloned()
-            .collect();
+        // Sequences increase along the log: find the first newer one by
+        // bisection, so a save or a client's "since" costs what is newer.
+        let first = self.events.partition_point(|e| e.sequence <= after);
+        let newer: Vec<_> = self.events.range(first..).cloned().collect();
         match limit {
             Some(n) if newer.len() > n => newer[newer.len() - n..].to_vec(),
             _ => newer,

@@ -23,6 +23,7 @@ use super::deployment::{DeploymentSpec, InstanceId, Name};
 use super::events::{ClusterEvent, EventKind, EventLog};
 use super::instance::{RoleInstance, VmAssignment, VmObservation};
 use super::node::{NodeId, NodeInfo, NodeRecord, NodeState};
+use super::tracked::Tracked;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -81,10 +82,16 @@ pub enum HeartbeatOutcome {
 #[derive(Clone, Debug)]
 pub struct FabricCore {
     pub(super) config: CoreConfig,
-    pub(super) nodes: BTreeMap<NodeId, NodeRecord>,
+    pub(super) nodes: Tracked<NodeId, NodeRecord>,
     pub(super) events: EventLog,
-    pub(super) deployments: BTreeMap<Name, DeploymentSpec>,
-    pub(super) instances: BTreeMap<InstanceId, RoleInstance>,
+    pub(super) deployments: Tracked<Name, DeploymentSpec>,
+    pub(super) instances: Tracked<InstanceId, RoleInstance>,
+    /// Which instances each server holds, so a heartbeat's desired set costs
+    /// that server's instances, not the cluster's (see [`super::by_node`]).
+    pub(super) by_node: super::by_node::ByNode,
+    /// The last event sequence a save carried (see
+    /// [`FabricCore::take_changes`]).
+    pub(super) events_saved_through: u64,
     pub(super) cluster: ClusterState,
     /// The cluster's own certificates, watched like deployed ones.
     pub(super) cluster_certificates: Vec<super::expiry::ClusterCertificate>,
@@ -112,10 +119,12 @@ impl FabricCore {
         );
         Self {
             config,
-            nodes: BTreeMap::new(),
+            nodes: Tracked::default(),
             events,
-            deployments: BTreeMap::new(),
-            instances: BTreeMap::new(),
+            deployments: Tracked::default(),
+            instances: Tracked::default(),
+            by_node: Default::default(),
+            events_saved_through: 0,
             cluster: ClusterState::default(),
             cluster_certificates: Vec::new(),
             expiry_raised: BTreeMap::new(),
@@ -283,7 +292,11 @@ impl FabricCore {
         boot_id: &str,
         sequence: u64,
     ) -> (HeartbeatOutcome, Vec<ClusterEvent>) {
-        let Some(node) = self.nodes.get_mut(id) else {
+        // What a heartbeat changes (sequence, last heard) is saved with the
+        // node's next real change: a save per heartbeat would cost the store
+        // a write per server per second for nothing a restart needs (it
+        // gives every node a fresh grace and accepts the next sequence).
+        let Some(node) = self.nodes.get_mut_unmarked(id) else {
             return (HeartbeatOutcome::RegisterAgain, Vec::new());
         };
         if node.boot_id != boot_id {

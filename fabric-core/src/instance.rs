@@ -211,15 +211,20 @@ impl RoleInstance {
     }
 
     /// Records what the host reported about the current incarnation.
-    pub(crate) fn observe(&mut self, report: VmObservation, state: InstanceState) {
+    /// Returns whether the observation differs from the one before (most
+    /// heartbeats repeat what is known, and need no save).
+    pub(crate) fn observe(&mut self, report: VmObservation, state: InstanceState) -> bool {
         debug_assert_eq!(report.incarnation, self.intent.incarnation);
-        self.observed = Some(Observation {
+        let observed = Some(Observation {
             state,
             pid: report.pid,
             endpoint: report.endpoint,
             detail: report.detail,
             transfer_cert_fingerprint: report.transfer_cert_fingerprint,
         });
+        let changed = observed != self.observed;
+        self.observed = observed;
+        changed
     }
 
     /// The heal, if any, is over: the instance runs at its new home.

@@ -29,6 +29,7 @@
 //! - [`identity`]: the cluster's identity and state generation; state-lost
 //!   mode and its recovery (no silent wipe).
 
+pub mod by_node;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -48,6 +49,7 @@ pub mod rollout;
 pub mod services;
 pub mod snapshot;
 pub mod software;
+pub mod tracked;
 
 pub use clock::{Clock, ManualClock, Moment};
 pub use cluster::{ClusterMode, ClusterState, Switch, Switches};

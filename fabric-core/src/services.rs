@@ -320,10 +320,11 @@ impl FabricCore {
     }
 
     /// The complete set of VMs `node` should run.
-    pub(crate) fn desired_vms(&self, node: &NodeId) -> Vec<VmAssignment> {
-        self.instances
-            .values()
-            .filter(|i| i.node() == Some(node))
+    pub(crate) fn desired_vms(&mut self, node: &NodeId) -> Vec<VmAssignment> {
+        self.by_node.refresh(&mut self.instances);
+        self.by_node
+            .on(node)
+            .filter_map(|id| self.instances.get(id))
             .map(|i| VmAssignment {
                 id: i.id.clone(),
                 incarnation: i.incarnation(),
@@ -348,12 +349,16 @@ impl FabricCore {
     ) -> Vec<ClusterEvent> {
         let mut events = Vec::new();
         for report in reports {
-            let Some(instance) = self.instances.get_mut(&report.id) else {
+            // Marked changed below only if it is: most reports repeat the
+            // last one.
+            let id = report.id.clone();
+            let Some(instance) = self.instances.get_mut_unmarked(&id) else {
                 continue;
             };
             if instance.node() != Some(node) || report.incarnation < instance.incarnation() {
                 continue;
             }
+            let mut changed = false;
             let new_state = match report.state {
                 VmState::Starting => InstanceState::Starting,
                 VmState::Provisioned => InstanceState::Provisioned,
@@ -379,6 +384,7 @@ impl FabricCore {
                     ),
                 ));
                 instance.follow_incarnation(report.incarnation);
+                changed = true;
             }
             if new_state == InstanceState::Running && instance.state() != InstanceState::Running {
                 events.push(self.events.record(
@@ -390,6 +396,7 @@ impl FabricCore {
                         report.id, report.incarnation, report.endpoint
                     ),
                 ));
+                changed = true;
                 if let Some(healing) = instance.finish_healing() {
                     let took = now.since(healing.since.mono);
                     events.push(self.events.record_timed(
@@ -409,7 +416,9 @@ impl FabricCore {
                     ));
                 }
             }
-            instance.observe(report, new_state);
+            if instance.observe(report, new_state) || changed {
+                self.instances.touch(&id);
+            }
         }
         events
     }

@@ -275,3 +275,112 @@ fn a_heartbeat_counts_its_reports_only_when_accepted() {
     assert_eq!(events[0].kind, EventKind::InstanceRunning);
     assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Running);
 }
+
+/// The per-server index (by_node.rs) agrees with a scan of every instance
+/// after each kind of change: deploy, scale out and in, heal off a lost
+/// server, delete, and a restore from a snapshot.
+#[test]
+fn the_per_server_index_agrees_with_a_scan_after_every_kind_of_change() {
+    fn check(core: &mut FabricCore, when: &str) {
+        let nodes: Vec<NodeId> = core.nodes().map(|n| n.id.clone()).collect();
+        for node in nodes {
+            let mut indexed: Vec<_> = core.desired_vms(&node).into_iter().map(|d| d.id).collect();
+            let mut scanned: Vec<_> = core
+                .instances()
+                .filter(|i| i.node() == Some(&node))
+                .map(|i| i.id.clone())
+                .collect();
+            indexed.sort();
+            scanned.sort();
+            assert_eq!(indexed, scanned, "{node} after {when}");
+        }
+    }
+    let mut core = cluster(4, 8);
+    // One lost server of four must not stop healing here.
+    core.config.hi_threshold = HiThreshold::Count(2);
+    core.deploy(at(1), spec("web", &[("a", 5), ("b", 3)], "aa"))
+        .unwrap();
+    check(&mut core, "deploy");
+    core.scale(at(2), "web", "a", 9).unwrap();
+    check(&mut core, "scale out");
+    core.scale(at(3), "web", "b", 1).unwrap();
+    check(&mut core, "scale in");
+    // host-1 falls silent: Unresponsive, then HI after the grace, then healed.
+    for s in (10..=300).step_by(10) {
+        for i in 2..=4 {
+            core.heartbeat(at(s), &NodeId::new(format!("host-{i}")), "boot", s, vec![]);
+        }
+        core.tick(at(s));
+    }
+    assert!(
+        core.instances()
+            .all(|i| i.node() != Some(&NodeId::new("host-1"))),
+        "healed off host-1"
+    );
+    check(&mut core, "healing");
+    let mut restored = FabricCore::restore(CoreConfig::default(), core.snapshot(), at(900));
+    check(&mut restored, "restore");
+    core.delete(at(1000), "web").unwrap();
+    check(&mut core, "delete");
+}
+
+/// A snapshot with each save's changes folded in is the snapshot of the core
+/// itself: what an O(change) store writes loses nothing.
+#[test]
+fn a_snapshot_plus_every_saves_changes_is_the_core() {
+    let mut core = cluster(4, 8);
+    core.config.hi_threshold = HiThreshold::Count(2);
+    let mut base = core.snapshot();
+    core.all_saved();
+    let mut generation = 0;
+    let mut save = |core: &mut FabricCore, base: &mut crate::snapshot::CoreSnapshot| {
+        generation += 1;
+        base.apply(core.take_changes(generation));
+        let mut whole = core.snapshot();
+        whole.identity.generation = generation;
+        // A heartbeat's own fields (sequence, last heard) are saved with
+        // the node's next real change only, by design (see fabric.rs).
+        let json = |s: &crate::snapshot::CoreSnapshot| {
+            let mut s = s.clone();
+            for n in &mut s.nodes {
+                n.last_sequence = 0;
+                n.stale_streak = 0;
+                n.last_heard = Duration::ZERO;
+            }
+            serde_json::to_string(&s).unwrap()
+        };
+        let (folded, whole) = (json(base), json(&whole));
+        let at = folded
+            .bytes()
+            .zip(whole.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(folded.len().min(whole.len()));
+        assert!(
+            folded == whole,
+            "save {generation}: differs at byte {at}: {:?} vs {:?}",
+            &folded[at.saturating_sub(80)..(at + 80).min(folded.len())],
+            &whole[at.saturating_sub(80)..(at + 80).min(whole.len())]
+        );
+    };
+    core.deploy(at(1), spec("web", &[("a", 5), ("b", 3)], "aa"))
+        .unwrap();
+    save(&mut core, &mut base);
+    core.scale(at(2), "web", "a", 9).unwrap();
+    core.scale(at(3), "web", "b", 1).unwrap();
+    save(&mut core, &mut base);
+    for s in (10..=300).step_by(10) {
+        for i in 2..=4 {
+            core.heartbeat(at(s), &NodeId::new(format!("host-{i}")), "boot", s, vec![]);
+        }
+        core.tick(at(s));
+        if s % 50 == 0 {
+            save(&mut core, &mut base);
+        }
+    }
+    core.deploy(at(400), spec("api", &[("x", 2)], "bb"))
+        .unwrap();
+    core.delete(at(401), "web").unwrap();
+    save(&mut core, &mut base);
+    let quiet = core.take_changes(generation + 1);
+    assert!(quiet.is_empty(), "nothing changed since: {quiet:?}");
+}

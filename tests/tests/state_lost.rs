@@ -55,11 +55,13 @@ fn a_lost_state_file_stops_nothing_and_adopt_recovers() {
     // launcher restarts it on an empty state directory.
     let out = cluster.run_ok(&["chaos", "kill-fc"]);
     println!("  {}", String::from_utf8_lossy(&out.stdout).trim());
-    let state = cluster
-        .root()
-        .join("state/controller/controller-state.json");
-    std::fs::remove_file(&state)
-        .unwrap_or_else(|e| panic!("cannot delete {}: {e}", state.display()));
+    // The state is the snapshot and the log of changes after it.
+    let dir = cluster.root().join("state/controller");
+    for file in ["controller-state.json", "controller-state.log"] {
+        let state = dir.join(file);
+        std::fs::remove_file(&state)
+            .unwrap_or_else(|e| panic!("cannot delete {}: {e}", state.display()));
+    }
     let lost = cluster.wait_for(COME_UP, "the state-lost alarm", |s| {
         s.controller_pid != before.controller_pid && s.alarms.iter().any(|a| a.kind == "state lost")
     });

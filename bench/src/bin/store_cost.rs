@@ -1,16 +1,17 @@
 //! What durability costs the controller: the time to save its state per
 //! decision, and the memory and disk it uses per 1,000 VMs.
 //!
-//! The baseline, in the same run, is serializing the same state to memory
-//! without touching the disk, so fsync's share is visible as a ratio.
+//! The baseline, in the same run, is writing the whole state per decision
+//! (what the single-file store did); the figure is the log store's append of
+//! what the decision changed.
 //!
 //! Run: `cargo run --release -p fabric-bench --bin store-cost`.
 
-use fabric_controller::store::file::FileStore;
-use fabric_controller::store::{PersistedState, Store};
+use fabric_controller::store::log::LogStore;
+use fabric_controller::store::{ChangeRecord, PersistedState, Save, Store};
 use fabric_core::{
     CertificateInfo, CoreConfig, DeploymentSpec, FabricCore, Moment, Name, NodeId, NodeInfo,
-    RoleSpec,
+    RoleSpec, VmObservation, VmState,
 };
 use std::time::{Duration, Instant, SystemTime};
 
@@ -71,43 +72,94 @@ fn cluster(vms: u32) -> FabricCore {
     core
 }
 
+/// One decision's worth of change: host `i`'s first VM reported Running.
+fn one_event(core: &mut FabricCore, round: u64) {
+    let hosts = core.nodes().count() as u64;
+    let host = NodeId::new(format!("host-{}", 1 + round % hosts));
+    let Some(vm) = core
+        .instances()
+        .find(|i| i.node() == Some(&host))
+        .map(|i| (i.id.clone(), i.incarnation()))
+    else {
+        return;
+    };
+    let report = VmObservation {
+        id: vm.0,
+        incarnation: vm.1,
+        state: if round.is_multiple_of(2) {
+            VmState::Running
+        } else {
+            VmState::Starting
+        },
+        endpoint: format!("10.0.0.1:{}", 20_000 + round % 1000),
+        pid: round as u32,
+        detail: String::new(),
+        transfer_cert_fingerprint: String::new(),
+    };
+    core.heartbeat(at(2 + round), &host, "boot", 1 + round, vec![report]);
+}
+
 fn main() {
-    println!("Controller durability cost (release build; FileStore with fsync)");
-    for vms in [1_000u32, 10_000] {
+    println!(
+        "Controller durability cost per decision (release build; fsync): the log store's \
+         append against the full state file it replaced, in the same run"
+    );
+    for vms in [1_000u32, 10_000, 100_000] {
         let before = rss_kib();
-        let core = cluster(vms);
+        let mut core = cluster(vms);
         let after = rss_kib();
-        let state = PersistedState {
-            core: core.snapshot(),
-            secrets: vec![],
-        };
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = FileStore::new(dir.path()).expect("store");
-        let rounds = if vms > 5_000 { 20 } else { 100 };
+        let mut store = LogStore::new(dir.path()).expect("store");
+        let rounds = if vms >= 100_000 { 5 } else { 20 };
+
+        // The baseline: a whole state per decision (the single-file store).
+        let mut generation = 0;
         let started = Instant::now();
-        for _ in 0..rounds {
-            let _ = serde_json::to_vec(&state).expect("encode");
+        for round in 0..rounds {
+            one_event(&mut core, round);
+            generation += 1;
+            let mut snapshot = core.snapshot();
+            snapshot.identity.generation = generation;
+            let state = PersistedState {
+                core: snapshot,
+                secrets: vec![],
+            };
+            store.save(Save::Full(&state)).expect("save");
+            core.all_saved();
         }
-        let encode = started.elapsed() / rounds;
-        let started = Instant::now();
-        for _ in 0..rounds {
-            store.save(&state).expect("save");
-        }
-        let save = started.elapsed() / rounds;
+        let full = started.elapsed() / rounds as u32;
         let size = std::fs::metadata(store.path()).expect("file").len();
+
+        // O(change): what one decision changed, appended.
+        let appends = 200u64;
+        let started = Instant::now();
+        let mut bytes = 0;
+        for round in rounds..rounds + appends {
+            one_event(&mut core, round);
+            generation += 1;
+            let record = ChangeRecord {
+                core: core.take_changes(generation),
+                secrets: None,
+            };
+            bytes += serde_json::to_vec(&record).expect("encode").len();
+            store.save(Save::Changes(&record)).expect("append");
+        }
+        let append = started.elapsed() / appends as u32;
+
         let started = Instant::now();
         let loaded = store.load().expect("load").expect("state");
         let load = started.elapsed();
         assert_eq!(loaded.core.instances.len(), vms as usize);
         println!(
-            "  {vms:>6} VMs: save {:.2} ms per decision (encode only {:.2} ms, x{:.1}), load {:.1} ms, \
-             file {:.0} KiB ({:.0} KiB per 1,000 VMs), core memory ~{} KiB ({:.0} KiB per 1,000 VMs)",
-            save.as_secs_f64() * 1e3,
-            encode.as_secs_f64() * 1e3,
-            save.as_secs_f64() / encode.as_secs_f64(),
-            load.as_secs_f64() * 1e3,
+            "  {vms:>7} VMs: append {:.3} ms per decision ({} bytes) vs whole state {:.2} ms \
+             ({:.0} KiB): {:.1}x less; load (snapshot + {appends} records) {:.1} ms; \
+             core memory ~{} KiB ({:.0} KiB per 1,000 VMs)",
+            append.as_secs_f64() * 1e3,
+            bytes / appends as usize,
+            full.as_secs_f64() * 1e3,
             size as f64 / 1024.0,
-            size as f64 / 1024.0 / (f64::from(vms) / 1000.0),
+            full.as_secs_f64() / append.as_secs_f64(),
+            load.as_secs_f64() * 1e3,
             after.saturating_sub(before),
             after.saturating_sub(before) as f64 / (f64::from(vms) / 1000.0),
         );

@@ -7,7 +7,7 @@
 //! checksum, so a truncated or edited file is refused with a clear error
 //! rather than half-read.
 
-use super::{PersistedState, Store, StoreError};
+use super::{PersistedState, Save, Store, StoreError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -93,7 +93,20 @@ impl Store for FileStore {
         Ok(Some(state))
     }
 
-    fn save(&mut self, state: &PersistedState) -> Result<(), StoreError> {
+    fn save(&mut self, save: Save<'_>) -> Result<(), StoreError> {
+        match save {
+            Save::Full(state) => self.replace(state).map(|_| ()),
+            Save::Changes(_) => Err(StoreError::Encode {
+                path: self.path.clone(),
+                reason: "a single-file store saves only whole states".into(),
+            }),
+        }
+    }
+}
+
+impl FileStore {
+    /// Replaces the file with `state`, atomically; returns its size.
+    pub fn replace(&mut self, state: &PersistedState) -> Result<u64, StoreError> {
         let body = serde_json::to_vec(state).map_err(|e| StoreError::Encode {
             path: self.path.clone(),
             reason: e.to_string(),
@@ -119,7 +132,7 @@ impl Store for FileStore {
                 .and_then(|d| d.sync_all())
                 .map_err(io(dir))?;
         }
-        Ok(())
+        Ok(body.len() as u64)
     }
 }
 
@@ -145,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileStore::new(dir.path()).unwrap();
         assert!(store.load().unwrap().is_none());
-        store.save(&state()).unwrap();
+        store.save(Save::Full(&state())).unwrap();
         let loaded = store.load().unwrap().unwrap();
         assert_eq!(loaded.core.events.len(), 1);
     }
@@ -154,7 +167,7 @@ mod tests {
     fn truncated_or_edited_files_are_refused_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileStore::new(dir.path()).unwrap();
-        store.save(&state()).unwrap();
+        store.save(Save::Full(&state())).unwrap();
         let good = std::fs::read(store.path()).unwrap();
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("truncated", good[..good.len() - 10].to_vec()),

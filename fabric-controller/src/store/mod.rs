@@ -3,17 +3,20 @@
 //! The controller writes its state before it acts on a decision: a deploy is
 //! on disk before the CLI hears "deployed", a placement before any host agent
 //! is told to start the VM. [`Store`] is the seam for other backends (a
-//! replicated one such as etcd); [`file::FileStore`] keeps one checksummed
-//! file in the controller's state directory.
+//! replicated one such as etcd). [`log::LogStore`], the controller's, appends
+//! what each decision changed to a checksummed log and compacts it into a
+//! snapshot ([`file::FileStore`], one checksummed file) now and then, so a
+//! save costs the change, not the cluster.
 //!
 //! Secrets (deployed certificates' private keys) are encrypted at rest with a
 //! key kept beside the state file (mode 0600), see [`sealed_keys`].
 
 pub mod file;
+pub mod log;
 pub mod packages;
 pub mod sealed_keys;
 
-use fabric_core::snapshot::CoreSnapshot;
+use fabric_core::snapshot::{CoreChanges, CoreSnapshot};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -44,10 +47,34 @@ pub enum StoreError {
     Key { path: PathBuf, reason: String },
 }
 
+/// What one decision changed: the core's changed entries and new events,
+/// and the secrets when they changed (all of them: a deploy's worth).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub core: CoreChanges,
+    pub secrets: Option<Vec<sealed_keys::EncryptedCertificate>>,
+}
+
+/// One save.
+#[derive(Clone, Copy, Debug)]
+pub enum Save<'a> {
+    /// The whole state.
+    Full(&'a PersistedState),
+    /// What changed since the previous save (only when the store
+    /// [`Store::wants_full`] not).
+    Changes(&'a ChangeRecord),
+}
+
 /// A place to keep the controller's state.
 pub trait Store: Send {
     /// The last saved state, or `None` for a new cluster.
     fn load(&self) -> Result<Option<PersistedState>, StoreError>;
-    /// Replaces the saved state; durable when it returns.
-    fn save(&mut self, state: &PersistedState) -> Result<(), StoreError>;
+    /// Whether the next save must be [`Save::Full`]: nothing to append to
+    /// yet, or time to compact. The controller also saves in full after any
+    /// failed save, whatever the store says.
+    fn wants_full(&self) -> bool {
+        true
+    }
+    /// Saves; durable when it returns.
+    fn save(&mut self, save: Save<'_>) -> Result<(), StoreError>;
 }
