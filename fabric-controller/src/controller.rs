@@ -42,6 +42,8 @@ pub struct Controller {
     /// Wakes the tick loop after any decision with events: a deadline may
     /// have moved, or healing may have work to do.
     wake: Notify,
+    /// Bumped by decisions that may change what servers should do.
+    desired: watch::Sender<u64>,
     /// Becomes true when the server starts shutting down, so long-lived
     /// streams (WatchEvents) end and graceful shutdown can complete.
     closing: watch::Sender<bool>,
@@ -123,6 +125,7 @@ impl Controller {
             events,
             wake: Notify::new(),
             closing: watch::channel(false).0,
+            desired: watch::channel(0).0,
             persistence: persistence.map(Mutex::new),
             metrics: ControllerMetrics::new(),
             unsaved: Mutex::new(None),
@@ -257,6 +260,7 @@ impl Controller {
     fn decide<R>(
         &self,
         save: Save,
+        nudge: Nudge,
         decide: impl FnOnce(&mut FabricCore, Moment) -> Result<(R, Vec<ClusterEvent>), CoreError>,
     ) -> Result<R, ControllerError> {
         let now = self.clock.now();
@@ -295,8 +299,28 @@ impl Controller {
         if !events.is_empty() {
             self.wake.notify_one();
         }
+        if nudge == Nudge::Hosts && (matches!(save, Save::Always) || !events.is_empty()) {
+            self.nudge_hosts();
+        }
         self.publish(events);
         Ok(reply)
+    }
+
+    /// Tells every WatchDesired stream to look again whether what its server
+    /// should do changed (see [`FabricCore::desired_digest`]).
+    fn nudge_hosts(&self) {
+        self.desired.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a decision may have changed what some server should
+    /// do.
+    pub fn desired_changes(&self) -> watch::Receiver<u64> {
+        self.desired.subscribe()
+    }
+
+    /// See [`FabricCore::desired_digest`].
+    pub fn desired_digest(&self, node: &NodeId) -> u64 {
+        self.read().desired_digest(node)
     }
 
     /// A decision nobody waits on could not be saved: hold every decision
@@ -325,6 +349,9 @@ impl Controller {
                 failures = trouble.failures,
                 "controller state saved again; held decisions are acted on from now"
             );
+            // Hosts were answered HOLD meanwhile.
+            drop(unsaved);
+            self.nudge_hosts();
         }
     }
 
@@ -393,9 +420,10 @@ impl Controller {
     /// raised events, and a failed save is logged, not returned.
     fn observe<R>(
         &self,
+        nudge: Nudge,
         decide: impl FnOnce(&mut FabricCore, Moment) -> (R, Vec<ClusterEvent>),
     ) -> R {
-        match self.decide(Save::IfChanged, |core, now| Ok(decide(core, now))) {
+        match self.decide(Save::IfChanged, nudge, |core, now| Ok(decide(core, now))) {
             Ok(reply) => reply,
             Err(e) => unreachable!("Save::IfChanged and an infallible core call: {e}"),
         }
@@ -403,7 +431,9 @@ impl Controller {
 
     /// Input: a host agent registers.
     pub fn register(&self, id: NodeId, info: NodeInfo, boot_id: &str) -> RegisterOutcome {
-        self.observe(|core, now| core.register(now, id, info, boot_id))
+        self.observe(Nudge::None, |core, now| {
+            core.register(now, id, info, boot_id)
+        })
     }
 
     /// Input: a heartbeat and its VM reports; returns what the node is told.
@@ -429,7 +459,9 @@ impl Controller {
         memory: Option<HostMemory>,
     ) -> (HeartbeatReply, ClusterIdentity) {
         self.metrics.heartbeat();
-        let (mut reply, identity) = self.observe(|core, now| {
+        // A heartbeat changes what its own server hears in the reply, and
+        // observations that change nobody's desired set.
+        let (mut reply, identity) = self.observe(Nudge::None, |core, now| {
             let mut events = core.host_memory(now, id, memory, &vms);
             let (reply, more) = core.heartbeat(now, id, boot_id, sequence, vms);
             events.extend(more);
@@ -458,7 +490,7 @@ impl Controller {
         deployment: ValidatedDeployment,
     ) -> Result<(DeployOutcome, Vec<(RoleInstance, InstanceState)>), ControllerError> {
         let name = deployment.spec.name.clone();
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             let (outcome, events) = core.deploy(now, deployment.spec)?;
             let mut secrets = self.secrets();
             for (role, certs) in deployment.secrets {
@@ -480,7 +512,7 @@ impl Controller {
         role: &str,
         count: u32,
     ) -> Result<Vec<(RoleInstance, InstanceState)>, ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             let events = core.scale(now, deployment, role, count)?;
             let instances = core
                 .instances()
@@ -493,7 +525,7 @@ impl Controller {
 
     /// Input: delete a deployment (and forget its certificates).
     pub fn delete(&self, deployment: &str) -> Result<(), ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             let event = core.delete(now, deployment)?;
             if let Ok(name) = fabric_core::Name::parse("deployment", deployment) {
                 self.secrets().remove_deployment(&name);
@@ -530,21 +562,23 @@ impl Controller {
 
     /// Input: a host agent reports its server faulty.
     pub fn report_fault(&self, id: &NodeId, report: &FaultReport) -> Result<(), ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             Ok(((), core.report_fault(now, id, report)?))
         })
     }
 
     /// Input: an operator returns a server from Human Investigate.
     pub fn repair(&self, id: &NodeId, who: &str, why: &str) -> Result<(), ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             Ok(((), core.repair(now, id, who, why)?))
         })
     }
 
     /// Input: an operator takes the cluster out of HI mode.
     pub fn resume(&self, who: &str) -> Result<(), ControllerError> {
-        self.decide(Save::Always, |core, now| Ok(((), core.resume(now, who))))
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
+            Ok(((), core.resume(now, who)))
+        })
     }
 
     /// Input: an operator's recovery from state-lost mode; returns what was
@@ -554,7 +588,7 @@ impl Controller {
         how: fabric_core::Recovery,
         who: &str,
     ) -> Result<String, ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             let events = core.recover(now, how, who)?;
             let summary = events.first().map(|e| e.reason.clone()).unwrap_or_default();
             Ok((summary, events))
@@ -568,7 +602,7 @@ impl Controller {
         on: bool,
         who: &str,
     ) -> Result<(), ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             Ok(((), core.set_switch(now, switch, on, who)))
         })
     }
@@ -581,7 +615,7 @@ impl Controller {
         force: bool,
         who: &str,
     ) -> Result<Option<ClusterEvent>, ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             let event = core.add_package(now, manifest, force, who)?;
             Ok((event.clone(), event.into_iter().collect()))
         })
@@ -593,7 +627,7 @@ impl Controller {
         plan: fabric_core::UpdatePlan,
         who: &str,
     ) -> Result<Option<fabric_core::Rollout>, ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             let events = core.start_update(now, plan, who)?;
             Ok((core.rollout().cloned(), events))
         })
@@ -605,7 +639,7 @@ impl Controller {
         action: UpdateAction,
         who: &str,
     ) -> Result<Option<fabric_core::Rollout>, ControllerError> {
-        self.decide(Save::Always, |core, now| {
+        self.decide(Save::Always, Nudge::Hosts, |core, now| {
             let events = match action {
                 UpdateAction::Pause => core.pause_update(now, who)?,
                 UpdateAction::Resume => core.resume_update(now, who)?,
@@ -618,13 +652,15 @@ impl Controller {
 
     /// Input: one round of the prober's results.
     pub fn endpoints_probed(&self, round: Vec<fabric_core::rollout::ProbeResult>) {
-        self.observe(|core, now| ((), core.endpoints_probed(now, round)));
+        self.observe(Nudge::Hosts, |core, now| {
+            ((), core.endpoints_probed(now, round))
+        });
     }
 
     /// Input: time passes. Runs the core's time-driven work (expiry, HI,
     /// healing); returns the monotonic time of the next deadline.
     pub fn tick(&self, late: Duration) -> Option<Duration> {
-        self.observe(|core, now| {
+        self.observe(Nudge::Hosts, |core, now| {
             let events = core.tick_late(now, late);
             (core.next_deadline(now), events)
         })
@@ -644,6 +680,16 @@ pub enum UpdateAction {
     Resume,
     Rollback,
     Abandon,
+}
+
+/// Whether a decision may change what servers should do, so that their
+/// WatchDesired streams look again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nudge {
+    Hosts,
+    /// Registrations and heartbeats: what they change is the caller's own
+    /// reply.
+    None,
 }
 
 /// Whether a decision must be saved before it is acted on.

@@ -118,7 +118,9 @@ fn a_decision_whose_save_failed_is_not_acted_on() {
         core.heartbeat(at(3659), &other, boot(&other), 2, vec![]);
         drop(core);
         controller
-            .decide(Save::IfChanged, |core, _| Ok(((), core.tick(at(3660)))))
+            .decide(Save::IfChanged, Nudge::Hosts, |core, _| {
+                Ok(((), core.tick(at(3660))))
+            })
             .unwrap();
     }
     assert_eq!(home(&controller), other, "the core decided to move it");

@@ -283,6 +283,30 @@ impl FabricCore {
         )
     }
 
+    /// A digest of what a heartbeat reply would tell `node` to do (its
+    /// desired VMs, whether it is in HI, the rollout step naming it): when it
+    /// changes, the node is told to heartbeat at once rather than at its next
+    /// interval (the controller's WatchDesired stream).
+    pub fn desired_digest(&mut self, node: &NodeId) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.desired_vms(node).hash(&mut hasher);
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.state == NodeState::HumanInvestigate)
+            .hash(&mut hasher);
+        let target = self.target_software(node);
+        target.is_some().hash(&mut hasher);
+        if target.is_some() {
+            self.software
+                .rollout
+                .as_ref()
+                .map(|r| r.id)
+                .hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
     /// The liveness half of a heartbeat: sequence and boot checks, and
     /// Unresponsive -> Ready.
     fn accept_heartbeat(

@@ -346,7 +346,7 @@ pub struct VmObservation {
 }
 
 /// A VM the controller wants a server to run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct VmAssignment {
     pub id: InstanceId,
     pub incarnation: u64,

@@ -31,6 +31,9 @@ pub struct AgentState {
     transfer: Arc<TransferCert>,
     session_token: OnceLock<String>,
     role: Mutex<RoleStatus>,
+    /// Notified when the role's state changes, so the host agent hears of it
+    /// at once rather than at the next heartbeat.
+    role_changed: tokio::sync::Notify,
     served: OnceLock<Arc<SwappableCert>>,
     secrets_version: Mutex<String>,
     /// Serialises rotations: opening, writing and swapping of two pushes must not interleave.
@@ -44,6 +47,7 @@ impl AgentState {
             vm_dir: vm_dir.into(),
             transfer,
             session_token: OnceLock::new(),
+            role_changed: tokio::sync::Notify::new(),
             role: Mutex::new(RoleStatus {
                 state: RoleState::RoleStarting,
                 endpoint: None,
@@ -114,6 +118,12 @@ impl AgentState {
             state: RoleState::RoleRunning,
             endpoint: Some(endpoint),
         };
+        self.role_changed.notify_one();
+    }
+
+    /// Resolves when the role's state next changes.
+    pub async fn role_changed(&self) {
+        self.role_changed.notified().await
     }
 
     /// Records the resolver of the role's served certificate (once, when the role starts).

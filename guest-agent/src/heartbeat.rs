@@ -112,7 +112,12 @@ pub async fn run(
     for sequence in 1u64.. {
         match next {
             Next::Tick => {
-                ticker.tick().await;
+                // The role's start is reported at once: the instance is
+                // Running when its role serves, not a heartbeat later.
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = state.role_changed() => ticker.reset(),
+                }
             }
             Next::Retry(wait) => {
                 tokio::time::sleep(wait).await;

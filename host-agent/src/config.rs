@@ -74,6 +74,11 @@ pub struct Args {
     /// Longest wait between reconnection attempts while the controller is away.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub max_backoff: Duration,
+    /// Shortest time between two heartbeats sent for a change (a VM's role
+    /// began to serve, the controller pushed a change) rather than at the
+    /// interval: a burst of changes makes one heartbeat.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "25ms")]
+    pub report_coalesce: Duration,
     /// Directory for this server's state: VM directories, guest agent logs
     /// and pid files. Default: a directory named after the node under the
     /// system temp directory.
@@ -212,6 +217,7 @@ pub struct HostConfig {
     pub capacity: u32,
     pub heartbeat_interval: Option<Duration>,
     pub max_backoff: Duration,
+    pub report_coalesce: Duration,
     pub state_dir: Option<PathBuf>,
     pub guests: GuestConfig,
     /// What this host agent runs (package and versions), reported at
@@ -352,6 +358,7 @@ impl Args {
             capacity: self.capacity,
             heartbeat_interval: self.heartbeat_interval,
             max_backoff: self.max_backoff,
+            report_coalesce: self.report_coalesce,
             state_dir: self.state_dir,
             guests,
             running: crate::software::Running {

@@ -11,6 +11,12 @@
 //! Each heartbeat reports every VM, and each answer (ACCEPTED or STALE)
 //! carries the complete set of VMs the controller wants here, which the VM
 //! manager reconciles with.
+//!
+//! Heartbeats also go out between intervals, so that no decision waits for
+//! one: when the controller says (on its WatchDesired stream) that what this
+//! server should do changed, and when a VM's report changed (its role began
+//! to serve). Such heartbeats are at most one per `report_coalesce`, so a
+//! burst of changes makes one.
 
 use crate::backoff::Backoff;
 use crate::config::HostConfig;
@@ -52,6 +58,8 @@ pub struct Link {
     pub obeyed: ObeyedFile,
     /// Why the last desired set was not obeyed, to log each change once.
     pub disobeyed: Option<Disobey>,
+    /// The shortest time between two heartbeats sent for a change.
+    pub report_coalesce: Duration,
     /// Moves this server to the software a rollout names; `None` for hosts
     /// that share a process (hollow hosts), which stay on what they run.
     pub updater: Option<Arc<crate::software::Updater>>,
@@ -62,6 +70,14 @@ impl Link {
     pub async fn run(mut self) {
         let mut backoff = Backoff::new(Duration::from_millis(200), self.max_backoff);
         let mut sequence = 0u64;
+        let nudge = Arc::new(tokio::sync::Notify::new());
+        let _watch = fabric_daemon::task::AbortOnDrop(tokio::spawn(watch_desired(
+            self.client.clone(),
+            self.state.node_id.clone(),
+            nudge.clone(),
+            self.max_backoff,
+        )));
+        let mut last_beat = tokio::time::Instant::now();
         loop {
             let interval = match self.register().await {
                 Ok(interval) => {
@@ -79,7 +95,17 @@ impl Link {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
+                let vms = self.vms.clone();
+                let nudged = tokio::select! {
+                    _ = ticker.tick() => false,
+                    () = nudge.notified() => true,
+                    () = vms.report_changed().notified() => true,
+                };
+                if nudged {
+                    tokio::time::sleep_until(last_beat + self.report_coalesce).await;
+                    ticker.reset();
+                }
+                last_beat = tokio::time::Instant::now();
                 sequence += 1;
                 match self.heartbeat(sequence).await {
                     Ok(Disposition::RegisterAgain) => {
@@ -191,5 +217,46 @@ impl Link {
             }
         }
         Ok(disposition)
+    }
+}
+
+/// Keeps a WatchDesired stream open to the controller and nudges the
+/// heartbeat loop at each note, and once at each (re)connection for what
+/// may have changed while no stream was open. A controller without the call
+/// (an older one) is heard at the heartbeat interval, as before.
+async fn watch_desired(
+    mut client: NodeServiceClient<Channel>,
+    node_id: String,
+    nudge: Arc<tokio::sync::Notify>,
+    max_backoff: Duration,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), max_backoff);
+    loop {
+        match client
+            .watch_desired(pb::WatchDesiredRequest {
+                node_id: node_id.clone(),
+            })
+            .await
+        {
+            Ok(response) => {
+                backoff.reset();
+                nudge.notify_one();
+                let mut notes = response.into_inner();
+                while let Ok(Some(_)) = notes.message().await {
+                    nudge.notify_one();
+                }
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::info!(
+                    "the controller does not push changes (WatchDesired): learning them at \
+                     each heartbeat"
+                );
+                return;
+            }
+            Err(status) => {
+                tracing::debug!(code = ?status.code(), "WatchDesired: {}", status.message());
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

@@ -80,6 +80,15 @@ impl NodeService for FakeController {
             "this fake controller holds no packages",
         ))
     }
+    type WatchDesiredStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::DesiredChanged, Status>> + Send>,
+    >;
+    async fn watch_desired(
+        &self,
+        _: Request<pb::WatchDesiredRequest>,
+    ) -> Result<Response<Self::WatchDesiredStream>, Status> {
+        Err(Status::unimplemented("this fake controller pushes nothing"))
+    }
 }
 
 /// Hands the tokens to the test instead of to a process.

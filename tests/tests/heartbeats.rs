@@ -29,6 +29,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         capacity: 8,
         heartbeat_interval: None,
         max_backoff: Duration::from_millis(500),
+        report_coalesce: Duration::from_millis(25),
         state_dir: None,
         guests: host_agent::config::GuestConfig::default(),
         running: Default::default(),

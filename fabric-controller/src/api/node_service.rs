@@ -17,6 +17,9 @@ const CHUNK: usize = 1024 * 1024;
 type ArtifactStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ArtifactChunk, Status>> + Send>>;
 
+type DesiredStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::DesiredChanged, Status>> + Send>>;
+
 pub struct NodeApi {
     pub controller: Arc<Controller>,
 }
@@ -90,6 +93,48 @@ impl NodeService for NodeApi {
                 .as_ref()
                 .map(|t| super::software::target_pb(t, reply.target_update)),
         }))
+    }
+
+    type WatchDesiredStream = DesiredStream;
+
+    /// Notes each change of what the caller's server should do (see
+    /// `FabricCore::desired_digest`), until the caller goes or the
+    /// controller closes. What changed is not sent: the host agent's next
+    /// heartbeat learns it, with the fencing facts that go with it.
+    async fn watch_desired(
+        &self,
+        request: Request<pb::WatchDesiredRequest>,
+    ) -> Result<Response<Self::WatchDesiredStream>, Status> {
+        let node = self.caller(&request)?;
+        convert::check_claimed_node(&request.get_ref().node_id, &node)?;
+        let controller = self.controller.clone();
+        let mut changes = controller.desired_changes();
+        let closed = controller.closed();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            tokio::pin!(closed);
+            let mut last = controller.desired_digest(&node);
+            let mut sequence = 0;
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    () = &mut closed => return,
+                    () = tx.closed() => return,
+                }
+                let now = controller.desired_digest(&node);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                sequence += 1;
+                if tx.send(Ok(pb::DesiredChanged { sequence })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     type FetchArtifactStream = ArtifactStream;

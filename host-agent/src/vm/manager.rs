@@ -63,6 +63,9 @@ pub struct VmManager {
     table: Mutex<Table>,
     /// Wakes the supervisor when a deadline may have moved.
     wake: Notify,
+    /// Wakes the controller link when a VM's report changed (see
+    /// [`VmManager::report_changed`]).
+    report_changed: Notify,
     settings: VmSettings,
     launcher: Box<dyn Launcher>,
     controller: NodeServiceClient<Channel>,
@@ -108,6 +111,7 @@ impl VmManager {
         Arc::new(Self {
             table: Mutex::new(Table::default()),
             wake: Notify::new(),
+            report_changed: Notify::new(),
             settings,
             launcher,
             controller,
@@ -146,6 +150,12 @@ impl VmManager {
 
     pub fn metrics(&self) -> &crate::metrics::HostMetrics {
         &self.metrics
+    }
+
+    /// Notified when a VM's report to the controller changed (its role
+    /// started serving, or moved): the link heartbeats at once.
+    pub fn report_changed(&self) -> &Notify {
+        &self.report_changed
     }
 
     /// The state of every VM, for the metrics.
@@ -765,6 +775,10 @@ impl VmManager {
         }
         if was != (r.phase, r.endpoint.clone(), r.public_endpoint.clone()) {
             self.persist(r);
+            // The controller hears of it with the next heartbeat, sent now
+            // rather than at the interval: an instance is Running as soon as
+            // its role serves.
+            self.report_changed.notify_one();
         }
         drop(table);
         self.wake.notify_one();
