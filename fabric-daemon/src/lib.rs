@@ -11,6 +11,7 @@
 
 pub mod files;
 pub mod https;
+pub mod latency;
 pub mod logging;
 pub mod metrics_text;
 pub mod shutdown;

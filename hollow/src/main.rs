@@ -40,6 +40,11 @@ struct Cli {
     /// <state-dir>/<name>/hollow-guest).
     #[arg(long, value_enum, default_value = "healthy")]
     guest: Behaviour,
+    /// Write the hosts' heartbeat round trips here every second (JSON:
+    /// counts per latency bucket, see fabric-daemon's latency.rs), for
+    /// benchmarks.
+    #[arg(long)]
+    stats: Option<PathBuf>,
     /// The host agent's flags, for every host.
     #[arg(last = true)]
     host_args: Vec<String>,
@@ -70,6 +75,9 @@ async fn main() -> anyhow::Result<()> {
         fabric_daemon::shutdown::signal().await;
         let _ = stop_tx.send(true);
     });
+    if let Some(path) = cli.stats.clone() {
+        tokio::spawn(write_stats(path));
+    }
     let fleet = Fleet {
         prefix: cli.prefix,
         first: cli.first,
@@ -83,4 +91,18 @@ async fn main() -> anyhow::Result<()> {
     };
     hosts::run(fleet, stop).await?;
     Ok(())
+}
+
+/// Every second: `{"heartbeat_latency_counts": [...]}` to `path`, replaced
+/// atomically.
+async fn write_stats(path: PathBuf) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let counts = host_agent::controller_link::HEARTBEAT_LATENCY.snapshot();
+        let text = serde_json::json!({ "heartbeat_latency_counts": counts }).to_string();
+        if let Err(e) = fabric_daemon::files::write_atomically(&path, text) {
+            tracing::warn!(path = %path.display(), "cannot write stats: {e}");
+        }
+    }
 }

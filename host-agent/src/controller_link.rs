@@ -31,6 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
+/// Round trips of every heartbeat RPC this process made (one host agent, or
+/// all of fabric-hollow's), as the hosts see them.
+pub static HEARTBEAT_LATENCY: fabric_daemon::latency::Recorder =
+    fabric_daemon::latency::Recorder::new();
+
 /// Builds a lazily connecting mTLS channel to the controller. HTTP/2
 /// keepalive lets the channel notice a dead connection (e.g. after a network
 /// partition) and reconnect instead of waiting on it forever.
@@ -167,6 +172,7 @@ impl Link {
         } else {
             self.obeyed.get()
         };
+        let started = std::time::Instant::now();
         let response = self
             .client
             .heartbeat(pb::HeartbeatRequest {
@@ -179,6 +185,7 @@ impl Link {
             })
             .await?
             .into_inner();
+        HEARTBEAT_LATENCY.record(started.elapsed());
         let disposition =
             Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
         // Only these carry whose state the reply speaks for, and only the

@@ -409,6 +409,10 @@ fn hollow_spec(
             args.fault_domains.to_string(),
             "--update-domains".into(),
             args.update_domains.to_string(),
+            // The hosts' heartbeat round trips, for benchmarks (one small
+            // file, replaced every second).
+            "--stats".into(),
+            path_arg(&layout.root.join("hollow-stats.json")),
             "--".into(),
             "--controller".into(),
             endpoint.into(),
