@@ -514,6 +514,24 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Only this node, and the instances on it.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Only nodes in this state (Ready, Unresponsive, HumanInvestigate) and
+    /// the instances on them, or only instances in this state (Pending,
+    /// Starting, Provisioned, Running, Reinitializing, Unknown).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only nodes of this fault domain, and the instances on them.
+    #[arg(long)]
+    pub fault_domain: Option<u32>,
+    /// Only nodes of this update domain, and the instances on them.
+    #[arg(long)]
+    pub update_domain: Option<u32>,
+    /// Show at most this many instances (0: all); the controller is asked a
+    /// page at a time either way.
+    #[arg(long, default_value_t = 0)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -757,7 +775,8 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Status(StatusArgs {
-                output: Output::Json
+                output: Output::Json,
+                ..
             })
         ));
     }

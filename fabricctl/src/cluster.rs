@@ -26,7 +26,7 @@ async fn connect(
     let target = Target::controller(global)?;
     let mut client = OperatorServiceClient::new(target.connect().await?);
     let status = client
-        .get_status(GetStatusRequest {})
+        .get_status(GetStatusRequest::default())
         .await
         .map_err(|s| target.first_rpc_error("GetStatus", &s))?
         .into_inner();

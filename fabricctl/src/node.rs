@@ -26,7 +26,7 @@ pub async fn run(global: &GlobalArgs, args: &RepairArgs) -> anyhow::Result<()> {
         .map_err(|s| target.operator_error("repair", Some(&args.id), "RepairNode", &s))?;
     // Only to say what is left to do; the repair itself is done.
     let after = client
-        .get_status(GetStatusRequest {})
+        .get_status(GetStatusRequest::default())
         .await
         .ok()
         .map(tonic::Response::into_inner);

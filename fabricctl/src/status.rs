@@ -691,26 +691,119 @@ pub fn render_rows(rows: &[Vec<String>]) -> String {
 }
 
 /// Fetches the cluster status.
+/// Instances per GetStatus reply: well under gRPC's 4 MiB message limit.
+const PAGE: u32 = 5_000;
+
+/// The whole cluster's status (every instance, a page at a time).
 pub async fn fetch(target: &Target) -> anyhow::Result<ClusterStatus> {
+    fetch_matching(target, GetStatusRequest::default(), None).await
+}
+
+/// The status `filter` selects, with at most `limit` instances (all if
+/// `None`), asked for a page at a time and joined.
+pub async fn fetch_matching(
+    target: &Target,
+    filter: GetStatusRequest,
+    limit: Option<u32>,
+) -> anyhow::Result<ClusterStatus> {
     let channel = target.connect().await?;
     let mut client = OperatorServiceClient::new(channel);
-    let status = client
-        .get_status(GetStatusRequest {})
-        .await
-        .map_err(|s| target.first_rpc_error("GetStatus", &s))?;
-    Ok(status.into_inner())
+    let mut whole: Option<ClusterStatus> = None;
+    let mut after = String::new();
+    loop {
+        let shown = whole.as_ref().map_or(0, |s| {
+            s.deployments
+                .iter()
+                .map(|d| d.instances.len())
+                .sum::<usize>()
+        }) as u32;
+        let wanted = limit.map_or(PAGE, |l| l.saturating_sub(shown).min(PAGE));
+        let page = client
+            .get_status(GetStatusRequest {
+                instance_limit: wanted,
+                instances_after: after.clone(),
+                ..filter.clone()
+            })
+            .await
+            .map_err(|s| target.first_rpc_error("GetStatus", &s))?
+            .into_inner();
+        after = page.next_instances_after.clone();
+        match whole.as_mut() {
+            None => whole = Some(page),
+            Some(whole) => {
+                for d in page.deployments {
+                    if let Some(mine) = whole.deployments.iter_mut().find(|m| m.name == d.name) {
+                        mine.instances.extend(d.instances);
+                    }
+                }
+            }
+        }
+        let shown = whole.as_ref().map_or(0, |s| {
+            s.deployments
+                .iter()
+                .map(|d| d.instances.len())
+                .sum::<usize>()
+        }) as u32;
+        if after.is_empty() || limit.is_some_and(|l| shown >= l) {
+            break;
+        }
+    }
+    Ok(whole.expect("at least one page"))
+}
+
+/// What `fabricctl status`'s filters ask of the controller.
+fn filter_of(args: &StatusArgs) -> anyhow::Result<GetStatusRequest> {
+    const NODE_STATES: [&str; 3] = ["Ready", "Unresponsive", "HumanInvestigate"];
+    const INSTANCE_STATES: [&str; 6] = [
+        "Pending",
+        "Starting",
+        "Provisioned",
+        "Running",
+        "Reinitializing",
+        "Unknown",
+    ];
+    let is = |list: &[&str], s: &str| list.iter().any(|n| n.eq_ignore_ascii_case(s));
+    let (node_state, instance_state) = match &args.state {
+        Some(s) if is(&NODE_STATES, s) => (s.clone(), String::new()),
+        Some(s) if is(&INSTANCE_STATES, s) => (String::new(), s.clone()),
+        Some(s) => anyhow::bail!(
+            "--state {s:?} is neither a node state ({}) nor an instance state ({})",
+            NODE_STATES.join(", "),
+            INSTANCE_STATES.join(", ")
+        ),
+        None => (String::new(), String::new()),
+    };
+    Ok(GetStatusRequest {
+        node: args.node.clone().unwrap_or_default(),
+        node_state,
+        instance_state,
+        fault_domain: args.fault_domain,
+        update_domain: args.update_domain,
+        ..GetStatusRequest::default()
+    })
 }
 
 pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
     let target = Target::controller(global)?;
-    let mut status = StatusJson::from_proto(&fetch(&target).await?);
+    let limit = (args.limit > 0).then_some(args.limit);
+    let proto = fetch_matching(&target, filter_of(args)?, limit).await?;
+    let matched = proto.instances_matched;
+    let mut status = StatusJson::from_proto(&proto);
     if global.endpoint.is_none() {
         status.dashboard =
             crate::context::Context::load(&global.state_dir)?.and_then(|c| c.dashboard);
     }
+    let shown: usize = status.deployments.iter().map(|d| d.instances.len()).sum();
     match args.output {
         Output::Json => output::line(&serde_json::to_string_pretty(&status)?),
-        Output::Table => output::line(status.to_table().trim_end()),
+        Output::Table => {
+            output::line(status.to_table().trim_end());
+            if (shown as u32) < matched {
+                output::line(&format!(
+                    "({shown} of {matched} matching instances shown; --limit 0 shows all)"
+                ));
+            }
+        }
     }
     Ok(())
 }

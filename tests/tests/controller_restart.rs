@@ -63,7 +63,7 @@ async fn acknowledged_state_survives_a_restart() {
         .into_inner();
     assert_eq!(deployed.instances.len(), 1);
     let before = admin
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -80,7 +80,7 @@ async fn acknowledged_state_survives_a_restart() {
     let fc = RunningController::start_with_state(&pki, config(), Some(state.path().into())).await;
     let mut admin = OperatorServiceClient::new(connect(&fc.url(), &pki.admin()).await.unwrap());
     let after = admin
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -53,7 +53,7 @@ async fn node(
     admin: &mut OperatorServiceClient<tonic::transport::Channel>,
 ) -> Option<pb::NodeStatus> {
     let status = admin
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .ok()?
         .into_inner();

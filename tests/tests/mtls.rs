@@ -107,7 +107,7 @@ async fn a_client_without_a_certificate_is_refused() {
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         OperatorServiceClient::new(channel)
-            .get_status(pb::GetStatusRequest {})
+            .get_status(pb::GetStatusRequest::default())
             .await
     }
     .await;
@@ -168,7 +168,7 @@ async fn host_2_cannot_speak_as_host_3() {
     // The FC's view of host-3 did not move: sequence still 0.
     let mut admin = OperatorServiceClient::new(connect(&fc.url(), &pki.admin()).await.unwrap());
     let status = admin
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -186,7 +186,7 @@ async fn roles_are_enforced_per_service() {
     let mut as_host =
         OperatorServiceClient::new(connect(&fc.url(), &pki.host("host-1")).await.unwrap());
     let err = as_host
-        .get_status(pb::GetStatusRequest {})
+        .get_status(pb::GetStatusRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -197,7 +197,10 @@ async fn roles_are_enforced_per_service() {
     // A second admin certificate from the same CA is fine.
     let ops = pki.issue(Role::Admin, "oncall");
     let mut oncall = OperatorServiceClient::new(connect(&fc.url(), &ops).await.unwrap());
-    oncall.get_status(pb::GetStatusRequest {}).await.unwrap();
+    oncall
+        .get_status(pb::GetStatusRequest::default())
+        .await
+        .unwrap();
     fc.stop().await;
 }
 

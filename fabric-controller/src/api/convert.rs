@@ -437,11 +437,16 @@ pub fn switches(s: &fabric_core::Switches) -> pb::Switches {
     }
 }
 
-pub fn deployment_status(spec: &DeploymentSpec, core: &FabricCore) -> pb::DeploymentStatus {
+/// A deployment with those of `page`'s instances that are its own.
+pub fn deployment_status(
+    spec: &DeploymentSpec,
+    core: &FabricCore,
+    page: &[&RoleInstance],
+) -> pb::DeploymentStatus {
     pb::DeploymentStatus {
         name: spec.name.to_string(),
-        instances: core
-            .instances()
+        instances: page
+            .iter()
             .filter(|i| i.id.deployment == spec.name)
             .map(|i| instance_status(i, core.status_of(i)))
             .collect(),

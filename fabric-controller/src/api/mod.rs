@@ -13,6 +13,7 @@ pub mod operator_service;
 pub mod packages;
 pub mod role_certificates;
 pub mod software;
+pub mod status_filter;
 
 use fabric_pki::{Identity, Role};
 use tonic::Status;

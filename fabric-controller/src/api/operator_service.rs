@@ -23,6 +23,7 @@ impl OperatorService for OperatorApi {
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
         authorize(&request, self.controller.cluster(), Role::Admin)?;
+        let filter = super::status_filter::StatusFilter::parse(request.get_ref())?;
         let now = self.controller.clock().now();
         let core = self.controller.read();
         let config = core.config();
@@ -31,14 +32,16 @@ impl OperatorService for OperatorApi {
         let used = core.slots_in_use();
         let nodes = core
             .nodes()
+            .filter(|n| filter.node(n))
             .map(|n| {
                 let slots = used.get(&n.id).copied().unwrap_or(0);
                 convert::node_status(n, now.since(n.last_heard), slots)
             })
             .collect();
+        let (page, instances_matched, next) = filter.instances(&core);
         let deployments = core
             .deployments()
-            .map(|d| convert::deployment_status(d, &core))
+            .map(|d| convert::deployment_status(d, &core, &page))
             .collect();
         let cluster = core.cluster();
         Ok(Response::new(pb::ClusterStatus {
@@ -74,6 +77,8 @@ impl OperatorService for OperatorApi {
             controller_pid: std::process::id(),
             update: Some(super::software::update_status(core.rollout())),
             deployments,
+            instances_matched: instances_matched as u32,
+            next_instances_after: next.map(ToString::to_string).unwrap_or_default(),
         }))
     }
 

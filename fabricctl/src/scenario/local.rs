@@ -177,7 +177,7 @@ impl ScenarioCluster {
     pub async fn status(&mut self) -> anyhow::Result<ClusterStatus> {
         Ok(self
             .client
-            .get_status(GetStatusRequest {})
+            .get_status(GetStatusRequest::default())
             .await
             .map_err(|s| self.target.rpc_error("GetStatus", &s))?
             .into_inner())
