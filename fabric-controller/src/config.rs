@@ -132,6 +132,10 @@ pub struct Args {
     /// Established gRPC connections served at once [default: 4096].
     #[arg(long, value_parser = clap::value_parser!(usize))]
     pub max_connections: Option<usize>,
+    /// After a decision with events wakes the timer loop, how long it waits
+    /// for more before it ticks, so a burst makes one tick [default: 20ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub tick_coalesce: Option<Duration>,
 }
 
 /// What to do instead of serving.
@@ -195,7 +199,12 @@ pub struct FileConfig {
     pub handshake_timeout: Option<Duration>,
     pub max_handshaking: Option<usize>,
     pub max_connections: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub tick_coalesce: Option<Duration>,
 }
+
+/// How long the timer loop waits for more events once woken.
+pub const DEFAULT_TICK_COALESCE: Duration = Duration::from_millis(20);
 
 /// Everything the controller needs to run, validated.
 #[derive(Clone, Debug)]
@@ -213,6 +222,8 @@ pub struct ControllerConfig {
     pub http_addr_file: Option<PathBuf>,
     /// The gRPC listener's handshake timeout and connection limits.
     pub accept: fabric_daemon::tls_accept::Limits,
+    /// See `Args::tick_coalesce`.
+    pub tick_coalesce: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -362,6 +373,10 @@ impl Args {
                         .unwrap_or(defaults.max_connections),
                 }
             },
+            tick_coalesce: self
+                .tick_coalesce
+                .or(file.tick_coalesce)
+                .unwrap_or(DEFAULT_TICK_COALESCE),
         })
     }
 }

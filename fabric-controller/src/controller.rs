@@ -21,6 +21,7 @@ use crate::metrics::ControllerMetrics;
 use crate::secrets::{RoleCertificate, SecretStore};
 use crate::store::sealed_keys::AtRestKey;
 use crate::store::{self, ChangeRecord, PersistedState, Store, StoreError};
+use fabric_core::DesiredDirty;
 use fabric_core::services::DeployOutcome;
 use fabric_core::{
     Clock, ClusterEvent, ClusterIdentity, CoreError, FabricCore, FaultReport, HeartbeatOutcome,
@@ -42,8 +43,9 @@ pub struct Controller {
     /// Wakes the tick loop after any decision with events: a deadline may
     /// have moved, or healing may have work to do.
     wake: Notify,
-    /// Bumped by decisions that may change what servers should do.
-    desired: watch::Sender<u64>,
+    /// Each watching server's WatchDesired stream, woken when a decision may
+    /// have changed what it should do.
+    watchers: Mutex<std::collections::HashMap<NodeId, Arc<Notify>>>,
     /// Becomes true when the server starts shutting down, so long-lived
     /// streams (WatchEvents) end and graceful shutdown can complete.
     closing: watch::Sender<bool>,
@@ -125,7 +127,7 @@ impl Controller {
             events,
             wake: Notify::new(),
             closing: watch::channel(false).0,
-            desired: watch::channel(0).0,
+            watchers: Mutex::new(std::collections::HashMap::new()),
             persistence: persistence.map(Mutex::new),
             metrics: ControllerMetrics::new(),
             unsaved: Mutex::new(None),
@@ -275,6 +277,8 @@ impl Controller {
             _ => None,
         };
         let (reply, events) = decide(&mut core, now)?;
+        let dirty = (nudge == Nudge::Hosts && (matches!(save, Save::Always) || !events.is_empty()))
+            .then(|| core.take_desired_dirty());
         match save {
             Save::Always => {
                 if let Err(e) = self.persist(&mut core) {
@@ -299,23 +303,47 @@ impl Controller {
         if !events.is_empty() {
             self.wake.notify_one();
         }
-        if nudge == Nudge::Hosts && (matches!(save, Save::Always) || !events.is_empty()) {
-            self.nudge_hosts();
+        if let Some(dirty) = dirty {
+            self.nudge_hosts(&dirty);
         }
         self.publish(events);
         Ok(reply)
     }
 
-    /// Tells every WatchDesired stream to look again whether what its server
-    /// should do changed (see [`FabricCore::desired_digest`]).
-    fn nudge_hosts(&self) {
-        self.desired.send_modify(|n| *n = n.wrapping_add(1));
+    /// Wakes the WatchDesired streams of the servers `dirty` names, which
+    /// then look whether what their server should do changed (see
+    /// [`FabricCore::desired_digest`]).
+    fn nudge_hosts(&self, dirty: &DesiredDirty) {
+        let watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        match dirty {
+            DesiredDirty::All => watchers.values().for_each(|w| w.notify_one()),
+            DesiredDirty::Nodes(nodes) => {
+                for node in nodes {
+                    if let Some(w) = watchers.get(node) {
+                        w.notify_one();
+                    }
+                }
+            }
+        }
     }
 
-    /// Changes whenever a decision may have changed what some server should
-    /// do.
-    pub fn desired_changes(&self) -> watch::Receiver<u64> {
-        self.desired.subscribe()
+    /// Registers `node`'s WatchDesired stream (replacing an older one of
+    /// the same server): notified when what it should do may have changed.
+    pub fn watch_desired(&self, node: &NodeId) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.clone(), notify.clone());
+        notify
+    }
+
+    /// Forgets `node`'s stream if `notify` is still the registered one.
+    pub fn unwatch_desired(&self, node: &NodeId, notify: &Arc<Notify>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if watchers.get(node).is_some_and(|w| Arc::ptr_eq(w, notify)) {
+            watchers.remove(node);
+        }
     }
 
     /// See [`FabricCore::desired_digest`].
@@ -351,7 +379,7 @@ impl Controller {
             );
             // Hosts were answered HOLD meanwhile.
             drop(unsaved);
-            self.nudge_hosts();
+            self.nudge_hosts(&DesiredDirty::All);
         }
     }
 

@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct ByNode {
     on: BTreeMap<NodeId, BTreeSet<InstanceId>>,
     node_of: HashMap<InstanceId, NodeId>,
+    /// Servers holding (or having held) an instance that changed since
+    /// [`ByNode::take_touched`]: whose desired set may differ.
+    touched: BTreeSet<NodeId>,
 }
 
 impl ByNode {
@@ -25,6 +28,10 @@ impl ByNode {
         for id in instances.take_unindexed() {
             let now = instances.get(&id).and_then(|i| i.node()).cloned();
             let before = self.node_of.get(&id);
+            // An instance that changed in place (a new incarnation) changes
+            // its server's desired set too.
+            self.touched.extend(before.cloned());
+            self.touched.extend(now.clone());
             if before == now.as_ref() {
                 continue;
             }
@@ -41,6 +48,11 @@ impl ByNode {
                 self.node_of.insert(id, node);
             }
         }
+    }
+
+    /// The servers touched since the last call (see [`ByNode::touched`]).
+    pub fn take_touched(&mut self) -> BTreeSet<NodeId> {
+        std::mem::take(&mut self.touched)
     }
 
     /// The instances on `node`, as of the last refresh.

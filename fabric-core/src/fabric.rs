@@ -76,6 +76,14 @@ pub enum HeartbeatOutcome {
     Hold,
 }
 
+/// Whose desired sets may have changed (see
+/// [`FabricCore::take_desired_dirty`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DesiredDirty {
+    All,
+    Nodes(std::collections::BTreeSet<NodeId>),
+}
+
 /// The controller's state and decisions. See the module docs for the rules.
 /// `Clone` so the shell can take back an operator's decision that could not
 /// be saved.
@@ -89,6 +97,9 @@ pub struct FabricCore {
     /// Which instances each server holds, so a heartbeat's desired set costs
     /// that server's instances, not the cluster's (see [`super::by_node`]).
     pub(super) by_node: super::by_node::ByNode,
+    /// A digest of the cluster-wide facts replies depend on, as of the last
+    /// [`FabricCore::take_desired_dirty`].
+    pub(super) desired_global: u64,
     /// The last event sequence a save carried (see
     /// [`FabricCore::take_changes`]).
     pub(super) events_saved_through: u64,
@@ -125,6 +136,7 @@ impl FabricCore {
             instances: Tracked::default(),
             by_node: Default::default(),
             events_saved_through: 0,
+            desired_global: 0,
             cluster: ClusterState::default(),
             cluster_certificates: Vec::new(),
             expiry_raised: BTreeMap::new(),
@@ -281,6 +293,40 @@ impl FabricCore {
             },
             events,
         )
+    }
+
+    /// The servers whose [`FabricCore::desired_digest`] may have changed
+    /// since the last call: those whose instances changed, or whose own
+    /// record did (HI), or every server when something cluster-wide that
+    /// replies depend on changed (a deployment's secrets, the rollout, the
+    /// cluster's mode or switches). Costs the changes, so that telling
+    /// servers of a decision does not cost the cluster.
+    pub fn take_desired_dirty(&mut self) -> DesiredDirty {
+        self.by_node.refresh(&mut self.instances);
+        let mut nodes = self.by_node.take_touched();
+        nodes.extend(self.nodes.take_unindexed());
+        let deployments_changed = !self.deployments.take_unindexed().is_empty();
+        let global = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            // Debug text: these types are small and have no Hash of their own.
+            format!("{:?}", self.cluster.mode).hash(&mut h);
+            self.cluster.switches.updates.hash(&mut h);
+            self.cluster.switches.healing.hash(&mut h);
+            self.cluster.switches.management.hash(&mut h);
+            if let Some(r) = &self.software.rollout {
+                r.id.hash(&mut h);
+                format!("{:?}", r.status).hash(&mut h);
+                r.released.len().hash(&mut h);
+            }
+            h.finish()
+        };
+        let global_changed = std::mem::replace(&mut self.desired_global, global) != global;
+        if deployments_changed || global_changed {
+            DesiredDirty::All
+        } else {
+            DesiredDirty::Nodes(nodes)
+        }
     }
 
     /// A digest of what a heartbeat reply would tell `node` to do (its

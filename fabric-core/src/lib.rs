@@ -56,7 +56,7 @@ pub use cluster::{ClusterMode, ClusterState, Switch, Switches};
 pub use config::{CoreConfig, HiThreshold};
 pub use deployment::{CertificateInfo, DeploymentSpec, InstanceId, Name, RoleSpec};
 pub use events::{ClusterEvent, EventKind, EventLog};
-pub use fabric::{FabricCore, HeartbeatOutcome, HeartbeatReply, RegisterOutcome};
+pub use fabric::{DesiredDirty, FabricCore, HeartbeatOutcome, HeartbeatReply, RegisterOutcome};
 pub use faults::{FaultCause, FaultReport};
 pub use identity::{ClusterIdentity, HostMemory, Recovery};
 pub use instance::{InstanceState, RoleInstance, VmAssignment, VmObservation, VmState};

@@ -255,6 +255,7 @@ impl FabricCore {
             instances,
             by_node,
             events_saved_through: 0,
+            desired_global: 0,
             cluster: snapshot.cluster,
             cluster_certificates: Vec::new(),
             expiry_raised: std::collections::BTreeMap::new(),

@@ -99,6 +99,7 @@ pub fn controller_config(pki: &TestPki, listen: SocketAddr) -> ControllerConfig 
         http_listen: None,
         http_addr_file: None,
         accept: Default::default(),
+        tick_coalesce: fabric_controller::config::DEFAULT_TICK_COALESCE,
         probe: Default::default(),
     }
 }

@@ -108,7 +108,7 @@ impl NodeService for NodeApi {
         let node = self.caller(&request)?;
         convert::check_claimed_node(&request.get_ref().node_id, &node)?;
         let controller = self.controller.clone();
-        let mut changes = controller.desired_changes();
+        let notify = controller.watch_desired(&node);
         let closed = controller.closed();
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
@@ -117,9 +117,9 @@ impl NodeService for NodeApi {
             let mut sequence = 0;
             loop {
                 tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return },
-                    () = &mut closed => return,
-                    () = tx.closed() => return,
+                    () = notify.notified() => {}
+                    () = &mut closed => break,
+                    () = tx.closed() => break,
                 }
                 let now = controller.desired_digest(&node);
                 if now == last {
@@ -128,9 +128,10 @@ impl NodeService for NodeApi {
                 last = now;
                 sequence += 1;
                 if tx.send(Ok(pb::DesiredChanged { sequence })).await.is_err() {
-                    return;
+                    break;
                 }
             }
+            controller.unwatch_desired(&node, &notify);
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
