@@ -246,46 +246,64 @@ impl Guest {
                 }
             }
         };
-        let ctx = fabric_sealing::SealContext::new(&self.vm_id, self.incarnation);
-        if !welcome.secrets.is_empty() {
-            let (cert, sealed) = (cert.clone(), welcome.secrets.clone());
-            let opened = on_a_core(move || {
-                guest_agent::secrets::open_all(cert.private_key_pkcs8_der(), &ctx, &sealed)
-                    .map(|_| ())
-            })
-            .await;
-            match opened {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(vm = %self.vm_id, "cannot open the sealed secrets: {e}");
-                    return;
-                }
-                None => return,
-            }
-        }
         let interval = welcome
             .heartbeat_interval
             .and_then(|d| Duration::try_from(d).ok())
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(3));
-        let mut sequence = 0u64;
-        loop {
-            sequence += 1;
-            let beat = pb::GuestHeartbeatRequest {
-                vm_id: self.vm_id.clone(),
-                incarnation: self.incarnation,
-                session_token: welcome.session_token.clone(),
-                sequence,
-                role_state: pb::RoleState::RoleRunning as i32,
-                role_endpoint: self.role_endpoint.clone(),
-            };
-            if let Err(s) = self.api.guest_heartbeat(Request::new(beat)).await {
-                // Stopped or reinitialized: a newer incarnation (if any) is
-                // another task.
-                tracing::debug!(vm = %self.vm_id, "heartbeat refused: {}", s.message());
-                return;
+        // As a guest agent does: heartbeats start with the session (role
+        // Starting), so a guest whose secrets take a while to open (queued
+        // behind a thousand others here) is not taken for dead.
+        let ctx = fabric_sealing::SealContext::new(&self.vm_id, self.incarnation);
+        let (key_cert, sealed) = (cert.clone(), welcome.secrets.clone());
+        let open = on_a_core(move || {
+            if sealed.is_empty() {
+                return Ok(());
             }
-            tokio::time::sleep(interval).await;
+            guest_agent::secrets::open_all(key_cert.private_key_pkcs8_der(), &ctx, &sealed)
+                .map(|_| ())
+        });
+        tokio::pin!(open);
+        let mut role = pb::RoleState::RoleStarting;
+        let mut sequence = 0u64;
+        let mut next_beat = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                opened = &mut open, if role == pb::RoleState::RoleStarting => match opened {
+                    Some(Ok(())) => {
+                        role = pb::RoleState::RoleRunning;
+                        // Reported at once: Running when the role serves.
+                        next_beat = tokio::time::Instant::now();
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(vm = %self.vm_id, "cannot open the sealed secrets: {e}");
+                        return;
+                    }
+                    None => return,
+                },
+                () = tokio::time::sleep_until(next_beat) => {
+                    sequence += 1;
+                    let beat = pb::GuestHeartbeatRequest {
+                        vm_id: self.vm_id.clone(),
+                        incarnation: self.incarnation,
+                        session_token: welcome.session_token.clone(),
+                        sequence,
+                        role_state: role as i32,
+                        role_endpoint: if role == pb::RoleState::RoleRunning {
+                            self.role_endpoint.clone()
+                        } else {
+                            String::new()
+                        },
+                    };
+                    if let Err(s) = self.api.guest_heartbeat(Request::new(beat)).await {
+                        // Stopped or reinitialized: a newer incarnation (if
+                        // any) is another task.
+                        tracing::debug!(vm = %self.vm_id, "heartbeat refused: {}", s.message());
+                        return;
+                    }
+                    next_beat = tokio::time::Instant::now() + interval;
+                }
+            }
         }
     }
 }

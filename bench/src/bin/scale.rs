@@ -54,7 +54,8 @@ fn main() {
         .collect();
     println!(
         "scale ({} build): fabricctl up --hosts 0 --hollow N --capacity {CAPACITY}, \
-         {VMS_PER_HOST} VMs per host, heartbeat 1s, node timeout {}s, unresponsive grace {}s",
+         {VMS_PER_HOST} VMs per host, heartbeat 1s, node timeout {}s, unresponsive grace {}s, \
+         healing concurrency 10% of the instances",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -276,6 +277,7 @@ fn run(n: u32) {
         format!("{}s", GRACE.as_secs()),
         format!("{}ms", RESTART_DELAY.as_millis()),
     );
+    let heal_in_flight = (total / 10).to_string();
     let started = Instant::now();
     let mut cluster = LocalCluster::start(&[
         "--hosts",
@@ -296,6 +298,10 @@ fn run(n: u32) {
         &grace,
         "--hi-threshold",
         "15%",
+        // Healing's brake on heals in flight (16 by default) is what a
+        // mass loss meets first; this measures the machinery behind it.
+        "--healing-concurrency",
+        &heal_in_flight,
         "--restart-delay",
         &delay,
     ]);
