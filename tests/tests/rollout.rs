@@ -4,7 +4,7 @@
 //!
 //! Needs the binaries: `cargo build --workspace --bins` before `cargo test`.
 
-use fabric_tests::cluster::{self, LocalCluster};
+use fabric_tests::cluster::{self, LocalCluster, poll_until};
 use fabric_tests::https::{cert_der, fetch, runtime};
 use fabric_tests::procs;
 use fabric_tests::services::{self, all_running, instances};
@@ -410,10 +410,22 @@ fn a_forced_incompatible_plugin_is_caught_by_the_gate_and_rolled_back() {
     let after = cluster.wait_for(COME_UP, "web Running on base everywhere", |s| {
         all_running(s, WEB, FRONT as usize) && s.nodes.iter().all(|n| n.package == "base")
     });
+    // Running is reported when the role serves and the plugin says it
+    // forwards the port; a plugin restarted by the rollback may still be
+    // taking its ports back (a gap this test measures, see the print).
+    let settled = Instant::now();
     for i in instances(&after, WEB) {
-        fetch(&rt, &i.endpoint, &web_der)
-            .unwrap_or_else(|e| panic!("{} at {} after the rollback: {e}", i.id, i.endpoint));
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            &format!("{} serving at {} after the rollback", i.id, i.endpoint),
+            || fetch(&rt, &i.endpoint, &web_der).ok(),
+        );
     }
+    eprintln!(
+        "after the rollback every endpoint served {:.1}s after status said Running",
+        settled.elapsed().as_secs_f64()
+    );
     eprintln!(
         "forced incompatible plugin: endpoint downtime {:.1} instance-seconds, caught and rolled back in {:.1}s",
         unreachable.as_secs_f64(),
