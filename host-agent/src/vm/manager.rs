@@ -777,8 +777,14 @@ impl VmManager {
             self.persist(r);
             // The controller hears of it with the next heartbeat, sent now
             // rather than at the interval: an instance is Running as soon as
-            // its role serves.
-            self.report_changed.notify_one();
+            // its role serves. Not yet behind a networking plugin: its status
+            // says which public ports it has bound, not where each forwards,
+            // so right after a VM's new incarnation (or a plugin restart) a
+            // port can be listed while its listener is being replaced; the
+            // next regular heartbeat reports it instead.
+            if self.settings.public.is_none() {
+                self.report_changed.notify_one();
+            }
         }
         drop(table);
         self.wake.notify_one();
