@@ -317,15 +317,7 @@ impl ControllerMetrics {
             self.nodes.get_or_create(&label(n.state.as_str())).inc();
         }
         self.instances.clear();
-        for state in [
-            InstanceState::Pending,
-            InstanceState::Starting,
-            InstanceState::Provisioned,
-            InstanceState::Running,
-            InstanceState::Reinitializing,
-            InstanceState::Unknown,
-            InstanceState::Lost,
-        ] {
+        for state in InstanceState::ALL {
             self.instances.get_or_create(&label(state.as_str())).set(0);
         }
         for i in core.instances() {

@@ -28,6 +28,17 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    /// Every state, in lifecycle order (metrics, filters).
+    pub const ALL: [InstanceState; 7] = [
+        InstanceState::Pending,
+        InstanceState::Starting,
+        InstanceState::Provisioned,
+        InstanceState::Running,
+        InstanceState::Reinitializing,
+        InstanceState::Unknown,
+        InstanceState::Lost,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceState::Pending => "Pending",

@@ -38,6 +38,13 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// Every state (filters).
+    pub const ALL: [NodeState; 3] = [
+        NodeState::Ready,
+        NodeState::Unresponsive,
+        NodeState::HumanInvestigate,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NodeState::Ready => "Ready",

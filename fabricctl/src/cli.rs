@@ -519,7 +519,7 @@ pub struct StatusArgs {
     pub node: Option<String>,
     /// Only nodes in this state (Ready, Unresponsive, HumanInvestigate) and
     /// the instances on them, or only instances in this state (Pending,
-    /// Starting, Provisioned, Running, Reinitializing, Unknown).
+    /// Starting, Provisioned, Running, Reinitializing, Unknown, Lost).
     #[arg(long)]
     pub state: Option<String>,
     /// Only nodes of this fault domain, and the instances on them.

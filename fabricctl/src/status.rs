@@ -708,68 +708,49 @@ pub async fn fetch_matching(
 ) -> anyhow::Result<ClusterStatus> {
     let channel = target.connect().await?;
     let mut client = OperatorServiceClient::new(channel);
-    let mut whole: Option<ClusterStatus> = None;
-    let mut after = String::new();
-    loop {
-        let shown = whole.as_ref().map_or(0, |s| {
-            s.deployments
-                .iter()
-                .map(|d| d.instances.len())
-                .sum::<usize>()
-        }) as u32;
+    let mut page = async |after: String, shown: u32| {
         let wanted = limit.map_or(PAGE, |l| l.saturating_sub(shown).min(PAGE));
-        let page = client
+        client
             .get_status(GetStatusRequest {
                 instance_limit: wanted,
-                instances_after: after.clone(),
+                instances_after: after,
                 ..filter.clone()
             })
             .await
-            .map_err(|s| target.first_rpc_error("GetStatus", &s))?
-            .into_inner();
-        after = page.next_instances_after.clone();
-        match whole.as_mut() {
-            None => whole = Some(page),
-            Some(whole) => {
-                for d in page.deployments {
-                    if let Some(mine) = whole.deployments.iter_mut().find(|m| m.name == d.name) {
-                        mine.instances.extend(d.instances);
-                    }
-                }
+            .map(tonic::Response::into_inner)
+            .map_err(|s| target.first_rpc_error("GetStatus", &s))
+    };
+    let mut whole = page(String::new(), 0).await?;
+    let mut after = std::mem::take(&mut whole.next_instances_after);
+    while !after.is_empty() && limit.is_none_or(|l| instance_count(&whole) < l) {
+        let more = page(after, instance_count(&whole)).await?;
+        after = more.next_instances_after;
+        for d in more.deployments {
+            if let Some(mine) = whole.deployments.iter_mut().find(|m| m.name == d.name) {
+                mine.instances.extend(d.instances);
             }
         }
-        let shown = whole.as_ref().map_or(0, |s| {
-            s.deployments
-                .iter()
-                .map(|d| d.instances.len())
-                .sum::<usize>()
-        }) as u32;
-        if after.is_empty() || limit.is_some_and(|l| shown >= l) {
-            break;
-        }
     }
-    Ok(whole.expect("at least one page"))
+    Ok(whole)
+}
+
+/// The instances a status holds (all deployments).
+fn instance_count(s: &ClusterStatus) -> u32 {
+    s.deployments.iter().map(|d| d.instances.len() as u32).sum()
 }
 
 /// What `fabricctl status`'s filters ask of the controller.
 fn filter_of(args: &StatusArgs) -> anyhow::Result<GetStatusRequest> {
-    const NODE_STATES: [&str; 3] = ["Ready", "Unresponsive", "HumanInvestigate"];
-    const INSTANCE_STATES: [&str; 6] = [
-        "Pending",
-        "Starting",
-        "Provisioned",
-        "Running",
-        "Reinitializing",
-        "Unknown",
-    ];
+    let node_states = fabric_core::NodeState::ALL.map(fabric_core::NodeState::as_str);
+    let instance_states = fabric_core::InstanceState::ALL.map(fabric_core::InstanceState::as_str);
     let is = |list: &[&str], s: &str| list.iter().any(|n| n.eq_ignore_ascii_case(s));
     let (node_state, instance_state) = match &args.state {
-        Some(s) if is(&NODE_STATES, s) => (s.clone(), String::new()),
-        Some(s) if is(&INSTANCE_STATES, s) => (String::new(), s.clone()),
+        Some(s) if is(&node_states, s) => (s.clone(), String::new()),
+        Some(s) if is(&instance_states, s) => (String::new(), s.clone()),
         Some(s) => anyhow::bail!(
             "--state {s:?} is neither a node state ({}) nor an instance state ({})",
-            NODE_STATES.join(", "),
-            INSTANCE_STATES.join(", ")
+            node_states.join(", "),
+            instance_states.join(", ")
         ),
         None => (String::new(), String::new()),
     };
@@ -793,12 +774,12 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
         status.dashboard =
             crate::context::Context::load(&global.state_dir)?.and_then(|c| c.dashboard);
     }
-    let shown: usize = status.deployments.iter().map(|d| d.instances.len()).sum();
+    let shown = instance_count(&proto);
     match args.output {
         Output::Json => output::line(&serde_json::to_string_pretty(&status)?),
         Output::Table => {
             output::line(status.to_table().trim_end());
-            if (shown as u32) < matched {
+            if shown < matched {
                 output::line(&format!(
                     "({shown} of {matched} matching instances shown; --limit 0 shows all)"
                 ));

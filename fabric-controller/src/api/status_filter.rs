@@ -24,21 +24,6 @@ pub struct StatusFilter {
 /// A node id is a certificate name: a DNS name at most.
 const MAX_NODE_ID: usize = 253;
 
-const NODE_STATES: [NodeState; 3] = [
-    NodeState::Ready,
-    NodeState::Unresponsive,
-    NodeState::HumanInvestigate,
-];
-
-const INSTANCE_STATES: [InstanceState; 6] = [
-    InstanceState::Pending,
-    InstanceState::Starting,
-    InstanceState::Provisioned,
-    InstanceState::Running,
-    InstanceState::Reinitializing,
-    InstanceState::Unknown,
-];
-
 fn one_of<T: Copy>(
     what: &str,
     given: &str,
@@ -71,7 +56,7 @@ impl StatusFilter {
                 one_of(
                     "node state",
                     &req.node_state,
-                    &NODE_STATES,
+                    &NodeState::ALL,
                     NodeState::as_str,
                 )
             })
@@ -81,7 +66,7 @@ impl StatusFilter {
                 one_of(
                     "instance state",
                     &req.instance_state,
-                    &INSTANCE_STATES,
+                    &InstanceState::ALL,
                     InstanceState::as_str,
                 )
             })
