@@ -794,6 +794,48 @@ mod tests {
     use super::*;
     use fabric_proto::v1::RoleInstanceStatus;
 
+    fn status_args(args: &[&str]) -> StatusArgs {
+        let mut argv = vec!["fabricctl", "status"];
+        argv.extend_from_slice(args);
+        match <crate::cli::Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .command
+        {
+            crate::cli::Command::Status(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn state_filters_go_to_nodes_or_instances_and_unknown_words_are_refused() {
+        let f = filter_of(&status_args(&[
+            "--state",
+            "humaninvestigate",
+            "--fault-domain",
+            "2",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (f.node_state.as_str(), f.instance_state.as_str()),
+            ("humaninvestigate", "")
+        );
+        assert_eq!(f.fault_domain, Some(2));
+        let f = filter_of(&status_args(&["--state", "Lost", "--node", "host-3"])).unwrap();
+        assert_eq!(
+            (f.node_state.as_str(), f.instance_state.as_str()),
+            ("", "Lost")
+        );
+        assert_eq!(f.node, "host-3");
+        let e = filter_of(&status_args(&["--state", "Asleep"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("neither a node state (Ready, Unresponsive, HumanInvestigate)")
+                && e.contains("Reinitializing, Unknown, Lost"),
+            "{e}"
+        );
+    }
+
     fn node(id: &str, state: NodeState, since_ms: i32) -> NodeStatus {
         NodeStatus {
             node_id: id.into(),

@@ -29,7 +29,7 @@ use host_agent::guest_service::GuestApi;
 use host_agent::vm::process::{GuestProcess, LaunchSpec, Launcher, ProcessError};
 use host_agent::vm::runtime::VmRuntime;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tonic::{Code, Request};
@@ -73,7 +73,7 @@ struct Shared {
     control: PathBuf,
     /// Role ports handed out, so no two VMs of the host report the same
     /// endpoint (the host agent refuses that).
-    next_port: AtomicU16,
+    next_port: AtomicU32,
     /// Every guest task started, to end them all when the server goes.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -85,7 +85,7 @@ impl HollowRuntime {
                 guests: OnceLock::new(),
                 default,
                 control: behaviour_file(host_state),
-                next_port: AtomicU16::new(FIRST_ROLE_PORT),
+                next_port: AtomicU32::new(0),
                 tasks: Mutex::new(Vec::new()),
             }),
         }
@@ -155,14 +155,10 @@ impl Launcher for HollowLauncher {
 }
 
 impl HollowLauncher {
+    /// Ports from FIRST_ROLE_PORT up, round and round.
     fn next_port(&self) -> u16 {
-        let port = self.shared.next_port.fetch_add(1, Ordering::Relaxed);
-        if port == u16::MAX {
-            self.shared
-                .next_port
-                .store(FIRST_ROLE_PORT, Ordering::Relaxed);
-        }
-        port.max(FIRST_ROLE_PORT)
+        let n = self.shared.next_port.fetch_add(1, Ordering::Relaxed);
+        FIRST_ROLE_PORT + (n % u32::from(u16::MAX - FIRST_ROLE_PORT)) as u16
     }
 }
 

@@ -17,7 +17,8 @@
 //! Heartbeats also go out between intervals, so that no decision waits for
 //! one: when the controller says (on its WatchDesired stream) that what this
 //! server should do changed, and when a VM's report changed (its role began
-//! to serve). Such heartbeats are at most one per `report_coalesce`, so a
+//! to serve, on hosts without a networking plugin: see
+//! `VmManager::guest_heartbeat`). Such heartbeats are at most one per `report_coalesce`, so a
 //! burst of changes makes one.
 
 use crate::backoff::Backoff;
@@ -112,11 +113,10 @@ impl Link {
                 tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let vms = self.vms.clone();
                 let nudged = tokio::select! {
                     _ = ticker.tick() => false,
                     () = nudge.notified() => true,
-                    () = vms.report_changed().notified() => true,
+                    () = self.vms.report_changed().notified() => true,
                 };
                 if nudged {
                     tokio::time::sleep_until(last_beat + self.report_coalesce).await;
