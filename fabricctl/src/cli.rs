@@ -506,7 +506,12 @@ pub struct ScaleArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
+    /// One JSON document (status: joined from every page first).
     Json,
+    /// JSON Lines: one object per line, each with a "kind"; status prints
+    /// each page of instances as it arrives, so memory stays one page
+    /// whatever the cluster's size.
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -532,6 +537,10 @@ pub struct StatusArgs {
     /// page at a time either way.
     #[arg(long, default_value_t = 0)]
     pub limit: u32,
+    /// Instances asked of the controller per call: a page of 5,000 stays
+    /// well under gRPC's 4 MiB message limit.
+    #[arg(long, default_value_t = crate::status::PAGE, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    pub page_size: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -71,7 +71,7 @@ pub fn short_line(e: &ClusterEvent) -> String {
 fn render(output: Output, e: &ClusterEvent) -> String {
     match output {
         Output::Table => table_line(e),
-        Output::Json => serde_json::to_string(&EventJson::from_proto(e))
+        Output::Json | Output::Jsonl => serde_json::to_string(&EventJson::from_proto(e))
             .unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}")),
     }
 }

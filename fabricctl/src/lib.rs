@@ -47,6 +47,7 @@ pub mod pki_init;
 pub mod scale;
 pub mod scenario;
 pub mod status;
+pub mod status_lines;
 pub mod supervise;
 pub mod target;
 pub mod timefmt;

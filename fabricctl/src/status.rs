@@ -1,5 +1,6 @@
-//! `fabricctl status`: the nodes and deployments of a cluster, as a table
-//! or as JSON.
+//! `fabricctl status`: the nodes and deployments of a cluster, as a table,
+//! as JSON, or as JSON Lines streamed a page at a time (see
+//! [`crate::status_lines`]).
 //!
 //! The JSON form is a stable contract for scripts and tests
 //! ([`StatusJson`]); the table is for people: the cluster's mode and Human
@@ -690,27 +691,61 @@ pub fn render_rows(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Fetches the cluster status.
-/// Instances per GetStatus reply: well under gRPC's 4 MiB message limit.
-const PAGE: u32 = 5_000;
+/// Instances per GetStatus reply by default: well under gRPC's 4 MiB
+/// message limit.
+pub const PAGE: u32 = 5_000;
 
 /// The whole cluster's status (every instance, a page at a time).
 pub async fn fetch(target: &Target) -> anyhow::Result<ClusterStatus> {
-    fetch_matching(target, GetStatusRequest::default(), None).await
+    fetch_matching(target, GetStatusRequest::default(), None, PAGE).await
 }
 
 /// The status `filter` selects, with at most `limit` instances (all if
-/// `None`), asked for a page at a time and joined.
+/// `None`), asked for `page` instances at a time and joined.
 pub async fn fetch_matching(
     target: &Target,
     filter: GetStatusRequest,
     limit: Option<u32>,
+    page: u32,
 ) -> anyhow::Result<ClusterStatus> {
+    let mut whole: Option<ClusterStatus> = None;
+    for_each_page(target, filter, limit, page, |page| {
+        match whole.as_mut() {
+            None => whole = Some(page),
+            Some(whole) => {
+                for d in page.deployments {
+                    if let Some(mine) = whole.deployments.iter_mut().find(|m| m.name == d.name) {
+                        mine.instances.extend(d.instances);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    let mut whole = whole.expect("for_each_page calls at least once");
+    whole.next_instances_after.clear();
+    Ok(whole)
+}
+
+/// Asks for the status `filter` selects `page` instances at a time,
+/// handing each page to `each` as it arrives, until `limit` instances (all
+/// if `None`). Every page is a whole status (cluster, nodes, every
+/// deployment) with its own slice of the instances; they are read one
+/// after another, not as one snapshot.
+pub async fn for_each_page(
+    target: &Target,
+    filter: GetStatusRequest,
+    limit: Option<u32>,
+    page: u32,
+    mut each: impl FnMut(ClusterStatus) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let channel = target.connect().await?;
     let mut client = OperatorServiceClient::new(channel);
-    let mut page = async |after: String, shown: u32| {
-        let wanted = limit.map_or(PAGE, |l| l.saturating_sub(shown).min(PAGE));
-        client
+    let (mut after, mut shown) = (String::new(), 0u32);
+    loop {
+        let wanted = limit.map_or(page, |l| l.saturating_sub(shown).min(page));
+        let reply = client
             .get_status(GetStatusRequest {
                 instance_limit: wanted,
                 instances_after: after,
@@ -718,24 +753,18 @@ pub async fn fetch_matching(
             })
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|s| target.first_rpc_error("GetStatus", &s))
-    };
-    let mut whole = page(String::new(), 0).await?;
-    let mut after = std::mem::take(&mut whole.next_instances_after);
-    while !after.is_empty() && limit.is_none_or(|l| instance_count(&whole) < l) {
-        let more = page(after, instance_count(&whole)).await?;
-        after = more.next_instances_after;
-        for d in more.deployments {
-            if let Some(mine) = whole.deployments.iter_mut().find(|m| m.name == d.name) {
-                mine.instances.extend(d.instances);
-            }
+            .map_err(|s| target.first_rpc_error("GetStatus", &s))?;
+        after = reply.next_instances_after.clone();
+        shown += instance_count(&reply);
+        each(reply)?;
+        if after.is_empty() || limit.is_some_and(|l| shown >= l) {
+            return Ok(());
         }
     }
-    Ok(whole)
 }
 
 /// The instances a status holds (all deployments).
-fn instance_count(s: &ClusterStatus) -> u32 {
+pub fn instance_count(s: &ClusterStatus) -> u32 {
     s.deployments.iter().map(|d| d.instances.len() as u32).sum()
 }
 
@@ -767,16 +796,21 @@ fn filter_of(args: &StatusArgs) -> anyhow::Result<GetStatusRequest> {
 pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
     let target = Target::controller(global)?;
     let limit = (args.limit > 0).then_some(args.limit);
-    let proto = fetch_matching(&target, filter_of(args)?, limit).await?;
+    let dashboard = match global.endpoint {
+        None => crate::context::Context::load(&global.state_dir)?.and_then(|c| c.dashboard),
+        Some(_) => None,
+    };
+    if args.output == Output::Jsonl {
+        let filter = filter_of(args)?;
+        return crate::status_lines::print(&target, filter, limit, args.page_size, dashboard).await;
+    }
+    let proto = fetch_matching(&target, filter_of(args)?, limit, args.page_size).await?;
     let matched = proto.instances_matched;
     let mut status = StatusJson::from_proto(&proto);
-    if global.endpoint.is_none() {
-        status.dashboard =
-            crate::context::Context::load(&global.state_dir)?.and_then(|c| c.dashboard);
-    }
+    status.dashboard = dashboard;
     let shown = instance_count(&proto);
     match args.output {
-        Output::Json => output::line(&serde_json::to_string_pretty(&status)?),
+        Output::Json | Output::Jsonl => output::line(&serde_json::to_string_pretty(&status)?),
         Output::Table => {
             output::line(status.to_table().trim_end());
             if shown < matched {

@@ -173,5 +173,74 @@ fn two_hundred_hollow_hosts_heal_twenty_lost_at_once_and_run_everything_once() {
         },
     );
     eprintln!("ground truth: {last}");
+
+    operating_a_big_cluster(&cluster, &lost);
     cluster.terminate(Duration::from_secs(30));
+}
+
+/// What an operator reads of 200 servers and 1,000 instances, 20 servers
+/// in Human Investigate: `fabricctl status` a page at a time (as JSON and
+/// as JSON Lines, several pages each) and the dashboard's condensed view.
+fn operating_a_big_cluster(cluster: &LocalCluster, lost: &BTreeSet<String>) {
+    // Pages of 300: four calls, every instance once, as one call would give.
+    let json = cluster.run_ok(&["status", "-o", "json", "--page-size", "300"]);
+    let paged: StatusJson = serde_json::from_slice(&json.stdout).expect("status -o json");
+    let ids = |s: &StatusJson| -> Vec<String> {
+        s.deployments
+            .iter()
+            .flat_map(|d| &d.instances)
+            .map(|i| i.id.clone())
+            .collect()
+    };
+    let paged_ids = ids(&paged);
+    assert_eq!(paged_ids.len(), INSTANCES);
+    assert_eq!(
+        paged_ids.iter().collect::<BTreeSet<_>>().len(),
+        INSTANCES,
+        "no instance twice across pages"
+    );
+    let lines = cluster.run_ok(&["status", "-o", "jsonl", "--page-size", "300"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&lines.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let kinds = |k: &str| lines.iter().filter(|l| l["kind"] == k).count();
+    assert_eq!(lines[0]["kind"], "cluster");
+    assert_eq!(lines[0]["instances_matched"], INSTANCES);
+    assert_eq!(
+        (kinds("cluster"), kinds("node"), kinds("deployment")),
+        (1, HOSTS, 1)
+    );
+    let streamed: BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l["kind"] == "instance")
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert_eq!(kinds("instance"), INSTANCES);
+    assert_eq!(streamed.len(), INSTANCES, "no instance twice in the stream");
+
+    // The dashboard lists at most 60 servers, the 20 in Human Investigate
+    // first, and its grid counts all 200.
+    let summary = fabric_tests::scrape::get(&cluster.dashboard_url(), "/api/summary")
+        .expect("dashboard summary");
+    let summary: serde_json::Value = serde_json::from_str(&summary.body).expect("JSON");
+    let nodes = summary["nodes"].as_array().expect("nodes");
+    assert_eq!(summary["nodes_total"], HOSTS);
+    assert!(nodes.len() <= 60, "{} servers listed", nodes.len());
+    let first: BTreeSet<String> = nodes[..LOST]
+        .iter()
+        .map(|n| n["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(&first, lost, "the lost servers are listed first");
+    let counted: u64 = summary["domains"]
+        .as_array()
+        .expect("domains")
+        .iter()
+        .flat_map(|c| c["servers"].as_object().expect("servers").values())
+        .map(|v| v.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, HOSTS as u64, "the grid counts every server");
+    let web = &summary["deployments"][0];
+    assert_eq!(web["instances_total"], INSTANCES);
+    assert!(web["instances"].as_array().expect("instances").len() <= 100);
 }

@@ -12,8 +12,13 @@
 //! second (for heartbeat ages); without EventSource, or while the stream is
 //! down, the page polls `/api/summary` every second instead.
 //!
-//! - [`summary`]: the dashboard's view of the core.
+//! - [`summary`]: the dashboard's view of the core;
+//! - [`servers`]: servers condensed by fault and update domain, problems
+//!   first;
+//! - [`deployments`]: instances counted per state, problems first.
 
+pub mod deployments;
+pub mod servers;
 pub mod summary;
 
 use crate::controller::Controller;

@@ -1,8 +1,11 @@
-//! What the dashboard shows, computed from the core in one pass under its
-//! lock: a situation summary first (what a person must grasp in five
-//! seconds), then servers by fault and update domain, deployments, healing
-//! and the latest events.
+//! What the dashboard shows, computed from the core under its lock: a
+//! situation summary first (what a person must grasp in five seconds), then
+//! servers by fault and update domain (see [`super::servers`]), deployments
+//! (see [`super::deployments`]), healing and the latest events. Bounded in
+//! size whatever the cluster's: counts for everything, lists for problems.
 
+use super::deployments::{DeploymentView, deployments};
+use super::servers::{DomainCell, NodeView, servers};
 use fabric_core::expiry::ExpiringCertificate;
 use fabric_core::{ClusterEvent, FabricCore, InstanceState, Moment, NodeState};
 use serde::Serialize;
@@ -27,7 +30,11 @@ pub struct Summary {
     /// Things an operator must act on, most serious first.
     pub incidents: Vec<IncidentView>,
     pub certificates: Vec<CertificateView>,
+    /// Every server counted by fault and update domain.
+    pub domains: Vec<DomainCell>,
+    /// At most [`super::servers::SERVERS_SHOWN`] servers, problems first.
     pub nodes: Vec<NodeView>,
+    pub nodes_total: usize,
     pub deployments: Vec<DeploymentView>,
     pub events: Vec<EventView>,
     pub generated_at: String,
@@ -95,45 +102,6 @@ pub struct CertificateView {
 }
 
 #[derive(Debug, Serialize)]
-pub struct NodeView {
-    pub id: String,
-    pub state: &'static str,
-    pub reason: String,
-    pub fault_domain: u32,
-    pub update_domain: u32,
-    pub capacity: u32,
-    pub seconds_since_heartbeat: f64,
-    /// "base" or the package it runs.
-    pub package: String,
-    pub vms: Vec<VmView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct VmView {
-    pub instance: String,
-    pub state: &'static str,
-    pub incarnation: u64,
-    pub healing: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DeploymentView {
-    pub name: String,
-    pub instances: Vec<InstanceView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct InstanceView {
-    pub id: String,
-    pub node: String,
-    pub state: &'static str,
-    pub incarnation: u64,
-    pub endpoint: String,
-    pub healing_from: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Serialize)]
 pub struct EventView {
     pub sequence: u64,
     pub time: String,
@@ -149,51 +117,23 @@ fn rfc3339(t: SystemTime) -> String {
 impl Summary {
     pub fn of(cluster: &str, core: &FabricCore, now: Moment) -> Self {
         let state = core.cluster();
-        let mut nodes_by_state: BTreeMap<&'static str, usize> = [
-            NodeState::Ready,
-            NodeState::Unresponsive,
-            NodeState::HumanInvestigate,
-        ]
-        .iter()
-        .map(|s| (s.as_str(), 0))
-        .collect();
-        let mut vms: BTreeMap<String, Vec<VmView>> = BTreeMap::new();
+        let mut nodes_by_state: BTreeMap<&'static str, usize> =
+            NodeState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let mut counts = InstanceCounts::default();
         for i in core.instances() {
             counts.total += 1;
-            let shown = core.status_of(i);
-            match (shown, i.healing().is_some()) {
+            match (core.status_of(i), i.healing().is_some()) {
                 (InstanceState::Pending, _) => counts.pending += 1,
                 (_, true) => counts.healing += 1,
                 (InstanceState::Running, false) => counts.running += 1,
                 _ => counts.other += 1,
             }
-            if let Some(node) = i.node() {
-                vms.entry(node.to_string()).or_default().push(VmView {
-                    instance: i.id.to_string(),
-                    state: shown.as_str(),
-                    incarnation: i.incarnation(),
-                    healing: i.healing().is_some(),
-                });
-            }
         }
-        let nodes = core
-            .nodes()
-            .map(|n| {
-                *nodes_by_state.entry(n.state.as_str()).or_default() += 1;
-                NodeView {
-                    id: n.id.to_string(),
-                    state: n.state.as_str(),
-                    reason: n.state_reason.clone(),
-                    fault_domain: n.info.fault_domain,
-                    update_domain: n.info.update_domain,
-                    capacity: n.info.capacity_vm_slots,
-                    seconds_since_heartbeat: now.since(n.last_heard).as_secs_f64(),
-                    package: n.info.software.package_label().to_owned(),
-                    vms: vms.remove(n.id.as_str()).unwrap_or_default(),
-                }
-            })
-            .collect();
+        for n in core.nodes() {
+            *nodes_by_state.entry(n.state.as_str()).or_default() += 1;
+        }
+        let nodes_total = nodes_by_state.values().sum();
+        let servers = servers(core, now);
         let certificates: Vec<CertificateView> = core
             .expiring_certificates(now.wall)
             .into_iter()
@@ -290,28 +230,6 @@ impl Summary {
                 packages,
             })
             .collect();
-        let deployments = core
-            .deployments()
-            .map(|d| DeploymentView {
-                name: d.name.to_string(),
-                instances: core
-                    .instances()
-                    .filter(|i| i.id.deployment == d.name)
-                    .map(|i| InstanceView {
-                        id: i.id.to_string(),
-                        node: i.node().map(|n| n.to_string()).unwrap_or_default(),
-                        state: core.status_of(i).as_str(),
-                        incarnation: i.incarnation(),
-                        endpoint: i.endpoint().to_owned(),
-                        healing_from: i
-                            .healing_from()
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
-                        detail: i.detail().to_owned(),
-                    })
-                    .collect(),
-            })
-            .collect();
         let last = core.events().last_sequence();
         let events = core
             .events()
@@ -336,8 +254,10 @@ impl Summary {
             instances: counts,
             incidents,
             certificates,
-            nodes,
-            deployments,
+            domains: servers.domains,
+            nodes: servers.nodes,
+            nodes_total,
+            deployments: deployments(core),
             events,
             generated_at: rfc3339(now.wall),
             rollout,
