@@ -13,10 +13,11 @@
 //! Every guest of the process shares its few cores, where real VMs would
 //! each have their own: the CPU-heavy steps (the transfer certificate's key,
 //! opening secrets) run off the async workers, on at most half the cores at
-//! a time (a boot queue), so the host agents' heartbeats are not
-//! starved by a thousand VMs starting at once. Measured: without it, 20,000
-//! VMs starting on 1,000 hollow hosts delayed heartbeats past a 5 s node
-//! timeout and the controller took 998 servers for lost.
+//! a time (`fabric_daemon::cpu`, the queue the host agents' sealing shares),
+//! so the host agents' heartbeats are not starved by a thousand VMs starting
+//! at once. Measured: without it, 20,000 VMs starting on 1,000 hollow hosts
+//! delayed heartbeats past a 5 s node timeout and the controller took 998
+//! servers for lost.
 //!
 //! A guest can be told to misbehave, per host and at any time, by writing
 //! `healthy`, `silent` (never says Hello: the VM times out) or `failing`
@@ -199,7 +200,7 @@ impl Guest {
     async fn serve(self) {
         // First step of guest initialization: the transfer certificate.
         let (vm_id, incarnation) = (self.vm_id.clone(), self.incarnation);
-        let made = on_a_core(move || {
+        let made = fabric_daemon::cpu::on_a_core(move || {
             guest_agent::TransferCert::generate(
                 time::OffsetDateTime::now_utc(),
                 &vm_id,
@@ -252,7 +253,7 @@ impl Guest {
         // behind a thousand others here) is not taken for dead.
         let ctx = fabric_sealing::SealContext::new(&self.vm_id, self.incarnation);
         let (key_cert, sealed) = (cert.clone(), welcome.secrets.clone());
-        let open = on_a_core(move || {
+        let open = fabric_daemon::cpu::on_a_core(move || {
             if sealed.is_empty() {
                 return Ok(());
             }
@@ -302,19 +303,4 @@ impl Guest {
             }
         }
     }
-}
-
-/// Runs CPU-heavy guest work on the blocking pool, on at most half the
-/// machine's cores at a time across the process (see the module doc). `None` if the job
-/// panicked.
-async fn on_a_core<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    static CORES: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    let cores = CORES.get_or_init(|| {
-        // Half the cores: the host agents' own tasks and the controller
-        // (often on the same machine) keep the rest.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tokio::sync::Semaphore::new((cores / 2).max(1))
-    });
-    let _permit = cores.acquire().await.ok()?;
-    tokio::task::spawn_blocking(job).await.ok()
 }

@@ -147,6 +147,10 @@ impl GuestService for GuestApi {
                 )));
             }
             Err(e @ SecretsError::Seal(_)) => return Err(invalid(e.to_string())),
+            Err(e @ SecretsError::Interrupted) => {
+                self.vms.release_start_token(vm_id, incarnation);
+                return Err(Status::unavailable(e.to_string()));
+            }
         };
 
         let session_token = token::generate();

@@ -24,5 +24,5 @@ mod sealed;
 
 pub use context::SealContext;
 pub use error::SealError;
-pub use recipient::MAX_TRANSFER_CERT_LEN;
+pub use recipient::{MAX_TRANSFER_CERT_LEN, check_recipient};
 pub use sealed::{SealedSecret, open, seal};

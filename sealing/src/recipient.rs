@@ -57,6 +57,15 @@ pub(crate) fn public_key_from_cert(cert_der: &[u8]) -> Result<PublicKey, SealErr
     PublicKey::from_bytes(&spki.subject_public_key.data).map_err(|_| SealError::InvalidPublicKey)
 }
 
+/// Checks that `cert_der` is a transfer certificate secrets can be sealed
+/// to (bounded size, exactly one DER certificate, a P-256 public key on the
+/// curve): every check [`crate::seal`] makes before its cryptography,
+/// without the cryptography (a seal costs two P-256 scalar multiplications;
+/// a host agent checks every guest's Hello).
+pub fn check_recipient(cert_der: &[u8]) -> Result<(), SealError> {
+    public_key_from_cert(cert_der).map(|_| ())
+}
+
 /// Loads the guest agent's P-256 private key from PKCS#8 DER (as rcgen serialises it).
 pub(crate) fn private_key_from_pkcs8(pkcs8_der: &[u8]) -> Result<PrivateKey, SealError> {
     let secret =
