@@ -2,7 +2,8 @@
 # Runs Fabric's whole test suite on a fresh machine.
 #
 # Installs what the tests need besides Rust (Python grpcio for the interop
-# test, Debian's chromium and chromium-driver for the dashboard test), builds every binary once (real-process tests spawn them), builds
+# test, Debian's chromium and chromium-driver for the dashboard test,
+# Prometheus's promtool, Debian's etcd for the etcd tests), builds every binary once (real-process tests spawn them), builds
 # the fabric:dev container image when a Docker engine is reachable (the
 # compose chaos suite runs the docker-compose stack from it), then runs all
 # tests. Real-process tests find the binaries in target/debug.
@@ -33,6 +34,17 @@ if ! command -v promtool >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
   else
     echo "test.sh: no promtool and cannot apt-get it: the metrics test will say more" >&2
+  fi
+fi
+
+# The replicated controller's store is Debian's etcd (fabric-etcd's tests
+# run real members).
+if ! command -v etcd >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null
+  else
+    echo "test.sh: no etcd and cannot apt-get it: the etcd tests will say more" >&2
   fi
 fi
 

@@ -1,0 +1,360 @@
+//! A connection to an etcd cluster and the calls the controller makes.
+//!
+//! Members are tried in order: a call that cannot reach one member goes to
+//! the next, so one member down (or being restarted) costs a retry, not an
+//! error. etcd itself forwards writes to its Raft leader.
+
+use crate::pb::etcdserverpb as rpc;
+use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use crate::pb::etcdserverpb::request_op::Request as Op;
+use crate::pb::v3electionpb as election;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Why a call to etcd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd endpoint {endpoint:?}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("no etcd member answered ({tried}): {last}")]
+    Unreachable { tried: String, last: String },
+    #[error("etcd refused {call}: {status}")]
+    Refused { call: &'static str, status: String },
+}
+
+/// A key and its value as read, with the revision that last changed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+/// A won election: the key etcd created for this candidate (under the
+/// election's name, bound to its lease) and the revision it was created at.
+/// Its existence at that revision is what every fenced write checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leadership {
+    pub name: Vec<u8>,
+    pub key: Vec<u8>,
+    pub revision: i64,
+    pub lease: i64,
+}
+
+/// What a fenced transaction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fenced {
+    /// Still the leader: every write landed, at this revision.
+    Written { revision: i64 },
+    /// No longer the leader (the election key is gone or another's):
+    /// nothing was written.
+    Deposed,
+}
+
+/// A connection to one etcd cluster.
+#[derive(Clone)]
+pub struct Etcd {
+    members: Vec<(String, Channel)>,
+    timeout: Duration,
+}
+
+impl Etcd {
+    /// Members as `host:port` or `http://host:port`; `timeout` bounds each
+    /// call to one member (a campaign waits as long as it takes). Connects
+    /// lazily: an unreachable member is an error at its first call.
+    pub fn new(endpoints: &[String], timeout: Duration) -> Result<Self, EtcdError> {
+        if endpoints.is_empty() {
+            return Err(EtcdError::Endpoint {
+                endpoint: String::new(),
+                reason: "no etcd endpoint given".into(),
+            });
+        }
+        let members = endpoints
+            .iter()
+            .map(|e| {
+                let url = if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("http://{e}")
+                };
+                let endpoint = Endpoint::from_shared(url).map_err(|err| EtcdError::Endpoint {
+                    endpoint: e.clone(),
+                    reason: err.to_string(),
+                })?;
+                let channel = endpoint
+                    .connect_timeout(timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                Ok((e.clone(), channel))
+            })
+            .collect::<Result<_, EtcdError>>()?;
+        Ok(Self { members, timeout })
+    }
+
+    /// `call` on each member in turn until one answers; a member that is
+    /// down or unreachable is skipped, any other refusal is final.
+    async fn each_member<T, F, Fut>(&self, name: &'static str, call: F) -> Result<T, EtcdError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut last = String::new();
+        for (endpoint, channel) in &self.members {
+            match call(channel.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Unknown
+                    ) =>
+                {
+                    last = format!("{endpoint}: {}", s.message());
+                }
+                Err(s) => {
+                    return Err(EtcdError::Refused {
+                        call: name,
+                        status: format!("{:?}: {}", s.code(), s.message()),
+                    });
+                }
+            }
+        }
+        Err(EtcdError::Unreachable {
+            tried: self
+                .members
+                .iter()
+                .map(|(e, _)| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            last,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    /// A lease of `ttl` (whole seconds, at least 1): its keys vanish when it
+    /// is neither kept alive nor revoked for that long.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, EtcdError> {
+        let ttl = ttl.as_secs().max(1) as i64;
+        let granted = self
+            .each_member("LeaseGrant", |c| async move {
+                rpc::lease_client::LeaseClient::new(c)
+                    .lease_grant(self.request(rpc::LeaseGrantRequest { ttl, id: 0 }))
+                    .await
+            })
+            .await?
+            .into_inner();
+        if !granted.error.is_empty() {
+            return Err(EtcdError::Refused {
+                call: "LeaseGrant",
+                status: granted.error,
+            });
+        }
+        Ok(granted.id)
+    }
+
+    /// Renews `lease` once; `Ok(None)` if etcd no longer knows it (expired
+    /// or revoked), else the seconds it has left.
+    pub async fn keep_alive_once(&self, lease: i64) -> Result<Option<i64>, EtcdError> {
+        let answer = self
+            .each_member("LeaseKeepAlive", |c| async move {
+                let mut client = rpc::lease_client::LeaseClient::new(c);
+                let once = tokio_stream::once(rpc::LeaseKeepAliveRequest { id: lease });
+                let mut replies = client.lease_keep_alive(once).await?.into_inner();
+                replies.message().await
+            })
+            .await?;
+        Ok(answer.filter(|r| r.ttl > 0).map(|r| r.ttl))
+    }
+
+    /// Ends `lease` at once: its keys (an election key) are deleted.
+    pub async fn revoke_lease(&self, lease: i64) -> Result<(), EtcdError> {
+        self.each_member("LeaseRevoke", |c| async move {
+            rpc::lease_client::LeaseClient::new(c)
+                .lease_revoke(self.request(rpc::LeaseRevokeRequest { id: lease }))
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Campaigns in election `name` under `lease` and returns once this
+    /// candidate leads (etcd's Election service: the oldest live key under
+    /// the name leads). `value` is what observers read as the leader's
+    /// (the controller puts its endpoint there).
+    pub async fn campaign(
+        &self,
+        name: &[u8],
+        lease: i64,
+        value: &[u8],
+    ) -> Result<Leadership, EtcdError> {
+        let won = self
+            .each_member("Campaign", |c| async move {
+                // No timeout: a campaign waits for the current leader to go.
+                election::election_client::ElectionClient::new(c)
+                    .campaign(election::CampaignRequest {
+                        name: name.to_vec(),
+                        lease,
+                        value: value.to_vec(),
+                    })
+                    .await
+            })
+            .await?
+            .into_inner();
+        let leader = won.leader.ok_or(EtcdError::Refused {
+            call: "Campaign",
+            status: "no leader key in the reply".into(),
+        })?;
+        Ok(Leadership {
+            name: leader.name,
+            key: leader.key,
+            revision: leader.rev,
+            lease: leader.lease,
+        })
+    }
+
+    /// The current leader's value in election `name`, if any.
+    pub async fn leader(&self, name: &[u8]) -> Result<Option<Vec<u8>>, EtcdError> {
+        let answer = self
+            .each_member("Leader", |c| async move {
+                election::election_client::ElectionClient::new(c)
+                    .leader(self.request(election::LeaderRequest {
+                        name: name.to_vec(),
+                    }))
+                    .await
+            })
+            .await;
+        match answer {
+            Ok(r) => Ok(r.into_inner().kv.map(|kv| kv.value)),
+            // etcd answers "election: no leader" as an error.
+            Err(EtcdError::Refused { status, .. }) if status.contains("no leader") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every key under `prefix`, in key order, and the store's revision at
+    /// the read.
+    pub async fn get_prefix(&self, prefix: &[u8]) -> Result<(Vec<KeyValue>, i64), EtcdError> {
+        let answer = self
+            .each_member("Range", |c| async move {
+                rpc::kv_client::KvClient::new(c)
+                    .range(self.request(rpc::RangeRequest {
+                        key: prefix.to_vec(),
+                        range_end: prefix_end(prefix),
+                        ..Default::default()
+                    }))
+                    .await
+            })
+            .await?
+            .into_inner();
+        let revision = answer.header.map_or(0, |h| h.revision);
+        Ok((
+            answer
+                .kvs
+                .into_iter()
+                .map(|kv| KeyValue {
+                    key: kv.key,
+                    value: kv.value,
+                    mod_revision: kv.mod_revision,
+                })
+                .collect(),
+            revision,
+        ))
+    }
+
+    /// Writes `puts` and deletes `deletes` in one transaction, if and only
+    /// if `leader`'s election key still exists as created: the only way the
+    /// controller writes (see the crate doc).
+    pub async fn fenced_txn(
+        &self,
+        leader: &Leadership,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+        deletes: Vec<Vec<u8>>,
+    ) -> Result<Fenced, EtcdError> {
+        let guard = rpc::Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Create as i32,
+            key: leader.key.clone(),
+            range_end: Vec::new(),
+            target_union: Some(TargetUnion::CreateRevision(leader.revision)),
+        };
+        let success: Vec<rpc::RequestOp> = puts
+            .into_iter()
+            .map(|(key, value)| rpc::RequestOp {
+                request: Some(Op::RequestPut(rpc::PutRequest {
+                    key,
+                    value,
+                    ..Default::default()
+                })),
+            })
+            .chain(deletes.into_iter().map(|key| rpc::RequestOp {
+                request: Some(Op::RequestDeleteRange(rpc::DeleteRangeRequest {
+                    key,
+                    ..Default::default()
+                })),
+            }))
+            .collect();
+        let txn = rpc::TxnRequest {
+            compare: vec![guard],
+            success,
+            failure: Vec::new(),
+        };
+        let answer = self
+            .each_member("Txn", |c| {
+                let txn = txn.clone();
+                async move {
+                    rpc::kv_client::KvClient::new(c)
+                        .txn(self.request(txn))
+                        .await
+                }
+            })
+            .await?
+            .into_inner();
+        Ok(if answer.succeeded {
+            Fenced::Written {
+                revision: answer.header.map_or(0, |h| h.revision),
+            }
+        } else {
+            Fenced::Deposed
+        })
+    }
+}
+
+/// The end of the range holding every key that starts with `prefix`: the
+/// prefix with its last byte below 0xff incremented (etcd's convention).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): every key from the prefix on.
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_covers_exactly_the_prefix() {
+        assert_eq!(prefix_end(b"/fabric/a/"), b"/fabric/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn no_endpoint_is_refused_in_words() {
+        let err = Etcd::new(&[], Duration::from_secs(1))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("no etcd endpoint"), "{err}");
+    }
+}
