@@ -17,6 +17,7 @@
 //! show the incident.
 
 use crate::api::convert::ValidatedDeployment;
+use crate::commit::Commits;
 use crate::metrics::ControllerMetrics;
 use crate::secrets::{RoleCertificate, SecretStore};
 use crate::store::sealed_keys::AtRestKey;
@@ -56,6 +57,10 @@ pub struct Controller {
     metrics: ControllerMetrics,
     /// Set while decisions are held because their save failed.
     unsaved: Mutex<Option<SaveTrouble>>,
+    /// Decisions nobody waits on, written in batches (see [`crate::commit`]).
+    commits: Commits,
+    /// See [`Controller::durable_generation`].
+    durable_generation: std::sync::atomic::AtomicU64,
     /// Where package artifacts are kept; unset: packages cannot be added
     /// (a controller without a state directory).
     packages: std::sync::OnceLock<crate::store::packages::PackageStore>,
@@ -101,6 +106,16 @@ impl Persistence {
     }
 }
 
+/// One save, taken from the core and not yet written.
+struct Prepared<'a> {
+    persistence: MutexGuard<'a, Persistence>,
+    state: Option<PersistedState>,
+    record: Option<ChangeRecord>,
+    generation: u64,
+    secrets_version: u64,
+    started: std::time::Instant,
+}
+
 /// A refused request, or a decision that could not be saved.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -119,7 +134,9 @@ impl Controller {
         persistence: Option<Persistence>,
     ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
-        Arc::new(Self {
+        let durable_generation = std::sync::atomic::AtomicU64::new(core.identity().generation);
+        let writes = persistence.is_some();
+        let controller = Arc::new(Self {
             cluster,
             core: Mutex::new(core),
             secrets: Mutex::new(secrets),
@@ -131,8 +148,14 @@ impl Controller {
             persistence: persistence.map(Mutex::new),
             metrics: ControllerMetrics::new(),
             unsaved: Mutex::new(None),
+            commits: Commits::default(),
+            durable_generation,
             packages: std::sync::OnceLock::new(),
-        })
+        });
+        if writes {
+            Self::spawn_writer(&controller);
+        }
+        controller
     }
 
     /// Gives the controller a place to keep packages (once, at start).
@@ -144,18 +167,29 @@ impl Controller {
         self.packages.get()
     }
 
-    /// Saves the core and the secrets. Called with the core locked, so saves
-    /// happen in the order of the decisions.
+    /// Saves the core and the secrets with the core locked: an operator's
+    /// decision, or a held save retried. Waits for a batch being written
+    /// (the persistence lock) so saves stay in decision order.
+    fn persist(&self, core: &mut FabricCore) -> Result<(), StoreError> {
+        match self.prepare(core)? {
+            Some(prepared) => self.write(prepared),
+            None => Ok(()),
+        }
+    }
+
+    /// With the core locked: what the next save writes (every change since
+    /// the last), taken from the core. `None` without persistence.
     ///
     /// Each save is the state's next generation (see
-    /// [`fabric_core::identity`]); the core learns the number only once the
-    /// save succeeded, so no host ever hears of a generation not on disk.
-    fn persist(&self, core: &mut FabricCore) -> Result<(), StoreError> {
+    /// [`fabric_core::identity`]). The core takes the number now, so the
+    /// next save's is higher whatever happens to this one; hosts hear only
+    /// [`Controller::durable_generation`], a generation on disk.
+    fn prepare(&self, core: &mut FabricCore) -> Result<Option<Prepared<'_>>, StoreError> {
         let Some(persistence) = &self.persistence else {
-            return Ok(());
+            return Ok(None);
         };
         let secrets = self.secrets();
-        let mut p = persistence.lock().unwrap_or_else(|e| e.into_inner());
+        let p = persistence.lock().unwrap_or_else(|e| e.into_inner());
         let encrypt = |key: &AtRestKey| {
             secrets
                 .entries()
@@ -165,38 +199,116 @@ impl Controller {
         let generation = core.identity().generation + 1;
         let started = std::time::Instant::now();
         let full = p.must_save_full || p.store.wants_full();
-        let saved = if full {
+        let (state, record) = if full {
             let mut snapshot = core.snapshot();
             snapshot.identity.generation = generation;
             let state = PersistedState {
                 core: snapshot,
                 secrets: encrypt(&p.key)?,
             };
-            p.store.save(store::Save::Full(&state))
+            // Marks spent now; if the write fails the next save is whole.
+            core.all_saved();
+            (Some(state), None)
         } else {
+            // Secrets first: if they cannot be encrypted, the core's change
+            // marks must not have been spent.
+            let secrets = match p.secrets_saved == Some(secrets.version()) {
+                true => None,
+                false => Some(encrypt(&p.key)?),
+            };
             let record = ChangeRecord {
                 core: core.take_changes(generation),
-                secrets: match p.secrets_saved == Some(secrets.version()) {
-                    true => None,
-                    false => Some(encrypt(&p.key)?),
-                },
+                secrets,
             };
-            p.store.save(store::Save::Changes(&record))
+            (None, Some(record))
+        };
+        core.saved_as(generation);
+        Ok(Some(Prepared {
+            secrets_version: secrets.version(),
+            persistence: p,
+            state,
+            record,
+            generation,
+            started,
+        }))
+    }
+
+    /// Writes what [`Controller::prepare`] took; the core need not be
+    /// locked (the persistence lock keeps writes in order).
+    fn write(&self, prepared: Prepared<'_>) -> Result<(), StoreError> {
+        let Prepared {
+            mut persistence,
+            state,
+            record,
+            generation,
+            secrets_version,
+            started,
+        } = prepared;
+        let full = state.is_some();
+        let saved = match (&state, &record) {
+            (Some(state), _) => persistence.store.save(store::Save::Full(state)),
+            (None, Some(record)) => persistence.store.save(store::Save::Changes(record)),
+            (None, None) => Ok(()),
         };
         if let Err(e) = saved {
-            // The change marks may be spent: only a whole state is sure to
+            // The change marks are spent: only a whole state is sure to
             // hold everything.
-            p.must_save_full = true;
+            persistence.must_save_full = true;
             return Err(e);
         }
-        if full {
-            core.all_saved();
-        }
-        p.must_save_full = false;
-        p.secrets_saved = Some(secrets.version());
+        persistence.must_save_full = false;
+        persistence.secrets_saved = Some(secrets_version);
         self.metrics.saved(full, started.elapsed());
-        core.saved_as(generation);
+        self.durable_generation
+            .fetch_max(generation, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The newest state generation on disk: what heartbeat replies name
+    /// (a host remembers it, and a controller restarted on an older state
+    /// would take that for state lost).
+    pub fn durable_generation(&self) -> u64 {
+        self.durable_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The writer thread of [`crate::commit`]: writes batches while the
+    /// controller exists (it holds only a weak reference, and looks every
+    /// second whether the controller is gone).
+    fn spawn_writer(controller: &Arc<Self>) {
+        let weak = Arc::downgrade(controller);
+        let spawned = std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || {
+                while let Some(controller) = weak.upgrade() {
+                    if controller.commits.next(Duration::from_secs(1)) {
+                        controller.write_batch();
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // Without a writer no unattended decision would ever be
+            // released: better to stop now, loudly.
+            panic!("cannot start the state writer thread: {e}");
+        }
+    }
+
+    /// Takes, writes and settles one batch of the decisions nobody waits on
+    /// (see [`crate::commit`]): the writer thread's work, with no lock held.
+    fn write_batch(&self) {
+        let mut core = self.read();
+        let batch = self.commits.take();
+        let prepared = self.prepare(&mut core);
+        drop(core);
+        let written = prepared.and_then(|p| p.map_or(Ok(()), |p| self.write(p)));
+        self.commits.settle(batch.upto);
+        match written {
+            Ok(()) => self.saved(),
+            Err(e) => self.hold(e),
+        }
+        // Published written or held, as a decision's events always were;
+        // in decision order (taken under the core lock).
+        self.publish(batch.events);
     }
 
     pub fn cluster(&self) -> &str {
@@ -253,18 +365,53 @@ impl Controller {
     }
 
     /// The one path every input takes: read the clock, lock the core, let
-    /// it decide, save, publish its events, and wake the tick loop. The save
-    /// happens with the core still locked, so saves follow the order of the
-    /// decisions, and before anyone hears of the decision (the reply is sent
-    /// after this returns). Every change to what the controller would decide
-    /// next is recorded as an event, so a decision with events wakes the tick
-    /// loop: it needs no polling.
+    /// it decide, save, publish its events, and wake the tick loop. Saves
+    /// follow the order of the decisions and come before anyone hears of a
+    /// decision (the reply is sent after this returns): an operator's
+    /// decision is saved with the core still locked; the decisions nobody
+    /// waits on are written in batches after the lock is released
+    /// ([`crate::commit`]), and this waits until its own batch is written.
+    /// Every change to what the controller would decide next is recorded as
+    /// an event, so a decision with events wakes the tick loop: it needs no
+    /// polling.
     fn decide<R>(
         &self,
         save: Save,
         nudge: Nudge,
         decide: impl FnOnce(&mut FabricCore, Moment) -> Result<(R, Vec<ClusterEvent>), CoreError>,
     ) -> Result<R, ControllerError> {
+        let (reply, after) = self.decide_deferred(save, nudge, decide)?;
+        if let Some(need) = after.wait_for {
+            self.commits.wait_blocking(need);
+        }
+        self.finish(after);
+        Ok(reply)
+    }
+
+    /// [`Controller::decide`] for a caller in a task: waits for its batch
+    /// without blocking a worker thread (heartbeats, see [`crate::commit`]).
+    async fn decide_async<R>(
+        &self,
+        save: Save,
+        nudge: Nudge,
+        decide: impl FnOnce(&mut FabricCore, Moment) -> Result<(R, Vec<ClusterEvent>), CoreError>,
+    ) -> Result<R, ControllerError> {
+        let (reply, after) = self.decide_deferred(save, nudge, decide)?;
+        if let Some(need) = after.wait_for {
+            self.commits.wait(need).await;
+        }
+        self.finish(after);
+        Ok(reply)
+    }
+
+    /// The decision itself, saved if it must be saved with the core locked;
+    /// what is left to do once it is written.
+    fn decide_deferred<R>(
+        &self,
+        save: Save,
+        nudge: Nudge,
+        decide: impl FnOnce(&mut FabricCore, Moment) -> Result<(R, Vec<ClusterEvent>), CoreError>,
+    ) -> Result<(R, After), ControllerError> {
         let now = self.clock.now();
         let mut core = self.read();
         // What to go back to if an operator's decision cannot be saved: it
@@ -277,8 +424,10 @@ impl Controller {
             _ => None,
         };
         let (reply, events) = decide(&mut core, now)?;
-        let dirty = (nudge == Nudge::Hosts && (matches!(save, Save::Always) || !events.is_empty()))
+        let changed = !events.is_empty();
+        let dirty = (nudge == Nudge::Hosts && (matches!(save, Save::Always) || changed))
             .then(|| core.take_desired_dirty());
+        let mut wait_for = None;
         match save {
             Save::Always => {
                 if let Err(e) = self.persist(&mut core) {
@@ -289,25 +438,40 @@ impl Controller {
                     self.metrics.save_failed();
                     return Err(e.into());
                 }
+                // Written with every decision made before it.
+                self.commits.decided(events);
+                let batch = self.commits.take();
+                self.commits.settle(batch.upto);
+                drop(core);
                 self.saved();
+                self.publish(batch.events);
             }
-            // A held state is retried by `retry_save` once a second, not by
-            // every heartbeat on top.
-            Save::IfChanged if !events.is_empty() => match self.persist(&mut core) {
-                Ok(()) => self.saved(),
-                Err(e) => self.hold(e),
-            },
-            Save::IfChanged => {}
+            Save::IfChanged if self.persistence.is_none() => {
+                drop(core);
+                self.publish(events);
+            }
+            Save::IfChanged => {
+                wait_for = Some(self.commits.decided(events));
+            }
         }
-        drop(core);
-        if !events.is_empty() {
+        Ok((
+            reply,
+            After {
+                wait_for,
+                changed,
+                dirty,
+            },
+        ))
+    }
+
+    /// Once a decision is written: wake the tick loop, nudge its servers.
+    fn finish(&self, after: After) {
+        if after.changed {
             self.wake.notify_one();
         }
-        if let Some(dirty) = dirty {
+        if let Some(dirty) = after.dirty {
             self.nudge_hosts(&dirty);
         }
-        self.publish(events);
-        Ok(reply)
     }
 
     /// Wakes the WatchDesired streams of the servers `dirty` names, which
@@ -435,11 +599,19 @@ impl Controller {
             return;
         }
         let mut core = self.read();
-        match self.persist(&mut core) {
+        let saved = self.persist(&mut core);
+        if saved.is_ok() {
+            let batch = self.commits.take();
+            self.commits.settle(batch.upto);
+            drop(core);
+            self.publish(batch.events);
+        } else {
+            drop(core);
+        }
+        match saved {
             Ok(()) => self.saved(),
             Err(e) => self.hold(e),
         }
-        drop(core);
         self.wake.notify_one();
     }
 
@@ -465,6 +637,8 @@ impl Controller {
     }
 
     /// Input: a heartbeat and its VM reports; returns what the node is told.
+    /// Blocks its thread until the decision is written (tests; the gRPC
+    /// service awaits [`Controller::heartbeat_from`] instead).
     pub fn heartbeat(
         &self,
         id: &NodeId,
@@ -472,13 +646,17 @@ impl Controller {
         sequence: u64,
         vms: Vec<VmObservation>,
     ) -> HeartbeatReply {
-        self.heartbeat_from(id, boot_id, sequence, vms, None).0
+        self.metrics.heartbeat();
+        let decision = heartbeat_decision(id, boot_id, sequence, vms, None);
+        let made = self.decide(Save::IfChanged, Nudge::None, decision);
+        let (reply, identity) = made.unwrap_or_else(|e| unreachable!("a heartbeat: {e}"));
+        self.heartbeat_reply(reply, identity).0
     }
 
     /// Input: a heartbeat with what its host remembers of the controller it
-    /// last obeyed; returns what the node is told, and whose state (the
-    /// identity the desired set comes from).
-    pub fn heartbeat_from(
+    /// last obeyed; returns, once the decision is written, what the node is
+    /// told and whose state (the identity the desired set comes from).
+    pub async fn heartbeat_from(
         &self,
         id: &NodeId,
         boot_id: &str,
@@ -487,14 +665,24 @@ impl Controller {
         memory: Option<HostMemory>,
     ) -> (HeartbeatReply, ClusterIdentity) {
         self.metrics.heartbeat();
-        // A heartbeat changes what its own server hears in the reply, and
-        // observations that change nobody's desired set.
-        let (mut reply, identity) = self.observe(Nudge::None, |core, now| {
-            let mut events = core.host_memory(now, id, memory, &vms);
-            let (reply, more) = core.heartbeat(now, id, boot_id, sequence, vms);
-            events.extend(more);
-            ((reply, core.identity().clone()), events)
-        });
+        let decision = heartbeat_decision(id, boot_id, sequence, vms, memory);
+        let made = self
+            .decide_async(Save::IfChanged, Nudge::None, decision)
+            .await;
+        let (reply, identity) = made.unwrap_or_else(|e| unreachable!("a heartbeat: {e}"));
+        self.heartbeat_reply(reply, identity)
+    }
+
+    /// A written heartbeat decision's reply: HOLD while decisions are held,
+    /// and only a generation on disk.
+    fn heartbeat_reply(
+        &self,
+        mut reply: HeartbeatReply,
+        mut identity: ClusterIdentity,
+    ) -> (HeartbeatReply, ClusterIdentity) {
+        // The core's generation may be a batch still being written, or one
+        // whose write failed (the reply is then HOLD).
+        identity.generation = identity.generation.min(self.durable_generation());
         if self.held().is_some() && reply.outcome == HeartbeatOutcome::Accepted {
             // The desired set may rest on decisions not yet saved.
             reply = HeartbeatReply {
@@ -718,6 +906,38 @@ enum Nudge {
     /// Registrations and heartbeats: what they change is the caller's own
     /// reply.
     None,
+}
+
+/// A heartbeat, as the core decides it: what the host remembers first
+/// (state-lost evidence), then the heartbeat and its VM reports. A
+/// heartbeat changes what its own server hears in the reply, and
+/// observations that change nobody's desired set: no nudge.
+#[allow(clippy::type_complexity)]
+fn heartbeat_decision<'a>(
+    id: &'a NodeId,
+    boot_id: &'a str,
+    sequence: u64,
+    vms: Vec<VmObservation>,
+    memory: Option<HostMemory>,
+) -> impl FnOnce(
+    &mut FabricCore,
+    Moment,
+) -> Result<((HeartbeatReply, ClusterIdentity), Vec<ClusterEvent>), CoreError>
++ 'a {
+    move |core, now| {
+        let mut events = core.host_memory(now, id, memory, &vms);
+        let (reply, more) = core.heartbeat(now, id, boot_id, sequence, vms);
+        events.extend(more);
+        Ok(((reply, core.identity().clone()), events))
+    }
+}
+
+/// What is left of a decision once it is made: wait for its batch, then
+/// wake the tick loop and nudge its servers.
+struct After {
+    wait_for: Option<u64>,
+    changed: bool,
+    dirty: Option<DesiredDirty>,
 }
 
 /// Whether a decision must be saved before it is acted on.

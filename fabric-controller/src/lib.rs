@@ -8,13 +8,15 @@
 //! - [`server`]: TLS, health, reflection and background loops; [`server::run`].
 //! - [`secrets`]: deployed certificates' private keys, kept out of the core.
 //! - [`config`]: flags and config file, resolved once.
-//! - [`store`]: durable state, written before the controller acts.
+//! - [`store`]: durable state, written before the controller acts;
+//!   [`commit`]: the decisions nobody waits on, written in batches.
 //! - [`metrics`]: Prometheus counters, histograms and gauges.
 //! - [`probe`]: the rollout gate's probes of role endpoints.
 //! - [`dashboard`]: the read-only HTTP server: dashboard page, its JSON, /metrics.
 
 pub mod api;
 pub mod clock;
+pub mod commit;
 pub mod config;
 pub mod controller;
 pub mod dashboard;

@@ -198,6 +198,7 @@ impl Link {
             .await?
             .into_inner();
         HEARTBEAT_LATENCY.record(started.elapsed());
+        self.state.record_round_trip(started.elapsed());
         let disposition =
             Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
         // Only these carry whose state the reply speaks for, and only the

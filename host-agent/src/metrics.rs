@@ -10,6 +10,8 @@
 //!   table at scrape time;
 //! - `fabric_host_heartbeats_sent_total` / `_failed_total`: the link to the
 //!   controller, the very counters [`HostState`] keeps;
+//! - `fabric_host_heartbeat_seconds`: heartbeat round trips as this host
+//!   sees them (what the controller's load means to its servers);
 //! - `fabric_host_vm_isolation{mode}`: 1 for how VMs are kept apart
 //!   (`per-vm-users`, `shared-user`, `shared-user-not-root`).
 
@@ -79,6 +81,11 @@ impl HostMetrics {
             "heartbeats_failed",
             "Heartbeats that failed (controller away or refusing)",
             host.heartbeats_failed.clone(),
+        );
+        registry.register(
+            "heartbeat_seconds",
+            "Heartbeat round trips to the controller, as this host sees them",
+            host.heartbeat_seconds.clone(),
         );
         let isolation = Family::<ModeLabel, Gauge>::default();
         registry.register(

@@ -134,6 +134,7 @@ pub async fn run_with(
                 ip: guests.vm_listen_ip,
                 ports: None,
             },
+            sync_records: runtime.as_ref().is_none_or(|r| r.sync_records()),
         },
         launcher,
         controller.clone(),

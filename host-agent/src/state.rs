@@ -2,6 +2,7 @@
 //! served by `GetHostStatus`.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Identity and counters of this host agent process.
@@ -16,6 +17,9 @@ pub struct HostState {
     /// Prometheus counters, so [`crate::metrics`] exports these very values.
     pub(crate) heartbeats_sent: Counter,
     pub(crate) heartbeats_failed: Counter,
+    /// Heartbeat round trips as this host sees them (request sent to reply
+    /// read), exported as `fabric_host_heartbeat_seconds`.
+    pub(crate) heartbeat_seconds: Histogram,
 }
 
 impl HostState {
@@ -27,7 +31,14 @@ impl HostState {
             connected: AtomicBool::new(false),
             heartbeats_sent: Counter::default(),
             heartbeats_failed: Counter::default(),
+            // 100 us .. ~6.5 s, doubling.
+            heartbeat_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
         }
+    }
+
+    /// A heartbeat's reply came back after `took`.
+    pub fn record_round_trip(&self, took: std::time::Duration) {
+        self.heartbeat_seconds.observe(took.as_secs_f64());
     }
 
     pub fn record_success(&self) {

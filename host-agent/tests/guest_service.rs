@@ -164,6 +164,7 @@ impl Harness {
                     ports: None,
                 },
                 public: None,
+                sync_records: true,
             },
             Box::new(FakeLauncher(tx)),
             controller,

@@ -65,9 +65,10 @@ impl NodeService for NodeApi {
         let req_sequence = req.sequence;
         let vms = convert::vm_observations(req.vms);
         let memory = convert::host_memory(&req.known_cluster_id, req.known_generation)?;
-        let (reply, identity) =
-            self.controller
-                .heartbeat_from(&node, &boot_id, req.sequence, vms, memory);
+        let (reply, identity) = self
+            .controller
+            .heartbeat_from(&node, &boot_id, req.sequence, vms, memory)
+            .await;
         let disposition = match reply.outcome {
             HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
             HeartbeatOutcome::Hold => pb::heartbeat_response::Disposition::Hold,

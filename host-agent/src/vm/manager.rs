@@ -38,6 +38,8 @@ pub struct VmSettings {
     /// With a networking plugin: where role endpoints are made public
     /// (see crate::netplug); `None`: each guest's own endpoint is reported.
     pub public: Option<crate::netplug::PublicEndpoints>,
+    /// Whether VM records are fsynced (see [`super::runtime::VmRuntime::sync_records`]).
+    pub sync_records: bool,
 }
 
 /// Who a VM is, for GuestWelcome.
@@ -181,7 +183,11 @@ impl VmManager {
 
     /// Writes `record` to `<state>/vms/<vm_id>.json` (public facts only).
     fn persist(&self, record: &VmRecord) {
-        persist::save(&self.settings.state_dir, &record.stored());
+        persist::save(
+            &self.settings.state_dir,
+            &record.stored(),
+            self.settings.sync_records,
+        );
     }
 
     /// At start: re-adopts the VMs whose guest agents outlived the previous
@@ -528,7 +534,11 @@ impl VmManager {
                 tracing::info!(vm = %vm_id, incarnation = spec.incarnation, pid = ?guest.pid, "guest agent started");
                 record.spawned(guest.pid);
                 self.metrics.guest_spawned(vm_id, spec.incarnation);
-                persist::save(&self.settings.state_dir, &record.stored());
+                persist::save(
+                    &self.settings.state_dir,
+                    &record.stored(),
+                    self.settings.sync_records,
+                );
                 table.processes.insert(vm_id.to_owned(), guest);
                 Vec::new()
             }

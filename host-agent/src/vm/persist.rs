@@ -51,22 +51,25 @@ pub fn record_path(state_dir: &Path, vm_id: &str) -> PathBuf {
     state_dir.join("vms").join(format!("{vm_id}.json"))
 }
 
-/// Writes `vm`'s record atomically. Failures are logged: a lost record only
+/// Writes `vm`'s record atomically (a temporary file renamed over the old
+/// one), fsynced first if `sync`. Failures are logged: a lost record only
 /// costs re-adoption (the VM is then reinitialized by the next host agent).
-pub fn save(state_dir: &Path, vm: &StoredVm) {
+pub fn save(state_dir: &Path, vm: &StoredVm, sync: bool) {
     let path = record_path(state_dir, &vm.vm_id);
-    if let Err(e) = write_atomically(&path, vm) {
+    if let Err(e) = write_atomically(&path, vm, sync) {
         tracing::warn!(path = %path.display(), "cannot write VM record: {e}");
     }
 }
 
-fn write_atomically(path: &Path, vm: &StoredVm) -> io::Result<()> {
+fn write_atomically(path: &Path, vm: &StoredVm, sync: bool) -> io::Result<()> {
     let text = serde_json::to_vec_pretty(vm).map_err(io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&text)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)
 }
@@ -136,9 +139,10 @@ mod tests {
             pid: Some(42),
             ..StoredVm::default()
         };
-        save(dir.path(), &vm);
+        save(dir.path(), &vm, true);
         vm.incarnation = 4;
-        save(dir.path(), &vm);
+        // Unsynced (hollow hosts): still whole, still renamed into place.
+        save(dir.path(), &vm, false);
         assert_eq!(load_all(dir.path()), vec![vm.clone()]);
         assert!(!dir.path().join("vms/web.frontend.0.json.tmp").exists());
         std::fs::write(dir.path().join("vms/bad.json"), "{").unwrap();

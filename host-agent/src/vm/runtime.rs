@@ -19,4 +19,12 @@ pub trait VmRuntime: Send + Sync + 'static {
     /// Called once, before any VM is launched: the guest service the
     /// runtime's guests call (in-process, instead of over a listener).
     fn attach(&self, guests: Arc<GuestApi>);
+    /// Whether each VM record is fsynced when written (see
+    /// [`super::persist::save`]). Real servers do; a runtime running
+    /// thousands of hosts on one disk (hollow hosts) may not: each real
+    /// server has a disk of its own, and a record lost to a power cut only
+    /// costs re-adoption.
+    fn sync_records(&self) -> bool {
+        true
+    }
 }

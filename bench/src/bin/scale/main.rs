@@ -21,7 +21,9 @@
 //! lists every instance).
 //!
 //! Run: `cargo build --release --workspace --bins && cargo run --release -p
-//! fabric-bench --bin scale -- --hosts 1000,5000`.
+//! fabric-bench --bin scale -- --hosts 1000,5000 --real 50` (`--real N`:
+//! the cross-check with real host and guest agents, see `real.rs`;
+//! `--hosts 0`: no hollow run).
 
 use fabric_core::{
     CertificateInfo, CoreConfig, DeploymentSpec, FabricCore, HiThreshold, Moment, Name, NodeId,
@@ -44,14 +46,21 @@ const RESTART_DELAY: Duration = Duration::from_millis(500);
 const WINDOW: Duration = Duration::from_secs(10);
 const LIMIT: Duration = Duration::from_secs(900);
 
+mod real;
+
+/// The value after `flag` on the command line.
+fn arg(flag: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != flag).nth(1)
+}
+
 fn main() {
-    let hosts: Vec<u32> = std::env::args()
-        .skip_while(|a| a != "--hosts")
-        .nth(1)
+    let hosts: Vec<u32> = arg("--hosts")
         .unwrap_or_else(|| "1000,5000".into())
         .split(',')
-        .map(|n| n.trim().parse().expect("--hosts N[,N...]"))
+        .map(|n| n.trim().parse().expect("--hosts N[,N...] (0: none)"))
+        .filter(|n| *n > 0)
         .collect();
+    let real: Option<u32> = arg("--real").map(|n| n.parse().expect("--real N"));
     println!(
         "scale ({} build): fabricctl up --hosts 0 --hollow N --capacity {CAPACITY}, \
          {VMS_PER_HOST} VMs per host, heartbeat 1s, node timeout {}s, unresponsive grace {}s, \
@@ -66,6 +75,9 @@ fn main() {
     );
     for n in hosts {
         run(n);
+    }
+    if let Some(n) = real {
+        real::run(n);
     }
 }
 
@@ -341,12 +353,13 @@ fn run(n: u32) {
     println!(
         "  idle: controller {:.2} cores, RSS {:.0} MiB; heartbeats seen by hosts p50 {hb50:.2} ms, \
          p99 {hb99:.2} ms ({beats} in {}s) vs health check floor p50 {rpc_p50:.2} ms, p99 \
-         {rpc_p99:.2} ms ({:.1}x, {:.1}x)",
+         {rpc_p99:.2} ms ({:.1}x, {:.1}x); controller CPU per heartbeat {:.0} us",
         cpu,
         rss as f64 / 1024.0,
         WINDOW.as_secs(),
         hb50 / rpc_p50,
-        hb99 / rpc_p99
+        hb99 / rpc_p99,
+        cpu * WINDOW.as_secs_f64() / (beats.max(1) as f64) * 1e6
     );
 
     // Deploy every instance.
@@ -397,10 +410,12 @@ fn run(n: u32) {
     let hollow = hollow_pid.map_or(0, |p| usage(p).0);
     println!(
         "  {total} Running: controller {:.2} cores, RSS {:.0} MiB; heartbeats p50 {hb50:.2} ms, \
-         p99 {hb99:.2} ms ({beats} in {}s); fabric-hollow RSS {:.0} MiB ({:.1} MiB per host)",
+         p99 {hb99:.2} ms ({beats} in {}s), controller CPU per heartbeat {:.0} us; fabric-hollow \
+         RSS {:.0} MiB ({:.1} MiB per host)",
         cpu,
         rss as f64 / 1024.0,
         WINDOW.as_secs(),
+        cpu * WINDOW.as_secs_f64() / (beats.max(1) as f64) * 1e6,
         hollow as f64 / 1024.0,
         hollow as f64 / 1024.0 / f64::from(n)
     );
