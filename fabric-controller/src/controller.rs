@@ -301,11 +301,13 @@ impl Controller {
         let prepared = self.prepare(&mut core);
         drop(core);
         let written = prepared.and_then(|p| p.map_or(Ok(()), |p| self.write(p)));
-        self.commits.settle(batch.upto);
+        // Held before the waiters are released: a heartbeat released by a
+        // failed write must see the hold and answer HOLD.
         match written {
             Ok(()) => self.saved(),
             Err(e) => self.hold(e),
         }
+        self.commits.settle(batch.upto);
         // Published written or held, as a decision's events always were;
         // in decision order (taken under the core lock).
         self.publish(batch.events);
@@ -599,18 +601,19 @@ impl Controller {
             return;
         }
         let mut core = self.read();
-        let saved = self.persist(&mut core);
-        if saved.is_ok() {
-            let batch = self.commits.take();
-            self.commits.settle(batch.upto);
-            drop(core);
-            self.publish(batch.events);
-        } else {
-            drop(core);
-        }
-        match saved {
-            Ok(()) => self.saved(),
-            Err(e) => self.hold(e),
+        match self.persist(&mut core) {
+            Ok(()) => {
+                // The hold is lifted before the waiters are released.
+                self.saved();
+                let batch = self.commits.take();
+                self.commits.settle(batch.upto);
+                drop(core);
+                self.publish(batch.events);
+            }
+            Err(e) => {
+                drop(core);
+                self.hold(e);
+            }
         }
         self.wake.notify_one();
     }

@@ -21,7 +21,8 @@
 //! lists every instance).
 //!
 //! Run: `cargo build --release --workspace --bins && cargo run --release -p
-//! fabric-bench --bin scale -- --hosts 1000,5000 --real 50` (`--real N`:
+//! fabric-bench --bin scale -- --hosts 1000,5000 --real 50` (`--heartbeat
+//! 2s`: hollow hosts heartbeat every 2 s; `--real N`:
 //! the cross-check with real host and guest agents, see `real.rs`;
 //! `--hosts 0`: no hollow run).
 
@@ -61,10 +62,16 @@ fn main() {
         .filter(|n| *n > 0)
         .collect();
     let real: Option<u32> = arg("--real").map(|n| n.parse().expect("--real N"));
+    // Hollow hosts' heartbeat interval in whole seconds (1 by default; at
+    // most 2, so the 5 s node timeout still spans two of them).
+    let heartbeat: u64 = arg("--heartbeat")
+        .map(|s| s.trim_end_matches('s').parse().expect("--heartbeat 1s|2s"))
+        .unwrap_or(1);
+    assert!((1..=2).contains(&heartbeat), "--heartbeat 1s or 2s");
     println!(
         "scale ({} build): fabricctl up --hosts 0 --hollow N --capacity {CAPACITY}, \
-         {VMS_PER_HOST} VMs per host, heartbeat 1s, node timeout {}s, unresponsive grace {}s, \
-         healing concurrency 10% of the instances",
+         {VMS_PER_HOST} VMs per host, heartbeat {heartbeat}s, node timeout {}s, unresponsive \
+         grace {}s, healing concurrency 10% of the instances",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -74,7 +81,7 @@ fn main() {
         GRACE.as_secs()
     );
     for n in hosts {
-        run(n);
+        run(n, heartbeat);
     }
     if let Some(n) = real {
         real::run(n);
@@ -281,8 +288,9 @@ fn deployments(total: u32) -> Vec<u32> {
         .collect()
 }
 
-fn run(n: u32) {
+fn run(n: u32, heartbeat: u64) {
     let total = n * VMS_PER_HOST;
+    let interval = format!("{heartbeat}s");
     println!("\n== {n} hollow hosts, {total} instances ==");
     let (n_s, cap, timeout, grace, delay) = (
         n.to_string(),
@@ -305,7 +313,7 @@ fn run(n: u32) {
         "--update-domains",
         "5",
         "--heartbeat-interval",
-        "1s",
+        &interval,
         "--node-timeout",
         &timeout,
         "--unresponsive-grace",
