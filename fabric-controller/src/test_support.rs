@@ -1,8 +1,8 @@
-//! What the controller's unit tests share: a one-role deployment and a
-//! server description.
+//! What the controller's unit tests share: a one-role deployment, a
+//! server description and a moment in test time.
 
 use crate::api::convert::ValidatedDeployment;
-use fabric_core::{CertificateInfo, DeploymentSpec, Name, NodeInfo, RoleSpec};
+use fabric_core::{CertificateInfo, DeploymentSpec, Moment, Name, NodeInfo, RoleSpec};
 use std::time::{Duration, SystemTime};
 
 /// Deployment `name`: one role `r` of one instance, with a certificate far
@@ -37,5 +37,13 @@ pub fn node(domain: u32, slots: u32) -> NodeInfo {
         role_probe_host: None,
         pid: 1,
         software: Default::default(),
+    }
+}
+
+/// `s` seconds into test time, on both clocks.
+pub fn at(s: u64) -> Moment {
+    Moment {
+        mono: Duration::from_secs(s),
+        wall: SystemTime::UNIX_EPOCH + Duration::from_secs(s),
     }
 }

@@ -137,16 +137,8 @@ impl StatusFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{deployment, node};
-    use fabric_core::{CoreConfig, Moment};
-    use std::time::{Duration, SystemTime};
-
-    fn at(s: u64) -> Moment {
-        Moment {
-            mono: Duration::from_secs(s),
-            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(s),
-        }
-    }
+    use crate::test_support::{at, deployment, node};
+    use fabric_core::CoreConfig;
 
     /// Three nodes in domains 0, 1, 2; deployments a (4 instances) and b (2).
     fn core() -> FabricCore {

@@ -93,16 +93,8 @@ pub fn deployments(core: &FabricCore) -> Vec<DeploymentView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{deployment, node};
-    use fabric_core::{CoreConfig, Moment, NodeId};
-    use std::time::{Duration, SystemTime};
-
-    fn at(s: u64) -> Moment {
-        Moment {
-            mono: Duration::from_secs(s),
-            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(s),
-        }
-    }
+    use crate::test_support::{at, deployment, node};
+    use fabric_core::{CoreConfig, NodeId};
 
     #[test]
     fn a_big_deployment_counts_every_instance_and_lists_problems_first() {

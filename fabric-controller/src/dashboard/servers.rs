@@ -155,16 +155,8 @@ pub fn servers(core: &FabricCore, now: Moment) -> Servers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{deployment, node};
-    use fabric_core::{CoreConfig, Moment};
-    use std::time::{Duration, SystemTime};
-
-    fn at(s: u64) -> Moment {
-        Moment {
-            mono: Duration::from_secs(s),
-            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(s),
-        }
-    }
+    use crate::test_support::{at, deployment, node};
+    use fabric_core::CoreConfig;
 
     #[test]
     fn a_big_cluster_lists_its_problems_first_and_counts_every_server() {
