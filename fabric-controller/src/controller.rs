@@ -109,11 +109,18 @@ impl Persistence {
 /// One save, taken from the core and not yet written.
 struct Prepared<'a> {
     persistence: MutexGuard<'a, Persistence>,
-    state: Option<PersistedState>,
-    record: Option<ChangeRecord>,
+    what: Payload,
     generation: u64,
     secrets_version: u64,
     started: std::time::Instant,
+}
+
+/// What a [`Prepared`] save writes.
+enum Payload {
+    /// The whole state.
+    Full(PersistedState),
+    /// What changed since the previous save.
+    Changes(ChangeRecord),
 }
 
 /// A refused request, or a decision that could not be saved.
@@ -199,7 +206,7 @@ impl Controller {
         let generation = core.identity().generation + 1;
         let started = std::time::Instant::now();
         let full = p.must_save_full || p.store.wants_full();
-        let (state, record) = if full {
+        let what = if full {
             let mut snapshot = core.snapshot();
             snapshot.identity.generation = generation;
             let state = PersistedState {
@@ -208,7 +215,7 @@ impl Controller {
             };
             // Marks spent now; if the write fails the next save is whole.
             core.all_saved();
-            (Some(state), None)
+            Payload::Full(state)
         } else {
             // Secrets first: if they cannot be encrypted, the core's change
             // marks must not have been spent.
@@ -220,14 +227,13 @@ impl Controller {
                 core: core.take_changes(generation),
                 secrets,
             };
-            (None, Some(record))
+            Payload::Changes(record)
         };
         core.saved_as(generation);
         Ok(Some(Prepared {
             secrets_version: secrets.version(),
             persistence: p,
-            state,
-            record,
+            what,
             generation,
             started,
         }))
@@ -238,17 +244,16 @@ impl Controller {
     fn write(&self, prepared: Prepared<'_>) -> Result<(), StoreError> {
         let Prepared {
             mut persistence,
-            state,
-            record,
+            what,
             generation,
             secrets_version,
             started,
         } = prepared;
-        let full = state.is_some();
-        let saved = match (&state, &record) {
-            (Some(state), _) => persistence.store.save(store::Save::Full(state)),
-            (None, Some(record)) => persistence.store.save(store::Save::Changes(record)),
-            (None, None) => Ok(()),
+        let (full, saved) = match &what {
+            Payload::Full(state) => (true, persistence.store.save(store::Save::Full(state))),
+            Payload::Changes(record) => {
+                (false, persistence.store.save(store::Save::Changes(record)))
+            }
         };
         if let Err(e) = saved {
             // The change marks are spent: only a whole state is sure to

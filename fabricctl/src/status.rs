@@ -800,25 +800,25 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
         None => crate::context::Context::load(&global.state_dir)?.and_then(|c| c.dashboard),
         Some(_) => None,
     };
+    let filter = filter_of(args)?;
     if args.output == Output::Jsonl {
-        let filter = filter_of(args)?;
+        // Streamed: never joined into one status.
         return crate::status_lines::print(&target, filter, limit, args.page_size, dashboard).await;
     }
-    let proto = fetch_matching(&target, filter_of(args)?, limit, args.page_size).await?;
+    let proto = fetch_matching(&target, filter, limit, args.page_size).await?;
     let matched = proto.instances_matched;
+    let shown = instance_count(&proto);
     let mut status = StatusJson::from_proto(&proto);
     status.dashboard = dashboard;
-    let shown = instance_count(&proto);
-    match args.output {
-        Output::Json | Output::Jsonl => output::line(&serde_json::to_string_pretty(&status)?),
-        Output::Table => {
-            output::line(status.to_table().trim_end());
-            if shown < matched {
-                output::line(&format!(
-                    "({shown} of {matched} matching instances shown; --limit 0 shows all)"
-                ));
-            }
-        }
+    if args.output == Output::Json {
+        output::line(&serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    output::line(status.to_table().trim_end());
+    if shown < matched {
+        output::line(&format!(
+            "({shown} of {matched} matching instances shown; --limit 0 shows all)"
+        ));
     }
     Ok(())
 }

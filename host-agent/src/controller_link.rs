@@ -197,8 +197,11 @@ impl Link {
             })
             .await?
             .into_inner();
-        HEARTBEAT_LATENCY.record(started.elapsed());
-        self.state.record_round_trip(started.elapsed());
+        // One reading, two homes: this host's /metrics, and the
+        // process-wide recorder fabric-hollow reports over all its hosts.
+        let took = started.elapsed();
+        HEARTBEAT_LATENCY.record(took);
+        self.state.record_round_trip(took);
         let disposition =
             Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
         // Only these carry whose state the reply speaks for, and only the
