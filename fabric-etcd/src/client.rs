@@ -102,12 +102,13 @@ impl Etcd {
         for (endpoint, channel) in &self.members {
             match call(channel.clone()).await {
                 Ok(answer) => return Ok(answer),
+                // Only a member that could not answer is skipped. etcd's own
+                // refusals often come as Unknown ("election: no leader"):
+                // they are answers, the same from every member.
                 Err(s)
                     if matches!(
                         s.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::Unknown
+                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
                     ) =>
                 {
                     last = format!("{endpoint}: {}", s.message());

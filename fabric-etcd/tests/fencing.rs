@@ -43,6 +43,9 @@ async fn a_deposed_leaders_write_is_refused_by_etcd() {
             Err(e) => panic!("etcd never became ready (log in {:?}): {e}", dir.path()),
         }
     };
+    // Nobody has campaigned yet: etcd's "no leader" is an answer, not an
+    // error.
+    assert_eq!(etcd.leader(ELECTION).await.expect("leader"), None);
     let a = etcd
         .campaign(ELECTION, a_lease, b"controller-a")
         .await
