@@ -136,6 +136,29 @@ pub struct Args {
     /// for more before it ticks, so a burst makes one tick [default: 20ms].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub tick_coalesce: Option<Duration>,
+    /// etcd members (host:port, comma-separated): run as one replica of a
+    /// redundant controller whose state is in etcd [default: none, the
+    /// state directory holds the state and there is one controller].
+    #[arg(long, env = "FABRIC_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Where this cluster's keys are in etcd [default: /fabric/<cluster>/].
+    #[arg(long)]
+    pub etcd_prefix: Option<String>,
+    /// The leader's etcd lease, whole seconds [default: 15s, as Kubernetes].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub leader_lease: Option<Duration>,
+    /// A leader that cannot renew its lease for this long steps down
+    /// [default: 10s, as Kubernetes].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub renew_deadline: Option<Duration>,
+    /// How often the lease is renewed and a failed etcd call retried
+    /// [default: 2s, as Kubernetes].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retry_period: Option<Duration>,
+    /// This replica's address as clients reach it, shown as the leader's
+    /// [default: https://<listen>].
+    #[arg(long)]
+    pub advertise: Option<String>,
 }
 
 /// What to do instead of serving.
@@ -201,6 +224,15 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub tick_coalesce: Option<Duration>,
+    pub etcd: Option<Vec<String>>,
+    pub etcd_prefix: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub leader_lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub renew_deadline: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_period: Option<Duration>,
+    pub advertise: Option<String>,
 }
 
 /// How long the timer loop waits for more events once woken.
@@ -224,6 +256,8 @@ pub struct ControllerConfig {
     pub accept: fabric_daemon::tls_accept::Limits,
     /// See `Args::tick_coalesce`.
     pub tick_coalesce: Duration,
+    /// Set: this controller is one replica, its state in etcd.
+    pub replica: Option<crate::replica::ReplicaConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -343,17 +377,64 @@ impl Args {
         ) else {
             bail!("no TLS files: pass --pki-dir DIR, or --ca, --cert and --key");
         };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let state_dir = self.state_dir.or(file.state_dir);
+        let etcd = match self.etcd.is_empty() {
+            true => file.etcd.unwrap_or_default(),
+            false => self.etcd,
+        };
+        let replica = match etcd.is_empty() {
+            true => None,
+            false => {
+                use crate::replica::*;
+                let replica = ReplicaConfig {
+                    etcd,
+                    prefix: self
+                        .etcd_prefix
+                        .or(file.etcd_prefix)
+                        .unwrap_or_else(|| format!("/fabric/{cluster}/")),
+                    lease: self
+                        .leader_lease
+                        .or(file.leader_lease)
+                        .unwrap_or(DEFAULT_LEASE),
+                    renew_deadline: self
+                        .renew_deadline
+                        .or(file.renew_deadline)
+                        .unwrap_or(DEFAULT_RENEW_DEADLINE),
+                    retry_period: self
+                        .retry_period
+                        .or(file.retry_period)
+                        .unwrap_or(DEFAULT_RETRY_PERIOD),
+                    advertise: self
+                        .advertise
+                        .or(file.advertise)
+                        .unwrap_or_else(|| format!("https://{listen}")),
+                };
+                replica.validate().map_err(anyhow::Error::msg)?;
+                if !replica.prefix.ends_with('/') {
+                    bail!("--etcd-prefix {:?} must end with '/'", replica.prefix);
+                }
+                if state_dir.is_none() {
+                    bail!(
+                        "--etcd needs --state-dir: it holds the secrets key every replica \
+                         shares (give replicas the same directory, or the same secrets.key) \
+                         and uploaded packages"
+                    );
+                }
+                Some(replica)
+            }
+        };
         Ok(ControllerConfig {
             cluster,
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            listen,
             addr_file: self.addr_file,
             tls: TlsFiles { ca, cert, key },
             core,
             probe,
-            state_dir: self.state_dir.or(file.state_dir),
+            state_dir,
             http_listen: self.http_listen.or(file.http_listen),
             http_addr_file: self.http_addr_file,
             accept: {
@@ -377,6 +458,7 @@ impl Args {
                 .tick_coalesce
                 .or(file.tick_coalesce)
                 .unwrap_or(DEFAULT_TICK_COALESCE),
+            replica,
         })
     }
 }

@@ -64,6 +64,9 @@ pub struct Controller {
     /// Where package artifacts are kept; unset: packages cannot be added
     /// (a controller without a state directory).
     packages: std::sync::OnceLock<crate::store::packages::PackageStore>,
+    /// This replica's term as leader; unset for a controller without
+    /// replicas (see [`crate::replica`]).
+    term: std::sync::OnceLock<crate::replica::Term>,
 }
 
 /// A condition of the controller itself, for status and the dashboard.
@@ -158,6 +161,7 @@ impl Controller {
             commits: Commits::default(),
             durable_generation,
             packages: std::sync::OnceLock::new(),
+            term: std::sync::OnceLock::new(),
         });
         if writes {
             Self::spawn_writer(&controller);
@@ -172,6 +176,16 @@ impl Controller {
 
     pub fn package_store(&self) -> Option<&crate::store::packages::PackageStore> {
         self.packages.get()
+    }
+
+    /// Marks this controller as one replica's term as leader (once, at start).
+    pub fn set_term(&self, term: crate::replica::Term) {
+        let _ = self.term.set(term);
+    }
+
+    /// This replica's term, if the controller has replicas.
+    pub fn term(&self) -> Option<&crate::replica::Term> {
+        self.term.get()
     }
 
     /// Saves the core and the secrets with the core locked: an operator's

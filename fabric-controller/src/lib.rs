@@ -8,7 +8,8 @@
 //! - [`server`]: TLS, health, reflection and background loops; [`server::run`].
 //! - [`secrets`]: deployed certificates' private keys, kept out of the core.
 //! - [`config`]: flags and config file, resolved once.
-//! - [`store`]: durable state, written before the controller acts;
+//! - [`store`]: durable state, written before the controller acts (in the
+//!   state directory, or in etcd for a controller with [`replica`]s);
 //!   [`commit`]: the decisions nobody waits on, written in batches.
 //! - [`metrics`]: Prometheus counters, histograms and gauges.
 //! - [`probe`]: the rollout gate's probes of role endpoints.
@@ -22,6 +23,7 @@ pub mod controller;
 pub mod dashboard;
 pub mod metrics;
 pub mod probe;
+pub mod replica;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -15,6 +15,17 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Probe { timeout }) = command {
         return probe(&config, timeout).await;
     }
+    if let Some(replica) = config.replica.clone() {
+        // A replica binds its ports only while it leads.
+        fabric_controller::replica::run(
+            config,
+            replica,
+            Arc::new(SystemClock::new()),
+            fabric_daemon::shutdown::signal(),
+        )
+        .await?;
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -14,6 +14,10 @@ struct FlakyStore {
 }
 
 impl Store for FlakyStore {
+    fn describe(&self) -> String {
+        "a flaky test store".into()
+    }
+
     fn load(&self) -> Result<Option<PersistedState>, StoreError> {
         Ok(self.saved.lock().unwrap().clone())
     }

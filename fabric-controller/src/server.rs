@@ -41,29 +41,46 @@ pub enum ServeError {
     Packages(#[from] crate::store::packages::UploadError),
 }
 
-/// Loads the saved state from the state directory, if any: the core with a
-/// fresh heartbeat grace for every node, and the decrypted secrets. With no
-/// state directory the controller keeps everything in memory.
-fn restore(
+/// Where the state is kept and the key that encrypts its secrets.
+pub type StateHome = (Box<dyn Store>, AtRestKey);
+
+/// The controller's own store: a [`LogStore`] in the state directory with
+/// its at-rest key beside it, or nothing (state kept in memory).
+pub fn local_store(
     config: &ControllerConfig,
-    now: fabric_core::Moment,
-) -> Result<(FabricCore, SecretStore, Option<Persistence>), ServeError> {
+) -> Result<Option<StateHome>, ServeError> {
     let Some(dir) = &config.state_dir else {
         tracing::warn!("no --state-dir: state is kept in memory and lost on restart");
+        return Ok(None);
+    };
+    Ok(Some((
+        Box::new(LogStore::new(dir)?),
+        AtRestKey::open_or_create(dir)?,
+    )))
+}
+
+/// Loads the saved state from `store`, if any: the core with a fresh
+/// heartbeat grace for every node (a restart, or a new leader, must not
+/// declare servers lost for its own absence), and the decrypted secrets.
+/// With no store the controller keeps everything in memory.
+fn restore(
+    config: &ControllerConfig,
+    store: Option<StateHome>,
+    now: fabric_core::Moment,
+) -> Result<(FabricCore, SecretStore, Option<Persistence>), ServeError> {
+    let Some((store, key)) = store else {
         return Ok((
             FabricCore::new(config.core.clone(), now).with_cluster_id(new_cluster_id()),
             SecretStore::default(),
             None,
         ));
     };
-    let store = LogStore::new(dir)?;
-    let key = AtRestKey::open_or_create(dir)?;
     let mut secrets = SecretStore::default();
     let core = match store.load()? {
         None => {
             let id = new_cluster_id();
             tracing::warn!(
-                path = %store.path().display(),
+                store = %store.describe(),
                 cluster_id = %id,
                 "no saved state: a new cluster. If host agents remember another cluster, this \
                  controller enters state-lost mode and stops nothing until an operator recovers"
@@ -78,7 +95,7 @@ fn restore(
                     fabric_core::Name::parse("role", &e.role),
                 ) else {
                     return Err(StoreError::Corrupt {
-                        path: store.path().to_owned(),
+                        path: store.describe().into(),
                         reason: format!("invalid names {}/{}", e.deployment, e.role),
                     }
                     .into());
@@ -87,7 +104,7 @@ fn restore(
             }
             let restored = FabricCore::restore(config.core.clone(), saved.core, now);
             tracing::info!(
-                path = %store.path().display(),
+                store = %store.describe(),
                 cluster_id = %restored.identity().id,
                 generation = restored.identity().generation,
                 "restored saved state"
@@ -100,7 +117,7 @@ fn restore(
             }
         }
     };
-    Ok((core, secrets, Some(Persistence::new(Box::new(store), key))))
+    Ok((core, secrets, Some(Persistence::new(store, key))))
 }
 
 /// A new cluster's identity: 128 random bits, in hex.
@@ -113,11 +130,27 @@ fn new_cluster_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Serves the controller on `listener` until `shutdown` completes.
+/// Serves the controller on `listener` until `shutdown` completes, with
+/// its state in the state directory (see [`local_store`]).
 pub async fn run(
     config: ControllerConfig,
     listener: TcpListener,
     clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = local_store(&config)?;
+    serve(config, listener, clock, store, None, shutdown).await
+}
+
+/// Serves the controller on `listener` until `shutdown` completes, with
+/// its state in `store` (`None`: in memory); `term` when it is one
+/// replica's term as leader (see [`crate::replica`]).
+pub async fn serve(
+    config: ControllerConfig,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+    store: Option<StateHome>,
+    term: Option<crate::replica::Term>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     fabric_pki::install_crypto_provider();
@@ -128,9 +161,12 @@ pub async fn run(
     let bound = listener
         .local_addr()
         .map_err(|e| ServeError::Http(e.to_string()))?;
-    let (mut core, secrets, persistence) = restore(&config, clock.now())?;
+    let (mut core, secrets, persistence) = restore(&config, store, clock.now())?;
     core.watch_cluster_certificates(own_certificates(&tls)?);
     let controller = Controller::new(config.cluster.clone(), core, secrets, clock, persistence);
+    if let Some(term) = term {
+        controller.set_term(term);
+    }
     if let Some(dir) = &config.state_dir {
         let store = crate::store::packages::PackageStore::open(dir)?;
         controller.set_package_store(store);

@@ -1,8 +1,13 @@
 //! What the controller's unit tests share: a one-role deployment, a
-//! server description and a moment in test time.
+//! server description, a moment in test time, and a core whose decisions
+//! stores save.
 
 use crate::api::convert::ValidatedDeployment;
-use fabric_core::{CertificateInfo, DeploymentSpec, Moment, Name, NodeInfo, RoleSpec};
+use crate::store::{ChangeRecord, PersistedState};
+use fabric_core::{
+    CertificateInfo, CoreConfig, DeploymentSpec, FabricCore, Moment, Name, NodeId, NodeInfo,
+    RoleSpec,
+};
 use std::time::{Duration, SystemTime};
 
 /// Deployment `name`: one role `r` of one instance, with a certificate far
@@ -45,5 +50,55 @@ pub fn at(s: u64) -> Moment {
     Moment {
         mono: Duration::from_secs(s),
         wall: SystemTime::UNIX_EPOCH + Duration::from_secs(s),
+    }
+}
+
+/// A core that makes decisions, and the states its saves stand for.
+pub struct Cluster {
+    pub core: FabricCore,
+    pub generation: u64,
+}
+
+impl Cluster {
+    pub fn new() -> Self {
+        let mut core = FabricCore::new(CoreConfig::default(), at(0));
+        for i in 0..3 {
+            core.register(at(0), NodeId::new(format!("host-{i}")), node(i, 40), "b");
+        }
+        Self {
+            core,
+            generation: 0,
+        }
+    }
+
+    /// One more decision (a deployment of two instances).
+    pub fn decide(&mut self, n: u64) {
+        let mut d = deployment(&format!("d{n}"));
+        d.spec.roles[0].instances = 2;
+        self.core.deploy(at(n), d.spec).unwrap();
+    }
+
+    pub fn whole(&self) -> PersistedState {
+        let mut core = self.core.snapshot();
+        core.identity.generation = self.generation;
+        PersistedState {
+            core,
+            secrets: vec![],
+        }
+    }
+
+    pub fn full(&mut self) -> PersistedState {
+        self.generation += 1;
+        let state = self.whole();
+        self.core.all_saved();
+        state
+    }
+
+    pub fn changes(&mut self) -> ChangeRecord {
+        self.generation += 1;
+        ChangeRecord {
+            core: self.core.take_changes(self.generation),
+            secrets: None,
+        }
     }
 }

@@ -41,6 +41,34 @@ pub struct Leadership {
     pub lease: i64,
 }
 
+/// A deletion in a fenced transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delete {
+    /// One key.
+    Key(Vec<u8>),
+    /// Every key starting with these bytes.
+    Prefix(Vec<u8>),
+    /// Every key from the first (inclusive) to the second (exclusive).
+    Range(Vec<u8>, Vec<u8>),
+}
+
+impl Delete {
+    fn range(self) -> (Vec<u8>, Vec<u8>) {
+        match self {
+            Delete::Key(key) => (key, Vec::new()),
+            Delete::Prefix(prefix) => {
+                let end = prefix_end(&prefix);
+                (prefix, end)
+            }
+            Delete::Range(from, to) => (from, to),
+        }
+    }
+}
+
+/// The largest answer read from etcd (a snapshot's parts are read in one
+/// range): tonic's default of 4 MiB is below a large cluster's state.
+const MAX_ANSWER_BYTES: usize = 1 << 30;
+
 /// What a fenced transaction did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fenced {
@@ -244,6 +272,7 @@ impl Etcd {
         let answer = self
             .each_member("Range", |c| async move {
                 rpc::kv_client::KvClient::new(c)
+                    .max_decoding_message_size(MAX_ANSWER_BYTES)
                     .range(self.request(rpc::RangeRequest {
                         key: prefix.to_vec(),
                         range_end: prefix_end(prefix),
@@ -268,14 +297,15 @@ impl Etcd {
         ))
     }
 
-    /// Writes `puts` and deletes `deletes` in one transaction, if and only
+    /// Writes `puts` and makes `deletes` in one transaction, if and only
     /// if `leader`'s election key still exists as created: the only way the
-    /// controller writes (see the crate doc).
+    /// controller writes (see the crate doc). Puts come first, so a delete
+    /// range may clear what is left around them.
     pub async fn fenced_txn(
         &self,
         leader: &Leadership,
         puts: Vec<(Vec<u8>, Vec<u8>)>,
-        deletes: Vec<Vec<u8>>,
+        deletes: Vec<Delete>,
     ) -> Result<Fenced, EtcdError> {
         let guard = rpc::Compare {
             result: CompareResult::Equal as i32,
@@ -293,11 +323,15 @@ impl Etcd {
                     ..Default::default()
                 })),
             })
-            .chain(deletes.into_iter().map(|key| rpc::RequestOp {
-                request: Some(Op::RequestDeleteRange(rpc::DeleteRangeRequest {
-                    key,
-                    ..Default::default()
-                })),
+            .chain(deletes.into_iter().map(|delete| {
+                let (key, range_end) = delete.range();
+                rpc::RequestOp {
+                    request: Some(Op::RequestDeleteRange(rpc::DeleteRangeRequest {
+                        key,
+                        range_end,
+                        ..Default::default()
+                    })),
+                }
             }))
             .collect();
         let txn = rpc::TxnRequest {

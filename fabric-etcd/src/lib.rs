@@ -8,6 +8,8 @@
 //! - [`Etcd`]: a connection to a cluster's members, with the few calls the
 //!   controller makes: leases, the Election service's campaign, reads of a
 //!   key prefix, and [`Etcd::fenced_txn`], the one way a leader writes;
+//! - [`BlockingEtcd`]: the same calls for synchronous code (the
+//!   controller's store);
 //! - [`local`]: a local cluster of real `etcd` processes (tests, laptops).
 //!
 //! **Fencing.** Jepsen found etcd 3.4's key-value operations and
@@ -20,10 +22,12 @@
 //! guard fails, and etcd refuses the write: a deposed leader's write fails
 //! rather than lands.
 
+pub mod blocking;
 pub mod client;
 pub mod local;
 
-pub use client::{Etcd, EtcdError, Fenced, KeyValue, Leadership};
+pub use blocking::BlockingEtcd;
+pub use client::{Delete, Etcd, EtcdError, Fenced, KeyValue, Leadership};
 
 /// etcd's v3 API, generated.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

@@ -103,6 +103,24 @@ impl LocalEtcd {
         self.members.iter().map(|m| m.client.clone()).collect()
     }
 
+    /// Waits until the cluster answers a linearizable read (it has elected
+    /// a Raft leader), for at most `within`.
+    pub fn wait_ready(&self, within: std::time::Duration) -> Result<(), String> {
+        let etcd = crate::BlockingEtcd::new(&self.endpoints(), std::time::Duration::from_secs(1))
+            .map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
+        loop {
+            match etcd.call(|etcd| async move { etcd.get_prefix(b"/").await }) {
+                Ok(_) => return Ok(()),
+                // Expected while the members find each other.
+                Err(_) if started.elapsed() < within => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(format!("etcd not ready after {within:?}: {e}")),
+            }
+        }
+    }
+
     /// SIGKILLs member `i` (a crashed etcd member).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members.get_mut(i).and_then(|m| m.child.take()) {
@@ -110,6 +128,20 @@ impl LocalEtcd {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether tests that need a real etcd can run: true if a binary is found;
+/// otherwise false with a loud notice, or a panic when CI=true (CI installs
+/// Debian's etcd-server and must not skip them).
+pub fn available_for_tests(test: &str) -> bool {
+    if etcd_bin().is_some() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: no etcd binary (apt-get install etcd-server); CI=true needs it");
+    }
+    eprintln!("\n!!! {test} SKIPPED: no etcd (apt-get install etcd-server)\n");
+    false
 }
 
 impl Drop for LocalEtcd {

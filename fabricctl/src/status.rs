@@ -80,6 +80,19 @@ pub struct StatusJson {
     /// The controller's dashboard, when `fabricctl` knows it (context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard: Option<String>,
+    /// A redundant controller's leader and term; null for one controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationJson>,
+}
+
+/// `replication` in `fabricctl status -o json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationJson {
+    pub term: i64,
+    pub leader: String,
+    pub replicas: Vec<String>,
+    pub leader_since: Option<String>,
+    pub store: String,
 }
 
 /// A certificate close to expiry, in [`StatusJson`].
@@ -414,6 +427,13 @@ impl StatusJson {
                 .collect(),
             update: status.update.as_ref().and_then(UpdateJson::from_proto),
             dashboard: None,
+            replication: status.replication.as_ref().map(|r| ReplicationJson {
+                term: r.term,
+                leader: r.leader.clone(),
+                replicas: r.replicas.clone(),
+                leader_since: r.leader_since.as_ref().map(|t| timefmt::rfc3339(Some(t))),
+                store: r.store.clone(),
+            }),
         }
     }
 
@@ -486,6 +506,17 @@ impl StatusJson {
     /// a section per deployment.
     pub fn to_table(&self) -> String {
         let mut out = self.header();
+        if let Some(r) = &self.replication {
+            out.push_str(&format!(
+                "replicas {} ({}): leader {} term {} since {}; state in {}\n",
+                r.replicas.len(),
+                r.replicas.join(", "),
+                r.leader,
+                r.term,
+                r.leader_since.as_deref().unwrap_or("-"),
+                r.store,
+            ));
+        }
         out.push_str(&self.alerts());
         if let Some(u) = self
             .update

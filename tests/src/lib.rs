@@ -100,6 +100,7 @@ pub fn controller_config(pki: &TestPki, listen: SocketAddr) -> ControllerConfig 
         http_addr_file: None,
         accept: Default::default(),
         tick_coalesce: fabric_controller::config::DEFAULT_TICK_COALESCE,
+        replica: None,
         probe: Default::default(),
     }
 }

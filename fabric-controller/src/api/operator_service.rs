@@ -79,6 +79,13 @@ impl OperatorService for OperatorApi {
             deployments,
             instances_matched: instances_matched as u32,
             next_instances_after: next.map(ToString::to_string).unwrap_or_default(),
+            replication: self.controller.term().map(|t| pb::Replication {
+                term: t.number,
+                leader: t.leader.clone(),
+                replicas: t.replicas.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                leader_since: Some(convert::timestamp(t.since)),
+                store: t.store.clone(),
+            }),
         }))
     }
 

@@ -46,6 +46,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Store for FileStore {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+
     fn load(&self) -> Result<Option<PersistedState>, StoreError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,

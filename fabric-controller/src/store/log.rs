@@ -245,6 +245,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Store for LogStore {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+
     fn load(&self) -> Result<Option<PersistedState>, StoreError> {
         let log = match std::fs::read(&self.log_path) {
             Ok(b) => b,

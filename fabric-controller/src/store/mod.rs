@@ -10,7 +10,11 @@
 //!
 //! Secrets (deployed certificates' private keys) are encrypted at rest with a
 //! key kept beside the state file (mode 0600), see [`sealed_keys`].
+//!
+//! [`etcd::EtcdStore`] keeps the same snapshot and log in etcd for a
+//! controller with replicas, every write fenced by the leader's election.
 
+pub mod etcd;
 pub mod file;
 pub mod log;
 pub mod packages;
@@ -45,6 +49,13 @@ pub enum StoreError {
     Encode { path: PathBuf, reason: String },
     #[error("secret key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
+    #[error("{place}: {reason}")]
+    Remote { place: String, reason: String },
+    #[error(
+        "this controller no longer leads (another replica was elected): etcd refused its \
+         write and nothing of it landed; it steps down"
+    )]
+    Deposed,
 }
 
 /// What one decision changed: the core's changed entries and new events,
@@ -67,6 +78,8 @@ pub enum Save<'a> {
 
 /// A place to keep the controller's state.
 pub trait Store: Send {
+    /// Where the state is, for logs and errors.
+    fn describe(&self) -> String;
     /// The last saved state, or `None` for a new cluster.
     fn load(&self) -> Result<Option<PersistedState>, StoreError>;
     /// Whether the next save must be [`Save::Full`]: nothing to append to

@@ -33,9 +33,10 @@ pub struct AtRestKey {
 
 impl AtRestKey {
     /// Reads `<state_dir>/secrets.key`, creating it (0600) if missing.
+    /// Replicas sharing a state directory may start together: the key is
+    /// written whole under a temporary name and linked into place, which
+    /// fails if another got there first, and then that one's is read.
     pub fn open_or_create(state_dir: &Path) -> Result<Self, StoreError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = state_dir.join(KEY_FILE);
         let err = |reason: String| StoreError::Key {
             path: path.clone(),
@@ -48,16 +49,15 @@ impl AtRestKey {
                 SystemRandom::new()
                     .fill(&mut key)
                     .map_err(|_| err("no randomness".into()))?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| err(e.to_string()))?;
-                file.write_all(hex::encode(key).as_bytes())
-                    .and_then(|_| file.sync_all())
-                    .map_err(|e| err(e.to_string()))?;
-                key.to_vec()
+                match create_whole(&path, hex::encode(key).as_bytes()) {
+                    Ok(()) => key.to_vec(),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text =
+                            std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+                        hex::decode(text.trim()).map_err(|_| err("not hex".into()))?
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                }
             }
             Err(e) => return Err(err(e.to_string())),
         };
@@ -138,6 +138,26 @@ impl AtRestKey {
             key_pem: key_pem.into(),
         })
     }
+}
+
+/// Creates `path` (0600) holding `bytes`, whole or not at all; fails with
+/// `AlreadyExists` if it exists.
+fn create_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let linked = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 #[cfg(test)]

@@ -1,66 +1,7 @@
 //! The log store under crashes at every write point and damaged files.
 
 use super::*;
-use crate::test_support::{deployment, node};
-use fabric_core::{CoreConfig, FabricCore, Moment, NodeId};
-use std::time::{Duration, SystemTime};
-
-fn at(secs: u64) -> Moment {
-    Moment {
-        mono: Duration::from_secs(secs),
-        wall: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
-    }
-}
-
-/// A core that makes decisions, and the states its saves stand for.
-struct Cluster {
-    core: FabricCore,
-    generation: u64,
-}
-
-impl Cluster {
-    fn new() -> Self {
-        let mut core = FabricCore::new(CoreConfig::default(), at(0));
-        for i in 0..3 {
-            core.register(at(0), NodeId::new(format!("host-{i}")), node(i, 40), "b");
-        }
-        Self {
-            core,
-            generation: 0,
-        }
-    }
-
-    /// One more decision (a deployment of two instances).
-    fn decide(&mut self, n: u64) {
-        let mut d = deployment(&format!("d{n}"));
-        d.spec.roles[0].instances = 2;
-        self.core.deploy(at(n), d.spec).unwrap();
-    }
-
-    fn whole(&self) -> PersistedState {
-        let mut core = self.core.snapshot();
-        core.identity.generation = self.generation;
-        PersistedState {
-            core,
-            secrets: vec![],
-        }
-    }
-
-    fn full(&mut self) -> PersistedState {
-        self.generation += 1;
-        let state = self.whole();
-        self.core.all_saved();
-        state
-    }
-
-    fn changes(&mut self) -> ChangeRecord {
-        self.generation += 1;
-        ChangeRecord {
-            core: self.core.take_changes(self.generation),
-            secrets: None,
-        }
-    }
-}
+use crate::test_support::Cluster;
 
 fn json(state: &PersistedState) -> String {
     serde_json::to_string(&state.core).unwrap()
