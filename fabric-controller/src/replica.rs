@@ -123,6 +123,10 @@ pub async fn run(
         }
         .into());
     };
+    std::fs::create_dir_all(&state_dir).map_err(|source| StoreError::Io {
+        path: state_dir.clone(),
+        source,
+    })?;
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

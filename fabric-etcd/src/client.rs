@@ -130,13 +130,16 @@ impl Etcd {
         for (endpoint, channel) in &self.members {
             match call(channel.clone()).await {
                 Ok(answer) => return Ok(answer),
-                // Only a member that could not answer is skipped. etcd's own
-                // refusals often come as Unknown ("election: no leader"):
-                // they are answers, the same from every member.
+                // Only a member that could not answer is skipped (down,
+                // or too slow: tonic's own timeout comes as Cancelled).
+                // etcd's refusals often come as Unknown ("election: no
+                // leader"): they are answers, the same from every member.
                 Err(s)
                     if matches!(
                         s.code(),
-                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                        tonic::Code::Unavailable
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Cancelled
                     ) =>
                 {
                     last = format!("{endpoint}: {}", s.message());

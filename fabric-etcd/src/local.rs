@@ -31,7 +31,8 @@ pub struct LocalEtcd {
     pub members: Vec<Member>,
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A port free now on loopback.
+pub fn free_port() -> std::io::Result<u16> {
     // Bound and released: another process could take it in between, which
     // etcd then reports as an address in use (the caller sees its log).
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -39,59 +40,103 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// How one member of a local cluster is started: what `fabricctl up`
+/// supervises, and what [`LocalEtcd::start`] spawns.
+#[derive(Clone, Debug)]
+pub struct MemberPlan {
+    pub name: String,
+    /// `127.0.0.1:PORT` for clients.
+    pub client: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Where its log goes: `<dir>/<name>.log`.
+    pub log: PathBuf,
+}
+
+/// Plans a local cluster of `count` members under `dir` (one data
+/// directory each, created here), on free loopback ports.
+pub fn plan(dir: &Path, count: usize) -> std::io::Result<Vec<MemberPlan>> {
+    let ports: Vec<(u16, u16)> = (0..count)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<std::io::Result<_>>()?;
+    plan_on(dir, &ports)
+}
+
+/// [`plan`] on given (client, peer) ports: a member's data remembers its
+/// peers' addresses, so a cluster started again on the same directory
+/// must use the same ports.
+pub fn plan_on(dir: &Path, ports: &[(u16, u16)]) -> std::io::Result<Vec<MemberPlan>> {
+    let bin = etcd_bin().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no etcd binary: install Debian's etcd-server (apt-get install etcd-server) \
+             or set FABRIC_ETCD_BIN",
+        )
+    })?;
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("etcd-{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members = Vec::new();
+    for (i, &(client, peer)) in ports.iter().enumerate() {
+        let name = format!("etcd-{i}");
+        let data = dir.join(&name);
+        std::fs::create_dir_all(&data)?;
+        let args = vec![
+            "--name".into(),
+            name.clone(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--listen-client-urls".into(),
+            format!("http://127.0.0.1:{client}"),
+            "--advertise-client-urls".into(),
+            format!("http://127.0.0.1:{client}"),
+            "--listen-peer-urls".into(),
+            format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls".into(),
+            format!("http://127.0.0.1:{peer}"),
+            "--initial-cluster".into(),
+            initial.clone(),
+            "--initial-cluster-state".into(),
+            "new".into(),
+            "--initial-cluster-token".into(),
+            "fabric-local".into(),
+            // Old revisions go after an hour, so history does not grow
+            // without end (nothing here compacts it otherwise).
+            "--auto-compaction-mode".into(),
+            "periodic".into(),
+            "--auto-compaction-retention".into(),
+            "1h".into(),
+        ];
+        members.push(MemberPlan {
+            log: dir.join(format!("{name}.log")),
+            name,
+            client: format!("127.0.0.1:{client}"),
+            program: bin.clone(),
+            args,
+        });
+    }
+    Ok(members)
+}
+
 impl LocalEtcd {
-    /// Starts `count` members under `dir` (one data directory and one log
-    /// file each), logging to `<dir>/<name>.log`. Returns once they are
-    /// spawned; the first call to them waits for them to elect a leader.
+    /// Starts `count` members under `dir` (see [`plan`]). Returns once
+    /// they are spawned; [`LocalEtcd::wait_ready`] waits for a leader.
     pub fn start(dir: &Path, count: usize) -> std::io::Result<Self> {
-        let bin = etcd_bin().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no etcd binary: install Debian's etcd-server (apt-get install etcd-server) \
-                 or set FABRIC_ETCD_BIN",
-            )
-        })?;
-        let ports: Vec<(u16, u16)> = (0..count)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<std::io::Result<_>>()?;
-        let initial = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, peer))| format!("etcd-{i}=http://127.0.0.1:{peer}"))
-            .collect::<Vec<_>>()
-            .join(",");
         let mut members = Vec::new();
-        for (i, (client, peer)) in ports.into_iter().enumerate() {
-            let name = format!("etcd-{i}");
-            let data = dir.join(&name);
-            std::fs::create_dir_all(&data)?;
-            let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-            let child = Command::new(&bin)
-                .args(["--name", &name, "--data-dir"])
-                .arg(&data)
-                .args([
-                    "--listen-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
-                    "--advertise-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
-                    "--listen-peer-urls",
-                    &format!("http://127.0.0.1:{peer}"),
-                    "--initial-advertise-peer-urls",
-                    &format!("http://127.0.0.1:{peer}"),
-                    "--initial-cluster",
-                    &initial,
-                    "--initial-cluster-state",
-                    "new",
-                    "--initial-cluster-token",
-                    "fabric-local",
-                ])
+        for plan in plan(dir, count)? {
+            let log = std::fs::File::create(&plan.log)?;
+            let child = Command::new(&plan.program)
+                .args(&plan.args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()?;
             members.push(Member {
-                name,
-                client: format!("127.0.0.1:{client}"),
+                name: plan.name,
+                client: plan.client,
                 child: Some(child),
             });
         }

@@ -391,6 +391,16 @@ pub struct UpArgs {
     /// Cluster name (written into every certificate).
     #[arg(long, default_value = "local")]
     pub cluster: String,
+    /// Controllers: 1 is one controller with its state on disk; more start
+    /// a local etcd cluster of 3 members (Debian's etcd-server) and that
+    /// many controller replicas sharing their state in it, one leading.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
+    pub replicas: u32,
+    /// With --replicas: the leader's etcd lease (whole seconds); the renew
+    /// deadline is two thirds of it and the retry period two fifteenths,
+    /// Kubernetes' proportions (15s, 10s, 2s).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_lease: Duration,
     /// How often host agents heartbeat.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,

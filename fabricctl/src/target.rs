@@ -94,21 +94,31 @@ impl Target {
     }
 
     /// Like [`Target::connect`] with an already loaded TLS configuration.
+    /// A controller with replicas is named by every replica's address,
+    /// comma-separated: only the leader listens, so the first that
+    /// connects is it.
     pub async fn connect_with(&self, tls: ClientTlsConfig) -> Result<Channel, CtlError> {
-        let bad = |detail: String| CtlError::BadEndpoint {
+        let mut last = None;
+        for address in self.endpoint.split(',').map(str::trim) {
+            let bad = |detail: String| CtlError::BadEndpoint {
+                endpoint: address.to_owned(),
+                detail,
+            };
+            let endpoint = Endpoint::from_shared(address.to_owned())
+                .map_err(|e| bad(error::chain_text(&e)))?
+                .tls_config(tls.clone())
+                .map_err(|e| bad(error::chain_text(&e)))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(RPC_TIMEOUT);
+            match endpoint.connect().await {
+                Ok(channel) => return Ok(channel),
+                Err(e) => last = Some(error::from_transport(self.what, address, &e)),
+            }
+        }
+        Err(self.with_hint(last.unwrap_or_else(|| CtlError::BadEndpoint {
             endpoint: self.endpoint.clone(),
-            detail,
-        };
-        let endpoint = Endpoint::from_shared(self.endpoint.clone())
-            .map_err(|e| bad(error::chain_text(&e)))?
-            .tls_config(tls)
-            .map_err(|e| bad(error::chain_text(&e)))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(RPC_TIMEOUT);
-        endpoint
-            .connect()
-            .await
-            .map_err(|e| self.with_hint(error::from_transport(self.what, &self.endpoint, &e)))
+            detail: "no address".into(),
+        })))
     }
 
     /// Maps a failed RPC on this target to a one-line error.

@@ -21,7 +21,9 @@ use time::format_description::well_known::Rfc3339;
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// The fabric controller's URL, e.g. https://127.0.0.1:7400.
+    /// The fabric controller's URL, e.g. https://127.0.0.1:7400; for a
+    /// controller with replicas, every replica's, comma-separated (the one
+    /// that leads answers).
     #[arg(long, env = "FABRIC_CONTROLLER")]
     pub controller: String,
     /// Name the controller's certificate must carry.
@@ -202,7 +204,8 @@ pub enum Command {
 /// Validated host agent configuration.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
-    pub controller: String,
+    /// Every controller replica's URL (one for a single controller).
+    pub controllers: Vec<String>,
     pub controller_name: String,
     pub tls: TlsFiles,
     pub listen: SocketAddr,
@@ -333,10 +336,19 @@ impl Args {
                 "no TLS files: pass --pki-dir DIR --node NAME, or --ca, --cert and --key"
             );
         };
-        if !self.controller.starts_with("https://") {
+        let controllers: Vec<String> = self
+            .controller
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if controllers.is_empty() {
+            anyhow::bail!("--controller names no URL");
+        }
+        if let Some(bad) = controllers.iter().find(|u| !u.starts_with("https://")) {
             anyhow::bail!(
-                "--controller {:?} must be an https:// URL (all traffic is mutual TLS)",
-                self.controller
+                "--controller {bad:?} must be an https:// URL (all traffic is mutual TLS)"
             );
         }
         if self.heartbeat_interval.is_some_and(|d| d.is_zero()) {
@@ -344,7 +356,7 @@ impl Args {
         }
         let guests = self.guest_config()?;
         Ok(HostConfig {
-            controller: self.controller,
+            controllers,
             controller_name: self.controller_name,
             tls: TlsFiles { ca, cert, key },
             listen: self.listen,

@@ -39,23 +39,36 @@ use tonic::transport::{Channel, Endpoint};
 pub static HEARTBEAT_LATENCY: fabric_daemon::latency::Recorder =
     fabric_daemon::latency::Recorder::new();
 
-/// Builds a lazily connecting mTLS channel to the controller. HTTP/2
-/// keepalive lets the channel notice a dead connection (e.g. after a network
-/// partition) and reconnect instead of waiting on it forever.
-pub fn channel(config: &HostConfig, tls: &LoadedTls) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(config.controller.clone())?
-        .tls_config(tls.client_config(&config.controller_name))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+/// The channel every call to the controller goes through: to whichever of
+/// its replicas leads (see `fabric_daemon::failover`).
+pub type ControllerChannel = fabric_daemon::failover::Failover;
+
+/// Builds lazily connecting mTLS channels to the controller (each replica).
+/// HTTP/2 keepalive lets a channel notice a dead connection (e.g. after a
+/// network partition, or a paused controller) and give up on it instead of
+/// waiting forever.
+pub fn channel(config: &HostConfig, tls: &LoadedTls) -> anyhow::Result<ControllerChannel> {
+    let channels = config
+        .controllers
+        .iter()
+        .map(|url| {
+            let channel = Endpoint::from_shared(url.clone())?
+                .tls_config(tls.client_config(&config.controller_name))?
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(5))
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true)
+                .connect_lazy();
+            Ok((url.clone(), channel))
+        })
+        .collect::<anyhow::Result<Vec<(String, Channel)>>>()?;
+    Ok(fabric_daemon::failover::Failover::new(channels))
 }
 
 /// Everything the heartbeat loop needs.
 pub struct Link {
-    pub client: NodeServiceClient<Channel>,
+    pub client: NodeServiceClient<ControllerChannel>,
     pub state: Arc<HostState>,
     pub vms: Arc<VmManager>,
     pub description: pb::NodeDescription,
@@ -248,7 +261,7 @@ impl Link {
 /// may have changed while no stream was open. A controller without the call
 /// (an older one) is heard at the heartbeat interval, as before.
 async fn watch_desired(
-    mut client: NodeServiceClient<Channel>,
+    mut client: NodeServiceClient<ControllerChannel>,
     node_id: String,
     nudge: Arc<tokio::sync::Notify>,
     max_backoff: Duration,

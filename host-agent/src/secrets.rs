@@ -6,7 +6,6 @@
 use fabric_proto::v1::{self as pb, node_service_client::NodeServiceClient};
 use fabric_sealing::{SealContext, SealError};
 use thiserror::Error;
-use tonic::transport::Channel;
 use zeroize::{Zeroize, Zeroizing};
 
 #[derive(Debug, Error)]
@@ -37,7 +36,7 @@ pub fn check_transfer_cert(der: &[u8]) -> Result<(), SealError> {
 
 /// FetchSecrets for `vm_id` at `incarnation`, sealed to `transfer_cert_der`.
 pub async fn fetch_sealed(
-    mut controller: NodeServiceClient<Channel>,
+    mut controller: NodeServiceClient<crate::controller_link::ControllerChannel>,
     vm_id: &str,
     incarnation: u64,
     transfer_cert_der: &[u8],

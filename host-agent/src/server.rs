@@ -248,7 +248,7 @@ pub async fn run_with(
         guest_listen = %guest_addr.map_or("in-process".to_owned(), |a| a.to_string()),
         state_dir = %state_dir.display(),
         guest_agent = %guests.agent_bin.display(),
-        controller = %config.controller,
+        controller = %config.controllers.join(","),
         "host agent serving"
     );
     let served = [<HostServiceServer<HostApi> as tonic::server::NamedService>::NAME];

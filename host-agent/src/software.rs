@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 /// Pause after a failed update before the next attempt.
 const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -294,13 +293,13 @@ impl Packages {
 /// Carries out a target from a heartbeat reply, one at a time.
 pub struct Updater {
     packages: Packages,
-    client: NodeServiceClient<Channel>,
+    client: NodeServiceClient<crate::controller_link::ControllerChannel>,
     running: Running,
     busy: AtomicBool,
 }
 
 impl Updater {
-    pub fn new(packages: Packages, client: NodeServiceClient<Channel>, running: Running) -> Self {
+    pub fn new(packages: Packages, client: NodeServiceClient<crate::controller_link::ControllerChannel>, running: Running) -> Self {
         Self {
             packages,
             client,

@@ -15,7 +15,7 @@ const TIMEOUT: Duration = Duration::from_millis(600);
 
 fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
     HostConfig {
-        controller: url.to_owned(),
+        controllers: vec![url.to_owned()],
         controller_name: "localhost".into(),
         tls: pki.host(node),
         listen: "127.0.0.1:0".parse().unwrap(),

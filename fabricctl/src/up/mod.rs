@@ -17,6 +17,7 @@ pub mod pki;
 pub mod policy;
 pub mod ready;
 pub mod reaper;
+pub mod replicas;
 pub mod signals;
 pub mod supervisor;
 
@@ -77,6 +78,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         0 => None,
         _ => Some(bins::find(&bin_dir, bins::HOLLOW)?),
     };
+    let replicas = replicas::plan(&layout, args)?;
     let pki = pki::prepare(&layout, &args.cluster, args.hosts, args.hollow)?;
 
     let mut stop = signals::StopSignals::register().context("cannot handle signals")?;
@@ -85,7 +87,29 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
 
     let env = child_env();
     let mut sup = Supervisor::new(layout.root.clone(), args.restart_delay);
-    let fc = sup.add(controller_spec(&layout, &pki, args, &fc_bin, &env));
+    let one = controller_spec(&layout, &pki, args, &fc_bin, &env);
+    let mut controllers = Vec::new();
+    if let Some(replicas) = &replicas {
+        for spec in replicas.etcd_specs(&layout, &env) {
+            controllers.push((spec.name.clone(), spec.log.clone()));
+            let member = sup.add(spec);
+            sup.start(member)?;
+        }
+    }
+    let fcs: Vec<usize> = match &replicas {
+        Some(r) => r
+            .controller_specs(&one, args)
+            .into_iter()
+            .map(|spec| {
+                controllers.push((spec.name.clone(), spec.log.clone()));
+                sup.add(spec)
+            })
+            .collect(),
+        None => {
+            controllers.push((one.name.clone(), one.log.clone()));
+            vec![sup.add(one)]
+        }
+    };
     let admin = Target {
         what: "fabric controller",
         endpoint: String::new(),
@@ -95,7 +119,12 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
     };
 
     let started = tokio::select! {
-        r = start_controller(&mut sup, fc, &layout, admin) => Some(r),
+        r = async {
+            match &replicas {
+                Some(r) => start_replicas(&mut sup, &fcs, r, admin).await,
+                None => start_controller(&mut sup, fcs[0], &layout, admin).await,
+            }
+        } => Some(r),
         sig = stop.recv() => {
             say(&format!("{sig} received during startup; stopping"));
             None
@@ -128,11 +157,14 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         restart_delay_ms: Some(u64::try_from(args.restart_delay.as_millis()).unwrap_or(u64::MAX)),
         managed_by: None,
         dashboard: Some(dashboard.clone()),
-        processes: vec![ProcessEntry {
-            name: CONTROLLER_NAME.into(),
-            pid: None,
-            log: layout.log(CONTROLLER_NAME),
-        }],
+        processes: controllers
+            .into_iter()
+            .map(|(name, log)| ProcessEntry {
+                name,
+                pid: None,
+                log,
+            })
+            .collect(),
     };
     let mut hosts = Vec::new();
     for i in 1..=args.hosts {
@@ -170,7 +202,19 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    print_banner(&layout, global, args, &target, &dashboard, sup.pid(fc));
+    print_banner(&layout, global, args, &target, &dashboard, sup.pid(fcs[0]));
+    if let Some(r) = &replicas {
+        say(&format!(
+            "controller replicas: {} (only the leader listens; dashboards {}), etcd members {}",
+            r.endpoints(),
+            r.dashboards().join(" "),
+            r.etcd
+                .iter()
+                .map(|m| format!("{} {}", m.name, m.client))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let readiness = tokio::spawn(ready_then_deploy(
         target.clone(),
         args.hosts + args.hollow,
@@ -474,6 +518,40 @@ async fn start_controller(
     let dashboard = ready::read_addr_file(&layout.addr_file("fc-http"))
         .ok_or_else(|| anyhow::anyhow!("the fabric controller wrote no dashboard address"))?;
     Ok((admin, format!("http://{dashboard}/")))
+}
+
+/// Starts every replica and waits until one leads and is SERVING; returns
+/// the target naming every replica, and the leader's dashboard.
+async fn start_replicas(
+    sup: &mut Supervisor,
+    fcs: &[usize],
+    replicas: &replicas::Replicas,
+    mut admin: Target,
+) -> anyhow::Result<(Target, String)> {
+    // etcd elects itself within a few seconds; replicas wait for it.
+    let deadline = Instant::now() + ready::STARTUP_DEADLINE;
+    for &fc in fcs {
+        sup.start(fc)?;
+    }
+    admin.endpoint = replicas.endpoints();
+    ready::wait_serving(&admin, deadline, &mut || {
+        // Each replica may be restarted; startup fails when all are down.
+        let exits: Vec<String> = fcs.iter().filter_map(|&fc| sup.exit_of(fc)).collect();
+        (exits.len() == fcs.len()).then(|| exits.join("; "))
+    })
+    .await
+    .map_err(reorder)?;
+    let leader = crate::status::fetch(&admin)
+        .await
+        .ok()
+        .and_then(|s| s.replication)
+        .map(|r| r.leader);
+    let endpoints: Vec<String> = admin.endpoint.split(',').map(str::to_owned).collect();
+    let dashboards = replicas.dashboards();
+    let dashboard = leader
+        .and_then(|l| endpoints.iter().position(|e| *e == l))
+        .map_or_else(|| dashboards[0].clone(), |i| dashboards[i].clone());
+    Ok((admin, dashboard))
 }
 
 /// Puts the cause first: "X exited ...: see LOG" rather than "see LOG: X".

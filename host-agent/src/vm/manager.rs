@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use zeroize::Zeroizing;
 
 /// What the VM manager needs from the host's configuration.
@@ -70,7 +69,7 @@ pub struct VmManager {
     report_changed: Notify,
     settings: VmSettings,
     launcher: Box<dyn Launcher>,
-    controller: NodeServiceClient<Channel>,
+    controller: NodeServiceClient<crate::controller_link::ControllerChannel>,
     host: Arc<HostState>,
     metrics: crate::metrics::HostMetrics,
     /// Set while the controller has this server in Human Investigate: it
@@ -106,7 +105,7 @@ impl VmManager {
     pub fn new(
         settings: VmSettings,
         launcher: Box<dyn Launcher>,
-        controller: NodeServiceClient<Channel>,
+        controller: NodeServiceClient<crate::controller_link::ControllerChannel>,
         host: Arc<HostState>,
     ) -> Arc<Self> {
         let metrics = crate::metrics::HostMetrics::new(&host);
@@ -258,7 +257,7 @@ impl VmManager {
     }
 
     /// The shared client of the controller (cheap to clone: one channel).
-    pub fn controller(&self) -> NodeServiceClient<Channel> {
+    pub fn controller(&self) -> NodeServiceClient<crate::controller_link::ControllerChannel> {
         self.controller.clone()
     }
 

@@ -1,0 +1,143 @@
+//! [`Failover`]: one gRPC channel over the addresses of a redundant
+//! controller, of which one (the leader) serves at a time.
+//!
+//! Requests go to the address that answered last. A request that fails in
+//! transport (connection refused: a follower, which does not listen; reset:
+//! a leader that stepped down; timed out: a paused one) moves the channel on
+//! to the next address, and the caller's usual retry (the next heartbeat,
+//! after its backoff) goes there. Answers from a server, refusals included,
+//! never move it: only the leader serves, so whoever answers is it.
+//!
+//! tonic's `Channel::balance_list` does not do this: it spreads requests
+//! over every address and keeps choosing dead ones (hyperium/tonic#643).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use tonic::body::Body;
+use tonic::transport::Channel;
+use tower_service::Service;
+
+/// Lazily connected channels to each address, and which one is in use.
+#[derive(Clone)]
+pub struct Failover {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    channels: Vec<(String, Channel)>,
+    current: AtomicUsize,
+}
+
+impl Failover {
+    /// `channels`: each address (for logs) with its channel; at least one.
+    pub fn new(channels: Vec<(String, Channel)>) -> Self {
+        assert!(!channels.is_empty(), "a failover channel needs an address");
+        Self {
+            inner: Arc::new(Inner {
+                channels,
+                current: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The address requests go to now.
+    pub fn current(&self) -> &str {
+        let i = self.inner.current.load(Ordering::Relaxed);
+        &self.inner.channels[i].0
+    }
+}
+
+impl Service<http::Request<Body>> for Failover {
+    type Response = http::Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is the chosen channel's, polled in `call`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let used = inner.current.load(Ordering::Relaxed);
+        let mut channel = inner.channels[used].1.clone();
+        Box::pin(async move {
+            let answer = match std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
+                Ok(()) => channel.call(request).await,
+                Err(e) => Err(e),
+            };
+            if answer.is_err() && inner.channels.len() > 1 {
+                let next = (used + 1) % inner.channels.len();
+                // Moved once per failure of the address in use: requests
+                // failing together do not skip an address.
+                if inner
+                    .current
+                    .compare_exchange(used, next, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    tracing::info!(
+                        failed = %inner.channels[used].0,
+                        next = %inner.channels[next].0,
+                        "no answer from this controller address; trying the next"
+                    );
+                }
+            }
+            answer
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::transport::{Endpoint, Server};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    fn lazy(addr: std::net::SocketAddr) -> (String, Channel) {
+        let url = format!("http://{addr}");
+        let channel = Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect_lazy();
+        (url, channel)
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_moves_the_channel_to_the_next_that_answers() {
+        // A port nobody listens on: a follower.
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let serving = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let _server = crate::task::AbortOnDrop(tokio::spawn(
+            Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        ));
+        let failover = Failover::new(vec![lazy(refused), lazy(serving)]);
+        let mut client = HealthClient::new(failover.clone());
+        let check = HealthCheckRequest {
+            service: String::new(),
+        };
+        let first = client.check(check.clone()).await;
+        assert!(first.is_err(), "the refused address fails the call");
+        assert_eq!(failover.current(), format!("http://{serving}"));
+        client.check(check.clone()).await.expect("the next one answers");
+        // An answer, even a refusal, does not move it.
+        let unknown = client
+            .check(HealthCheckRequest {
+                service: "no.such.Service".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound);
+        assert_eq!(failover.current(), format!("http://{serving}"));
+    }
+}
