@@ -302,30 +302,40 @@ async fn bind(
 }
 
 /// Renews the lease every retry period; tells `deposed` when it is gone,
-/// or has not been renewed for the renew deadline.
+/// or has not been renewed for the renew deadline. A renewal counts from
+/// when it was asked (etcd extends the lease from when it hears it, later),
+/// and no call may outlast the deadline: an etcd without a majority does
+/// not answer at all.
 async fn keep_lease(etcd: Etcd, lease: i64, replica: ReplicaConfig, deposed: watch::Sender<bool>) {
     let mut renewed = tokio::time::Instant::now();
+    let step_down = |why: &str| {
+        tracing::warn!("{why}: stepping down");
+        deposed.send_replace(true);
+    };
     loop {
         tokio::time::sleep(replica.retry_period).await;
+        let deadline = renewed + replica.renew_deadline;
         // Checked before asking: a replica paused past its deadline steps
         // down the moment it runs again.
-        if renewed.elapsed() > replica.renew_deadline {
-            tracing::warn!(
-                since = ?renewed.elapsed(),
-                "lease not renewed within the renew deadline ({:?}): stepping down",
+        let asked = tokio::time::Instant::now();
+        if asked >= deadline {
+            return step_down(&format!(
+                "lease not renewed within the renew deadline ({:?})",
                 replica.renew_deadline
-            );
-            deposed.send_replace(true);
-            return;
+            ));
         }
-        match etcd.keep_alive_once(lease).await {
-            Ok(Some(_)) => renewed = tokio::time::Instant::now(),
-            Ok(None) => {
-                tracing::warn!("etcd says the lease has expired: another replica may lead");
-                deposed.send_replace(true);
-                return;
+        match tokio::time::timeout_at(deadline, etcd.keep_alive_once(lease)).await {
+            Ok(Ok(Some(_))) => renewed = asked,
+            Ok(Ok(None)) => {
+                return step_down("etcd says the lease has expired: another replica may lead");
             }
-            Err(e) => tracing::warn!("cannot renew the lease: {e}"),
+            Ok(Err(e)) => tracing::warn!("cannot renew the lease: {e}"),
+            Err(_) => {
+                return step_down(&format!(
+                    "etcd did not renew the lease within the renew deadline ({:?})",
+                    replica.renew_deadline
+                ));
+            }
         }
     }
 }

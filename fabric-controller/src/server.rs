@@ -46,9 +46,7 @@ pub type StateHome = (Box<dyn Store>, AtRestKey);
 
 /// The controller's own store: a [`LogStore`] in the state directory with
 /// its at-rest key beside it, or nothing (state kept in memory).
-pub fn local_store(
-    config: &ControllerConfig,
-) -> Result<Option<StateHome>, ServeError> {
+pub fn local_store(config: &ControllerConfig) -> Result<Option<StateHome>, ServeError> {
     let Some(dir) = &config.state_dir else {
         tracing::warn!("no --state-dir: state is kept in memory and lost on restart");
         return Ok(None);

@@ -29,16 +29,23 @@ pub struct Failover {
 struct Inner {
     channels: Vec<(String, Channel)>,
     current: AtomicUsize,
+    /// The longest wait for an answer's headers, connection included.
+    timeout: std::time::Duration,
 }
 
 impl Failover {
     /// `channels`: each address (for logs) with its channel; at least one.
-    pub fn new(channels: Vec<(String, Channel)>) -> Self {
+    /// `timeout` bounds each request until its answer's headers, the
+    /// connection included: tonic's connect timeout bounds the TCP connect
+    /// only, and a paused server (the kernel still accepts) would hold a
+    /// handshake forever. A stream's body is not bounded.
+    pub fn new(channels: Vec<(String, Channel)>, timeout: std::time::Duration) -> Self {
         assert!(!channels.is_empty(), "a failover channel needs an address");
         Self {
             inner: Arc::new(Inner {
                 channels,
                 current: AtomicUsize::new(0),
+                timeout,
             }),
         }
     }
@@ -52,7 +59,7 @@ impl Failover {
 
 impl Service<http::Request<Body>> for Failover {
     type Response = http::Response<Body>;
-    type Error = tonic::transport::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
     type Future =
         Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
 
@@ -66,9 +73,18 @@ impl Service<http::Request<Body>> for Failover {
         let used = inner.current.load(Ordering::Relaxed);
         let mut channel = inner.channels[used].1.clone();
         Box::pin(async move {
-            let answer = match std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
-                Ok(()) => channel.call(request).await,
-                Err(e) => Err(e),
+            let answered = tokio::time::timeout(inner.timeout, async {
+                std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+                channel.call(request).await
+            })
+            .await;
+            let answer: Result<_, Self::Error> = match answered {
+                Ok(answer) => answer.map_err(Into::into),
+                Err(_) => Err(format!(
+                    "{}: no answer within {:?}",
+                    inner.channels[used].0, inner.timeout
+                )
+                .into()),
             };
             if answer.is_err() && inner.channels.len() > 1 {
                 let next = (used + 1) % inner.channels.len();
@@ -100,9 +116,7 @@ mod tests {
 
     fn lazy(addr: std::net::SocketAddr) -> (String, Channel) {
         let url = format!("http://{addr}");
-        let channel = Endpoint::from_shared(url.clone())
-            .unwrap()
-            .connect_lazy();
+        let channel = Endpoint::from_shared(url.clone()).unwrap().connect_lazy();
         (url, channel)
     }
 
@@ -121,7 +135,10 @@ mod tests {
                 .add_service(health)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         ));
-        let failover = Failover::new(vec![lazy(refused), lazy(serving)]);
+        let failover = Failover::new(
+            vec![lazy(refused), lazy(serving)],
+            std::time::Duration::from_secs(3),
+        );
         let mut client = HealthClient::new(failover.clone());
         let check = HealthCheckRequest {
             service: String::new(),
@@ -129,7 +146,10 @@ mod tests {
         let first = client.check(check.clone()).await;
         assert!(first.is_err(), "the refused address fails the call");
         assert_eq!(failover.current(), format!("http://{serving}"));
-        client.check(check.clone()).await.expect("the next one answers");
+        client
+            .check(check.clone())
+            .await
+            .expect("the next one answers");
         // An answer, even a refusal, does not move it.
         let unknown = client
             .check(HealthCheckRequest {
@@ -139,5 +159,39 @@ mod tests {
             .unwrap_err();
         assert_eq!(unknown.code(), tonic::Code::NotFound);
         assert_eq!(failover.current(), format!("http://{serving}"));
+    }
+
+    #[tokio::test]
+    async fn a_silent_address_a_stopped_process_is_given_up_after_the_timeout() {
+        // Bound but never accepting: the kernel completes TCP handshakes
+        // into the backlog, as for a process under SIGSTOP, and nothing
+        // more ever comes.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let serving = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let _server = crate::task::AbortOnDrop(tokio::spawn(
+            Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        ));
+        let failover = Failover::new(
+            vec![lazy(silent_addr), lazy(serving)],
+            std::time::Duration::from_millis(300),
+        );
+        let mut client = HealthClient::new(failover.clone());
+        let check = HealthCheckRequest {
+            service: String::new(),
+        };
+        let first = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.check(check.clone()),
+        )
+        .await
+        .expect("given up on, not waited on forever");
+        assert!(first.is_err());
+        client.check(check).await.expect("the next one answers");
+        drop(silent);
     }
 }

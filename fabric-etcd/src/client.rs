@@ -28,6 +28,18 @@ pub struct KeyValue {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     pub mod_revision: i64,
+    pub create_revision: i64,
+}
+
+impl From<crate::pb::mvccpb::KeyValue> for KeyValue {
+    fn from(kv: crate::pb::mvccpb::KeyValue) -> Self {
+        Self {
+            key: kv.key,
+            value: kv.value,
+            mod_revision: kv.mod_revision,
+            create_revision: kv.create_revision,
+        }
+    }
 }
 
 /// A won election: the key etcd created for this candidate (under the
@@ -195,10 +207,17 @@ impl Etcd {
     pub async fn keep_alive_once(&self, lease: i64) -> Result<Option<i64>, EtcdError> {
         let answer = self
             .each_member("LeaseKeepAlive", |c| async move {
-                let mut client = rpc::lease_client::LeaseClient::new(c);
-                let once = tokio_stream::once(rpc::LeaseKeepAliveRequest { id: lease });
-                let mut replies = client.lease_keep_alive(once).await?.into_inner();
-                replies.message().await
+                // A stream: bounded as a whole (a member without a majority
+                // never answers).
+                let once = async move {
+                    let mut client = rpc::lease_client::LeaseClient::new(c);
+                    let request = tokio_stream::once(rpc::LeaseKeepAliveRequest { id: lease });
+                    let mut replies = client.lease_keep_alive(request).await?.into_inner();
+                    replies.message().await
+                };
+                tokio::time::timeout(self.timeout, once)
+                    .await
+                    .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer")))
             })
             .await?;
         Ok(answer.filter(|r| r.ttl > 0).map(|r| r.ttl))
@@ -287,17 +306,34 @@ impl Etcd {
             .into_inner();
         let revision = answer.header.map_or(0, |h| h.revision);
         Ok((
-            answer
-                .kvs
-                .into_iter()
-                .map(|kv| KeyValue {
-                    key: kv.key,
-                    value: kv.value,
-                    mod_revision: kv.mod_revision,
-                })
-                .collect(),
+            answer.kvs.into_iter().map(KeyValue::from).collect(),
             revision,
         ))
+    }
+
+    /// Every key under `prefix` as it was at `revision` (etcd keeps
+    /// history until compacted): how a test reads back who led and who
+    /// wrote, revision by revision.
+    pub async fn get_prefix_at(
+        &self,
+        prefix: &[u8],
+        revision: i64,
+    ) -> Result<Vec<KeyValue>, EtcdError> {
+        let answer = self
+            .each_member("Range", |c| async move {
+                rpc::kv_client::KvClient::new(c)
+                    .max_decoding_message_size(MAX_ANSWER_BYTES)
+                    .range(self.request(rpc::RangeRequest {
+                        key: prefix.to_vec(),
+                        range_end: prefix_end(prefix),
+                        revision,
+                        ..Default::default()
+                    }))
+                    .await
+            })
+            .await?
+            .into_inner();
+        Ok(answer.kvs.into_iter().map(KeyValue::from).collect())
     }
 
     /// Writes `puts` and makes `deletes` in one transaction, if and only

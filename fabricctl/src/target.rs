@@ -110,15 +110,29 @@ impl Target {
                 .map_err(|e| bad(error::chain_text(&e)))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(RPC_TIMEOUT);
-            match endpoint.connect().await {
-                Ok(channel) => return Ok(channel),
-                Err(e) => last = Some(error::from_transport(self.what, address, &e)),
+            // Bounded as a whole: connect_timeout bounds the TCP connect
+            // only, and a paused controller (SIGSTOP: the kernel still
+            // accepts) would hold the TLS handshake forever.
+            match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+                Ok(Ok(channel)) => return Ok(channel),
+                Ok(Err(e)) => last = Some(error::from_transport(self.what, address, &e)),
+                Err(_) => {
+                    last = Some(CtlError::BadEndpoint {
+                        endpoint: address.to_owned(),
+                        detail: format!(
+                            "no TLS handshake within {}s (the process is stopped or overloaded)",
+                            CONNECT_TIMEOUT.as_secs()
+                        ),
+                    })
+                }
             }
         }
-        Err(self.with_hint(last.unwrap_or_else(|| CtlError::BadEndpoint {
-            endpoint: self.endpoint.clone(),
-            detail: "no address".into(),
-        })))
+        Err(
+            self.with_hint(last.unwrap_or_else(|| CtlError::BadEndpoint {
+                endpoint: self.endpoint.clone(),
+                detail: "no address".into(),
+            })),
+        )
     }
 
     /// Maps a failed RPC on this target to a one-line error.

@@ -76,6 +76,12 @@ pub struct Args {
     /// Longest wait between reconnection attempts while the controller is away.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub max_backoff: Duration,
+    /// Longest wait for the controller to answer a call, connecting
+    /// included; then the next controller address is tried. Keep it well
+    /// under the controller's node timeout, so a host whose controller
+    /// replica was paused reaches the new leader in time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub controller_timeout: Duration,
     /// Shortest time between two heartbeats sent for a change (a VM's role
     /// began to serve, the controller pushed a change) rather than at the
     /// interval: a burst of changes makes one heartbeat.
@@ -220,6 +226,7 @@ pub struct HostConfig {
     pub capacity: u32,
     pub heartbeat_interval: Option<Duration>,
     pub max_backoff: Duration,
+    pub controller_timeout: Duration,
     pub report_coalesce: Duration,
     pub state_dir: Option<PathBuf>,
     pub guests: GuestConfig,
@@ -351,6 +358,9 @@ impl Args {
                 "--controller {bad:?} must be an https:// URL (all traffic is mutual TLS)"
             );
         }
+        if self.controller_timeout.is_zero() {
+            anyhow::bail!("--controller-timeout must be greater than zero");
+        }
         if self.heartbeat_interval.is_some_and(|d| d.is_zero()) {
             anyhow::bail!("--heartbeat-interval must be greater than zero");
         }
@@ -370,6 +380,7 @@ impl Args {
             capacity: self.capacity,
             heartbeat_interval: self.heartbeat_interval,
             max_backoff: self.max_backoff,
+            controller_timeout: self.controller_timeout,
             report_coalesce: self.report_coalesce,
             state_dir: self.state_dir,
             guests,

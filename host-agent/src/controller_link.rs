@@ -54,8 +54,8 @@ pub fn channel(config: &HostConfig, tls: &LoadedTls) -> anyhow::Result<Controlle
         .map(|url| {
             let channel = Endpoint::from_shared(url.clone())?
                 .tls_config(tls.client_config(&config.controller_name))?
-                .connect_timeout(Duration::from_secs(3))
-                .timeout(Duration::from_secs(5))
+                .connect_timeout(config.controller_timeout.min(Duration::from_secs(3)))
+                .timeout(config.controller_timeout)
                 .http2_keep_alive_interval(Duration::from_secs(5))
                 .keep_alive_timeout(Duration::from_secs(5))
                 .keep_alive_while_idle(true)
@@ -63,7 +63,10 @@ pub fn channel(config: &HostConfig, tls: &LoadedTls) -> anyhow::Result<Controlle
             Ok((url.clone(), channel))
         })
         .collect::<anyhow::Result<Vec<(String, Channel)>>>()?;
-    Ok(fabric_daemon::failover::Failover::new(channels))
+    Ok(fabric_daemon::failover::Failover::new(
+        channels,
+        config.controller_timeout,
+    ))
 }
 
 /// Everything the heartbeat loop needs.
@@ -75,6 +78,8 @@ pub struct Link {
     /// `None`: use the controller's interval.
     pub heartbeat_interval: Option<Duration>,
     pub max_backoff: Duration,
+    /// How many controller addresses the client goes through (replicas).
+    pub addresses: usize,
     /// The newest controller state this host obeyed.
     pub obeyed: ObeyedFile,
     /// Why the last desired set was not obeyed, to log each change once.
@@ -99,15 +104,20 @@ impl Link {
             self.max_backoff,
         )));
         let mut last_beat = tokio::time::Instant::now();
+        // Failures since the last answer: a failed call moves the client to
+        // the next controller address, which is tried at once; the backoff
+        // is for when every address has failed.
+        let mut failed = 0usize;
         loop {
             let interval = match self.register().await {
                 Ok(interval) => {
                     backoff.reset();
+                    failed = 0;
                     interval
                 }
                 Err(status) => {
                     self.state.record_failure();
-                    let wait = backoff.next_delay();
+                    let wait = wait_after_failure(&mut failed, self.addresses, &mut backoff);
                     tracing::warn!(code = ?status.code(), "register failed: {}; retrying in {wait:?}", status.message());
                     tokio::time::sleep(wait).await;
                     continue;
@@ -150,10 +160,11 @@ impl Link {
                         }
                         self.state.record_success();
                         backoff.reset();
+                        failed = 0;
                     }
                     Err(status) => {
                         self.state.record_failure();
-                        let wait = backoff.next_delay();
+                        let wait = wait_after_failure(&mut failed, self.addresses, &mut backoff);
                         tracing::warn!(code = ?status.code(), "heartbeat failed: {}; next try in {wait:?}", status.message());
                         tokio::time::sleep(wait).await;
                         ticker.reset();
@@ -253,6 +264,17 @@ impl Link {
             }
         }
         Ok(disposition)
+    }
+}
+
+/// After a failed call: at once while some controller address has not
+/// failed since the last answer (the client moved on to it), else the
+/// backoff's next delay.
+fn wait_after_failure(failed: &mut usize, addresses: usize, backoff: &mut Backoff) -> Duration {
+    *failed += 1;
+    match *failed % addresses.max(1) {
+        0 => backoff.next_delay(),
+        _ => Duration::ZERO,
     }
 }
 

@@ -233,6 +233,7 @@ pub async fn run_with(
         }),
         heartbeat_interval: config.heartbeat_interval,
         max_backoff: config.max_backoff,
+        addresses: config.controllers.len(),
         report_coalesce: config.report_coalesce,
         obeyed: crate::obeyed::ObeyedFile::open(&state_dir)?,
         disobeyed: None,

@@ -299,7 +299,11 @@ pub struct Updater {
 }
 
 impl Updater {
-    pub fn new(packages: Packages, client: NodeServiceClient<crate::controller_link::ControllerChannel>, running: Running) -> Self {
+    pub fn new(
+        packages: Packages,
+        client: NodeServiceClient<crate::controller_link::ControllerChannel>,
+        running: Running,
+    ) -> Self {
         Self {
             packages,
             client,

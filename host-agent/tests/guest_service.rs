@@ -139,14 +139,17 @@ impl Harness {
                 .add_service(NodeServiceServer::new(fc))
                 .serve_with_incoming(TcpIncoming::from(fc_listener)),
         );
-        let controller = NodeServiceClient::new(fabric_daemon::failover::Failover::new(vec![(
-            format!("https://{fc_addr}"),
-            Endpoint::from_shared(format!("https://{fc_addr}"))
-                .unwrap()
-                .tls_config(host_tls.client_config("localhost"))
-                .unwrap()
-                .connect_lazy(),
-        )]));
+        let controller = NodeServiceClient::new(fabric_daemon::failover::Failover::new(
+            vec![(
+                format!("https://{fc_addr}"),
+                Endpoint::from_shared(format!("https://{fc_addr}"))
+                    .unwrap()
+                    .tls_config(host_tls.client_config("localhost"))
+                    .unwrap()
+                    .connect_lazy(),
+            )],
+            std::time::Duration::from_secs(3),
+        ));
 
         let (tx, launches) = mpsc::unbounded_channel();
         let vms = VmManager::new(

@@ -28,6 +28,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         update_domain: 3,
         capacity: 8,
         heartbeat_interval: None,
+        controller_timeout: Duration::from_secs(5),
         max_backoff: Duration::from_millis(500),
         report_coalesce: Duration::from_millis(25),
         state_dir: None,

@@ -8,7 +8,10 @@
 //! - `state/head`: the snapshot's blob header (below) and its generation;
 //! - `state/snapshot/<generation>/<part>`: the snapshot, in parts;
 //! - `state/log/<generation>`: one change record each (a blob header, with
-//!   the record inline or in `state/log-parts/<generation>/<part>`).
+//!   the record inline or in `state/log-parts/<generation>/<part>`);
+//! - `state/writer`: the term of the leader that wrote last, rewritten by
+//!   every transaction, so etcd's history shows which term made each
+//!   revision (the chaos tests check that no deposed term ever did).
 //!
 //! A blob is JSON split in parts of at most [`PART_BYTES`], so that no
 //! transaction passes etcd's default request limit (1.5 MiB) or its 128
@@ -37,6 +40,8 @@ pub const PART_BYTES: usize = 1 << 20;
 /// snapshot and than this.
 pub const DEFAULT_COMPACT_BYTES: u64 = 4 << 20;
 const MAGIC: &str = "fabric-blob v1";
+/// See the module doc.
+pub const WRITER: &str = "writer";
 
 /// The controller's state in etcd, as the leader of one term writes it.
 pub struct EtcdStore {
@@ -179,6 +184,8 @@ impl EtcdStore {
         let Some(leader) = self.leader.clone() else {
             return Err(self.remote("a reader's store cannot write"));
         };
+        let mut puts = puts;
+        puts.push((self.key(WRITER), leader.revision.to_string().into_bytes()));
         let done = self
             .etcd
             .call(move |etcd| async move { etcd.fenced_txn(&leader, puts, deletes).await })

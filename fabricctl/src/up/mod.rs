@@ -293,6 +293,14 @@ fn host_max_backoff(node_timeout: Duration) -> Duration {
     (node_timeout / 2).clamp(Duration::from_millis(200), Duration::from_secs(5))
 }
 
+/// The host agents' wait for a controller's answer: a third of the node
+/// timeout (at most the host agent's 5 s default), so that a host whose
+/// controller replica stopped answering (paused) gives up on it, finds the
+/// new leader and heartbeats within the fresh grace the new leader gives.
+fn host_controller_timeout(node_timeout: Duration) -> Duration {
+    (node_timeout / 3).clamp(Duration::from_millis(500), Duration::from_secs(5))
+}
+
 fn controller_spec(
     layout: &StateLayout,
     pki: &pki::ClusterPki,
@@ -406,6 +414,8 @@ fn host_spec(
             duration_arg(args.heartbeat_interval),
             "--max-backoff".into(),
             duration_arg(host_max_backoff(args.node_timeout)),
+            "--controller-timeout".into(),
+            duration_arg(host_controller_timeout(args.node_timeout)),
             "--state-dir".into(),
             path_arg(&layout.host_state(&name)),
             "--http-listen".into(),
@@ -475,6 +485,8 @@ fn hollow_spec(
             duration_arg(args.heartbeat_interval),
             "--max-backoff".into(),
             duration_arg(host_max_backoff(args.node_timeout)),
+            "--controller-timeout".into(),
+            duration_arg(host_controller_timeout(args.node_timeout)),
         ]
         .into_iter()
         .chain(guest::host_agent_args(args))

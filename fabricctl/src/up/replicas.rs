@@ -98,8 +98,8 @@ pub fn plan(layout: &StateLayout, args: &UpArgs) -> anyhow::Result<Option<Replic
     };
     fabric_daemon::files::write_atomically(&file, serde_json::to_vec_pretty(&ports)?)
         .with_context(|| format!("cannot write {}", file.display()))?;
-    let etcd = plan_on(&etcd_dir(layout), &ports.etcd)
-        .context("cannot plan the local etcd cluster")?;
+    let etcd =
+        plan_on(&etcd_dir(layout), &ports.etcd).context("cannot plan the local etcd cluster")?;
     Ok(Some(Replicas { etcd, ports }))
 }
 
@@ -144,7 +144,7 @@ impl Replicas {
     pub fn controller_specs(&self, one: &ChildSpec, args: &UpArgs) -> Vec<ChildSpec> {
         let members: Vec<String> = self.etcd.iter().map(|m| m.client.clone()).collect();
         let lease = args.leader_lease;
-        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        let duration = |d: Duration| format!("{}ms", d.as_millis());
         self.ports
             .controllers
             .iter()

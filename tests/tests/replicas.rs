@@ -1,0 +1,359 @@
+//! A redundant controller under chaos, as real processes: `fabricctl up
+//! --replicas 3` (a local 3-member etcd and three controller replicas) with
+//! nine hollow hosts. The leader is killed, killed in the middle of a
+//! deploy and of a heal, paused past its lease and resumed; an etcd member
+//! is killed, and the etcd majority stopped and resumed. After each: every
+//! node still Ready (no server declared lost because the controller
+//! changed), every acknowledged deploy present, and by each host agent's
+//! own account every instance Running exactly once where the controller
+//! placed it. At the end, etcd's revision history shows that no write was
+//! made by a term older than one already elected (no deposed leader wrote).
+//!
+//! Needs the binaries (`cargo build --workspace --bins`) and Debian's
+//! etcd-server; without etcd it is skipped, loudly, unless CI=true.
+
+use fabric_proto::v1::VmState;
+use fabric_tests::cluster::{LocalCluster, poll_until};
+use fabric_tests::ground_truth::{admin_files, host_vms};
+use fabric_tests::https::runtime;
+use fabric_tests::services;
+use fabricctl::status::StatusJson;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const HOSTS: usize = 9;
+/// Generous for debug binaries on a busy 2-core machine.
+const LIMIT: Duration = Duration::from_secs(90);
+const LEASE: &str = "2s";
+
+fn instances(s: &StatusJson) -> Vec<&fabricctl::status::InstanceJson> {
+    s.deployments.iter().flat_map(|d| &d.instances).collect()
+}
+
+fn term(s: &StatusJson) -> i64 {
+    s.replication.as_ref().map_or(0, |r| r.term)
+}
+
+/// The replica process (name, pid) that leads in `s`.
+fn leader(cluster: &LocalCluster, s: &StatusJson) -> (String, i32) {
+    let context = fabricctl::context::Context::load(&cluster.state_dir)
+        .expect("context.json")
+        .expect("a context");
+    let leader = &s.replication.as_ref().expect("replication").leader;
+    let index = context
+        .endpoint
+        .split(',')
+        .position(|e| e == leader)
+        .unwrap_or_else(|| panic!("leader {leader} not in {}", context.endpoint));
+    let name = format!("fabric-controller-{}", index + 1);
+    let pid = context
+        .processes
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.pid)
+        .unwrap_or_else(|| panic!("no pid for {name}"));
+    (name, pid as i32)
+}
+
+fn pid_of(cluster: &LocalCluster, name: &str) -> i32 {
+    fabricctl::context::Context::load(&cluster.state_dir)
+        .expect("context.json")
+        .expect("a context")
+        .processes
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.pid)
+        .unwrap_or_else(|| panic!("no pid for {name}")) as i32
+}
+
+fn signal(pid: i32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .unwrap_or_else(|e| panic!("signal {signal} to {pid}: {e}"));
+}
+
+/// Waits for a term newer than `old`; returns the status and how long it took.
+fn new_term(cluster: &mut LocalCluster, old: i64, since: Instant, what: &str) -> StatusJson {
+    let s = cluster.wait_for(LIMIT, &format!("a new leader after {what}"), |s| {
+        term(s) > old
+    });
+    eprintln!(
+        "{what}: term {old} -> {} after {:.2}s",
+        term(&s),
+        since.elapsed().as_secs_f64()
+    );
+    s
+}
+
+/// Every node Ready, `count` instances, all Running, and by every host
+/// agent's own account each Running exactly once where placed.
+fn settled(cluster: &mut LocalCluster, count: usize, lost: &BTreeSet<String>, what: &str) {
+    let s = cluster.wait_for(LIMIT, &format!("{count} instances Running ({what})"), |s| {
+        let all = instances(s);
+        all.len() == count
+            && all
+                .iter()
+                .all(|i| i.state == "Running" && !lost.contains(&i.node))
+    });
+    for n in s.nodes.iter().filter(|n| !lost.contains(&n.id)) {
+        assert_eq!(n.state, "Ready", "{what}: {} is {}", n.id, n.state);
+    }
+    let placed: BTreeMap<String, String> = instances(&s)
+        .iter()
+        .map(|i| (i.id.clone(), i.node.clone()))
+        .collect();
+    let rt = runtime();
+    let files = admin_files(&cluster.state_dir);
+    let mut last = String::new();
+    poll_until(
+        LIMIT,
+        Duration::from_millis(300),
+        &format!("ground truth: each instance Running once where placed ({what})"),
+        || {
+            let mut running: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for n in s.nodes.iter().filter(|n| !lost.contains(&n.id)) {
+                match rt.block_on(host_vms(&n.host_endpoint, &files)) {
+                    Ok(vms) => {
+                        for (vm, state, _) in vms {
+                            if state == VmState::VmRunning {
+                                running.entry(vm).or_default().push(n.id.clone());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        last = format!("{}: {e}", n.id);
+                        return None;
+                    }
+                }
+            }
+            let twice: Vec<_> = running.iter().filter(|(_, on)| on.len() > 1).collect();
+            let astray: Vec<_> = placed
+                .iter()
+                .filter(|(id, node)| {
+                    running.get(*id).map(Vec::as_slice) != Some(&[(*node).clone()])
+                })
+                .collect();
+            last = format!("twice {twice:?}; not Running where placed {astray:?}");
+            (twice.is_empty() && astray.is_empty() && running.len() == count).then_some(())
+        },
+    );
+    eprintln!("{what}: {count} instances Running once each, where placed");
+}
+
+/// etcd's history since revision `from`: (revision, the writer's term,
+/// the term leading at that revision) of each leader transaction (each
+/// rewrites `state/writer` with its term). The leader at a revision is
+/// the oldest key in the election then, and a term is named by the
+/// revision its key was created at.
+fn writes_since(endpoints: &[String], from: i64) -> Vec<(i64, i64, Option<i64>)> {
+    runtime().block_on(async {
+        let etcd = fabric_etcd::Etcd::new(endpoints, Duration::from_secs(2)).expect("etcd");
+        let (_, now) = etcd.get_prefix(b"/fabric/").await.expect("read");
+        let mut writes = Vec::new();
+        for revision in from..=now {
+            let writer = etcd
+                .get_prefix_at(b"/fabric/local/state/writer", revision)
+                .await
+                .expect("history");
+            let Some(kv) = writer.into_iter().find(|kv| kv.mod_revision == revision) else {
+                continue;
+            };
+            let term = String::from_utf8_lossy(&kv.value).parse().expect("a term");
+            let leading = etcd
+                .get_prefix_at(b"/fabric/local/leader/", revision)
+                .await
+                .expect("history")
+                .iter()
+                .map(|kv| kv.create_revision)
+                .min();
+            writes.push((revision, term, leading));
+        }
+        writes
+    })
+}
+
+#[test]
+fn three_replicas_fail_over_without_losing_or_doubling_anything() {
+    if !fabric_etcd::local::available_for_tests("controller replicas chaos test") {
+        return;
+    }
+    let definition = services::example_file("service.toml");
+    let mut cluster = LocalCluster::start(&[
+        "--replicas",
+        "3",
+        "--leader-lease",
+        LEASE,
+        "--hosts",
+        "0",
+        "--hollow",
+        &HOSTS.to_string(),
+        "--capacity",
+        "10",
+        "--heartbeat-interval",
+        "500ms",
+        "--node-timeout",
+        "3s",
+        "--unresponsive-grace",
+        "2s",
+        "--hi-threshold",
+        "5",
+        "--restart-delay",
+        "1s",
+        "--deploy",
+        definition.to_str().expect("UTF-8 path"),
+    ]);
+    let first = cluster.wait_ready(HOSTS, LIMIT);
+    let ports: fabricctl::up::replicas::Ports = serde_json::from_slice(
+        &std::fs::read(cluster.state_dir.join("replicas.json")).expect("replicas.json"),
+    )
+    .expect("ports");
+    let etcd: Vec<String> = ports
+        .etcd
+        .iter()
+        .map(|(client, _)| format!("127.0.0.1:{client}"))
+        .collect();
+    let mut terms = vec![term(&first)];
+    assert!(terms[0] > 0, "status names the leader's term");
+    cluster.wait_for(LIMIT, "the example deployed", |s| !s.deployments.is_empty());
+    cluster.run_ok(&["scale", "web", "frontend", "20"]);
+    let none = BTreeSet::new();
+    settled(&mut cluster, 21, &none, "deployed");
+
+    // 1. The leader killed.
+    let s = cluster.status().expect("status");
+    let (name, pid) = leader(&cluster, &s);
+    let killed = Instant::now();
+    signal(pid, nix::sys::signal::Signal::SIGKILL);
+    let s = new_term(&mut cluster, term(&s), killed, &format!("{name} killed"));
+    terms.push(term(&s));
+    settled(&mut cluster, 21, &none, "leader killed");
+
+    // 2. The leader killed in the middle of a deploy: the scale is either
+    //    acknowledged (then it must survive) or refused (then the operator
+    //    asks the new leader).
+    let (_, pid) = leader(&cluster, &s);
+    let scale = cluster
+        .command()
+        .args(["scale", "web", "frontend", "30"])
+        .output();
+    signal(pid, nix::sys::signal::Signal::SIGKILL);
+    let killed = Instant::now();
+    let acknowledged = scale.as_ref().is_ok_and(|o| o.status.success());
+    let s = new_term(
+        &mut cluster,
+        term(&s),
+        killed,
+        "leader killed after a deploy",
+    );
+    terms.push(term(&s));
+    if !acknowledged {
+        cluster.run_ok(&["scale", "web", "frontend", "30"]);
+    }
+    settled(&mut cluster, 31, &none, "leader killed after a deploy");
+
+    // 3. The leader paused past its lease, a deploy acknowledged by the
+    //    new leader, then the old one resumed: it must step down, write
+    //    nothing, and undo nothing.
+    let (paused_name, paused) = leader(&cluster, &s);
+    signal(paused, nix::sys::signal::Signal::SIGSTOP);
+    let stopped = Instant::now();
+    let s = new_term(
+        &mut cluster,
+        term(&s),
+        stopped,
+        &format!("{paused_name} paused"),
+    );
+    terms.push(term(&s));
+    cluster.run_ok(&["scale", "web", "frontend", "35"]);
+    signal(paused, nix::sys::signal::Signal::SIGCONT);
+    let log = cluster
+        .state_dir
+        .join("logs")
+        .join(format!("{paused_name}.log"));
+    poll_until(
+        LIMIT,
+        Duration::from_millis(200),
+        "the resumed leader steps down",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("stepped down").then_some(())
+        },
+    );
+    settled(&mut cluster, 36, &none, "old leader resumed");
+
+    // 4. The leader killed in the middle of a heal: two servers powered
+    //    off; once the controller declares one lost, the leader dies.
+    let lost: BTreeSet<String> = ["hollow-1", "hollow-2"].map(String::from).into();
+    let before = cluster.status().expect("status");
+    assert!(
+        instances(&before).iter().any(|i| lost.contains(&i.node)),
+        "the servers to lose run instances"
+    );
+    for name in &lost {
+        let mark = cluster
+            .state_dir
+            .join("hosts")
+            .join(name)
+            .join("powered-off");
+        std::fs::write(&mark, b"").expect("power off");
+    }
+    let s = cluster.wait_for(LIMIT, "a lost server being healed", |s| {
+        s.nodes
+            .iter()
+            .any(|n| lost.contains(&n.id) && n.state == "HumanInvestigate")
+    });
+    let (_, pid) = leader(&cluster, &s);
+    signal(pid, nix::sys::signal::Signal::SIGKILL);
+    let killed = Instant::now();
+    let s = new_term(&mut cluster, term(&s), killed, "leader killed mid-heal");
+    terms.push(term(&s));
+    settled(&mut cluster, 36, &lost, "healed across a failover");
+
+    // 5. One etcd member killed: the cluster goes on (a deploy lands).
+    let member = pid_of(&cluster, "etcd-1");
+    signal(member, nix::sys::signal::Signal::SIGKILL);
+    cluster.run_ok(&["scale", "web", "frontend", "38"]);
+    settled(&mut cluster, 39, &lost, "one etcd member killed");
+
+    // 6. The etcd majority stopped: the leader cannot renew, steps down,
+    //    and nobody acts; the hosts keep their VMs. Resumed, a leader is
+    //    elected and nothing was lost.
+    let s = cluster.status().expect("status");
+    let majority = [pid_of(&cluster, "etcd-0"), pid_of(&cluster, "etcd-2")];
+    for &pid in &majority {
+        signal(pid, nix::sys::signal::Signal::SIGSTOP);
+    }
+    let stopped = Instant::now();
+    poll_until(
+        LIMIT,
+        Duration::from_millis(200),
+        "no controller answering without an etcd majority",
+        || cluster.status().is_err().then_some(()),
+    );
+    eprintln!(
+        "etcd majority stopped: no controller acting after {:.2}s",
+        stopped.elapsed().as_secs_f64()
+    );
+    for &pid in &majority {
+        signal(pid, nix::sys::signal::Signal::SIGCONT);
+    }
+    let resumed = Instant::now();
+    let s = new_term(&mut cluster, term(&s), resumed, "etcd majority resumed");
+    terms.push(term(&s));
+    settled(&mut cluster, 39, &lost, "etcd majority resumed");
+
+    // No deposed leader wrote: etcd's history shows every write made by
+    // the term leading at its revision.
+    let writes = writes_since(&etcd, terms[0]);
+    let by: BTreeSet<i64> = writes.iter().map(|w| w.1).collect();
+    assert!(by.len() >= 3, "several terms wrote: {by:?}");
+    let stale: Vec<_> = writes.iter().filter(|w| w.2 != Some(w.1)).collect();
+    assert!(
+        stale.is_empty(),
+        "writes not by the leading term (revision, writer, leader then): {stale:?}"
+    );
+    eprintln!(
+        "etcd history: {} writes by terms {terms:?}, none by a deposed leader",
+        writes.len()
+    );
+    cluster.terminate(Duration::from_secs(30));
+}
