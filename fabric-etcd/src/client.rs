@@ -311,6 +311,25 @@ impl Etcd {
         ))
     }
 
+    /// A plain, unfenced put: etcd's own write cost, the baseline the
+    /// benchmarks set the controller's fenced writes beside. The controller
+    /// itself never writes this way.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<i64, EtcdError> {
+        let answer = self
+            .each_member("Put", |c| async move {
+                rpc::kv_client::KvClient::new(c)
+                    .put(self.request(rpc::PutRequest {
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                        ..Default::default()
+                    }))
+                    .await
+            })
+            .await?
+            .into_inner();
+        Ok(answer.header.map_or(0, |h| h.revision))
+    }
+
     /// Every key under `prefix` as it was at `revision` (etcd keeps
     /// history until compacted): how a test reads back who led and who
     /// wrote, revision by revision.
