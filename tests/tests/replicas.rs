@@ -201,7 +201,14 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
         "--deploy",
         definition.to_str().expect("UTF-8 path"),
     ]);
-    let first = cluster.wait_ready(HOSTS, LIMIT);
+    cluster.wait_ready(HOSTS, LIMIT);
+    // The leader lists the followers once they campaign (refreshed every
+    // retry period).
+    let first = cluster.wait_for(LIMIT, "the leader listing three replicas", |s| {
+        s.replication
+            .as_ref()
+            .is_some_and(|r| r.replicas.len() == 3)
+    });
     let ports: fabricctl::up::replicas::Ports = serde_json::from_slice(
         &std::fs::read(cluster.state_dir.join("replicas.json")).expect("replicas.json"),
     )
@@ -213,6 +220,17 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
         .collect();
     let mut terms = vec![term(&first)];
     assert!(terms[0] > 0, "status names the leader's term");
+    let replication = first.replication.as_ref().expect("replication");
+    assert_eq!(replication.replicas[0], replication.leader);
+    // The leader's dashboard says the same.
+    let summary = fabric_tests::scrape::get(&cluster.dashboard_url(), "/api/summary")
+        .expect("the leader's dashboard");
+    let summary: serde_json::Value = serde_json::from_str(&summary.body).expect("JSON");
+    assert_eq!(summary["replication"]["term"], terms[0]);
+    assert_eq!(
+        summary["replication"]["leader"],
+        replication.leader.as_str()
+    );
     cluster.wait_for(LIMIT, "the example deployed", |s| !s.deployments.is_empty());
     cluster.run_ok(&["scale", "web", "frontend", "20"]);
     let none = BTreeSet::new();

@@ -71,6 +71,7 @@ fn summary_of(controller: &Controller) -> summary::Summary {
     let core = controller.read();
     let alarms = controller.alarms_with(&core);
     let mut summary = summary::Summary::of(controller.cluster(), &core, now);
+    summary.replication = controller.term().map(summary::ReplicationView::of);
     // The controller's own troubles come first: they qualify everything else.
     for (i, a) in alarms.into_iter().enumerate() {
         summary.incidents.insert(

@@ -43,6 +43,18 @@ pub struct Summary {
     /// Per update domain, how many servers run each package: the cluster's
     /// version mix as a rollout moves through it.
     pub versions: Vec<DomainVersions>,
+    /// The controller's replicas, when it has them (see `crate::replica`).
+    pub replication: Option<ReplicationView>,
+}
+
+/// A redundant controller's leadership: the page shows who leads, since
+/// when, and who stands by.
+#[derive(Debug, Serialize)]
+pub struct ReplicationView {
+    pub term: i64,
+    pub leader: String,
+    pub replicas: Vec<String>,
+    pub leader_since: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -262,6 +274,22 @@ impl Summary {
             generated_at: rfc3339(now.wall),
             rollout,
             versions,
+            replication: None,
+        }
+    }
+}
+
+impl ReplicationView {
+    pub fn of(term: &crate::replica::Term) -> Self {
+        Self {
+            term: term.number,
+            leader: term.leader.clone(),
+            replicas: term
+                .replicas
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            leader_since: rfc3339(term.since),
         }
     }
 }
