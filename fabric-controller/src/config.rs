@@ -414,6 +414,12 @@ impl Args {
                         .unwrap_or_else(|| format!("https://{listen}")),
                 };
                 replica.validate().map_err(anyhow::Error::msg)?;
+                if listen.port() == 0 {
+                    bail!(
+                        "--listen {listen} with --etcd needs a fixed port: a replica binds it \
+                         at each term as leader, and clients must find it again"
+                    );
+                }
                 if !replica.prefix.ends_with('/') {
                     bail!("--etcd-prefix {:?} must end with '/'", replica.prefix);
                 }
@@ -510,5 +516,57 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("at least twice"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_is_refused_without_a_state_dir_a_fixed_port_or_sane_timings() {
+        let replica = |extra: &dyn Fn(&mut Args)| {
+            let mut args = Args {
+                pki_dir: Some("/pki".into()),
+                etcd: vec!["127.0.0.1:2379".into()],
+                state_dir: Some("/state".into()),
+                listen: Some("127.0.0.1:7400".parse().unwrap()),
+                ..Args::default()
+            };
+            extra(&mut args);
+            args.resolve().map_err(|e| e.to_string())
+        };
+        let ok = replica(&|_| {}).expect("a replica");
+        let r = ok.replica.expect("replica config");
+        assert_eq!(r.prefix, "/fabric/local/");
+        assert_eq!(r.advertise, "https://127.0.0.1:7400");
+        assert_eq!(
+            (r.lease, r.renew_deadline, r.retry_period),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
+        );
+        for (change, words) in [
+            (
+                (&|a: &mut Args| a.state_dir = None) as &dyn Fn(&mut Args),
+                "needs --state-dir",
+            ),
+            (
+                &|a: &mut Args| a.listen = Some("127.0.0.1:0".parse().unwrap()),
+                "fixed port",
+            ),
+            (
+                &|a: &mut Args| a.leader_lease = Some(Duration::from_millis(1500)),
+                "whole seconds",
+            ),
+            (
+                &|a: &mut Args| a.renew_deadline = Some(Duration::from_secs(20)),
+                "shorter than --leader-lease",
+            ),
+            (
+                &|a: &mut Args| a.etcd_prefix = Some("/a".into()),
+                "must end with '/'",
+            ),
+        ] {
+            let err = replica(change).expect_err(words);
+            assert!(err.contains(words), "{err}");
+        }
     }
 }
