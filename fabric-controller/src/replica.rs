@@ -160,8 +160,28 @@ pub async fn run(
             "follower: campaigning for leadership of cluster {}",
             config.cluster
         );
+        let campaign = async {
+            loop {
+                // Each member is waited on for a lease at most (see
+                // Etcd::campaign); going round them is not a failure.
+                match etcd
+                    .campaign(
+                        &election,
+                        lease,
+                        replica.advertise.as_bytes(),
+                        replica.lease,
+                    )
+                    .await
+                {
+                    Err(fabric_etcd::EtcdError::Unreachable { last, .. }) => {
+                        tracing::debug!("campaign: asking again ({last})");
+                    }
+                    won => return won,
+                }
+            }
+        };
         let won = tokio::select! {
-            won = etcd.campaign(&election, lease, replica.advertise.as_bytes()) => won,
+            won = campaign => won,
             () = changed(&deposed) => {
                 tracing::warn!("lost the lease while campaigning; campaigning again");
                 continue;
@@ -183,9 +203,12 @@ pub async fn run(
             }
         };
         let started = std::time::Instant::now();
+        // A save may wait out an etcd leader election (about a second);
+        // no longer than the renew deadline: past it this replica no
+        // longer leads anyway.
         let store = EtcdStore::new(
             &replica.etcd,
-            replica.retry_period,
+            replica.renew_deadline,
             &replica.prefix,
             Some(leadership.clone()),
             Some(deposed_tx.clone()),

@@ -120,6 +120,22 @@ mod tests {
         (url, channel)
     }
 
+    /// A server that answers health checks, until dropped.
+    async fn serving() -> (
+        std::net::SocketAddr,
+        crate::task::AbortOnDrop<Result<(), tonic::transport::Error>>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let server = crate::task::AbortOnDrop(tokio::spawn(
+            Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        ));
+        (addr, server)
+    }
+
     #[tokio::test]
     async fn a_refused_address_moves_the_channel_to_the_next_that_answers() {
         // A port nobody listens on: a follower.
@@ -127,14 +143,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let serving = listener.local_addr().unwrap();
-        let (_reporter, health) = tonic_health::server::health_reporter();
-        let _server = crate::task::AbortOnDrop(tokio::spawn(
-            Server::builder()
-                .add_service(health)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        ));
+        let (serving, _server) = serving().await;
         let failover = Failover::new(
             vec![lazy(refused), lazy(serving)],
             std::time::Duration::from_secs(3),
@@ -168,14 +177,7 @@ mod tests {
         // more ever comes.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let silent_addr = silent.local_addr().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let serving = listener.local_addr().unwrap();
-        let (_reporter, health) = tonic_health::server::health_reporter();
-        let _server = crate::task::AbortOnDrop(tokio::spawn(
-            Server::builder()
-                .add_service(health)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        ));
+        let (serving, _server) = serving().await;
         let failover = Failover::new(
             vec![lazy(silent_addr), lazy(serving)],
             std::time::Duration::from_millis(300),

@@ -96,6 +96,9 @@ pub enum Fenced {
 pub struct Etcd {
     members: Vec<(String, Channel)>,
     timeout: Duration,
+    /// The member that answered last: calls start there, so a member that
+    /// is down, paused or cut off costs one timeout, not one per call.
+    preferred: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Etcd {
@@ -128,7 +131,11 @@ impl Etcd {
                 Ok((e.clone(), channel))
             })
             .collect::<Result<_, EtcdError>>()?;
-        Ok(Self { members, timeout })
+        Ok(Self {
+            members,
+            timeout,
+            preferred: Default::default(),
+        })
     }
 
     /// `call` on each member in turn until one answers; a member that is
@@ -139,9 +146,16 @@ impl Etcd {
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         let mut last = String::new();
-        for (endpoint, channel) in &self.members {
+        let first = self.preferred.load(std::sync::atomic::Ordering::Relaxed);
+        let count = self.members.len();
+        for i in (first..first + count).map(|i| i % count) {
+            let (endpoint, channel) = &self.members[i];
             match call(channel.clone()).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    self.preferred
+                        .store(i, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(answer);
+                }
                 // Only a member that could not answer is skipped (down,
                 // or too slow: tonic's own timeout comes as Cancelled).
                 // etcd's refusals often come as Unknown ("election: no
@@ -237,22 +251,28 @@ impl Etcd {
     /// Campaigns in election `name` under `lease` and returns once this
     /// candidate leads (etcd's Election service: the oldest live key under
     /// the name leads). `value` is what observers read as the leader's
-    /// (the controller puts its endpoint there).
+    /// (the controller puts its endpoint there). Each member is waited on
+    /// for at most `wait`, then the next is asked (the campaign is the same
+    /// key, so it keeps its place): a member that is paused or cut off
+    /// would otherwise hold the campaign forever. After every member, an
+    /// `Unreachable` error: the caller campaigns again.
     pub async fn campaign(
         &self,
         name: &[u8],
         lease: i64,
         value: &[u8],
+        wait: Duration,
     ) -> Result<Leadership, EtcdError> {
         let won = self
             .each_member("Campaign", |c| async move {
-                // No timeout: a campaign waits for the current leader to go.
+                let mut request = tonic::Request::new(election::CampaignRequest {
+                    name: name.to_vec(),
+                    lease,
+                    value: value.to_vec(),
+                });
+                request.set_timeout(wait);
                 election::election_client::ElectionClient::new(c)
-                    .campaign(election::CampaignRequest {
-                        name: name.to_vec(),
-                        lease,
-                        value: value.to_vec(),
-                    })
+                    .campaign(request)
                     .await
             })
             .await?
@@ -291,6 +311,12 @@ impl Etcd {
     /// Every key under `prefix`, in key order, and the store's revision at
     /// the read.
     pub async fn get_prefix(&self, prefix: &[u8]) -> Result<(Vec<KeyValue>, i64), EtcdError> {
+        self.range(prefix, 0).await
+    }
+
+    /// Every key under `prefix` at `revision` (0: the latest), and the
+    /// store's revision at the read.
+    async fn range(&self, prefix: &[u8], revision: i64) -> Result<(Vec<KeyValue>, i64), EtcdError> {
         let answer = self
             .each_member("Range", |c| async move {
                 rpc::kv_client::KvClient::new(c)
@@ -298,17 +324,15 @@ impl Etcd {
                     .range(self.request(rpc::RangeRequest {
                         key: prefix.to_vec(),
                         range_end: prefix_end(prefix),
+                        revision,
                         ..Default::default()
                     }))
                     .await
             })
             .await?
             .into_inner();
-        let revision = answer.header.map_or(0, |h| h.revision);
-        Ok((
-            answer.kvs.into_iter().map(KeyValue::from).collect(),
-            revision,
-        ))
+        let at = answer.header.map_or(0, |h| h.revision);
+        Ok((answer.kvs.into_iter().map(KeyValue::from).collect(), at))
     }
 
     /// A plain, unfenced put: etcd's own write cost, the baseline the
@@ -338,21 +362,7 @@ impl Etcd {
         prefix: &[u8],
         revision: i64,
     ) -> Result<Vec<KeyValue>, EtcdError> {
-        let answer = self
-            .each_member("Range", |c| async move {
-                rpc::kv_client::KvClient::new(c)
-                    .max_decoding_message_size(MAX_ANSWER_BYTES)
-                    .range(self.request(rpc::RangeRequest {
-                        key: prefix.to_vec(),
-                        range_end: prefix_end(prefix),
-                        revision,
-                        ..Default::default()
-                    }))
-                    .await
-            })
-            .await?
-            .into_inner();
-        Ok(answer.kvs.into_iter().map(KeyValue::from).collect())
+        Ok(self.range(prefix, revision).await?.0)
     }
 
     /// Writes `puts` and makes `deletes` in one transaction, if and only

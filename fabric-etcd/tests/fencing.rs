@@ -43,7 +43,7 @@ async fn a_deposed_leaders_write_is_refused_by_etcd() {
     // error.
     assert_eq!(etcd.leader(ELECTION).await.expect("leader"), None);
     let a = etcd
-        .campaign(ELECTION, a_lease, b"controller-a")
+        .campaign(ELECTION, a_lease, b"controller-a", Duration::from_secs(60))
         .await
         .expect("a campaigns alone and leads");
     let mut first = put("by a");
@@ -61,7 +61,10 @@ async fn a_deposed_leaders_write_is_refused_by_etcd() {
         .expect("lease");
     let campaign = {
         let etcd = etcd.clone();
-        tokio::spawn(async move { etcd.campaign(ELECTION, b_lease, b"controller-b").await })
+        tokio::spawn(async move {
+            etcd.campaign(ELECTION, b_lease, b"controller-b", Duration::from_secs(60))
+                .await
+        })
     };
     let paused = Instant::now();
     let b = tokio::time::timeout(Duration::from_secs(20), campaign)

@@ -22,6 +22,30 @@ use tempfile::TempDir;
 /// How often [`LocalCluster::wait_for`] polls the status.
 pub const POLL: Duration = Duration::from_millis(20);
 
+/// Polls `check` every `every` until it returns `Ok`, or panics after
+/// `limit` naming `what` and the last error.
+pub fn poll_ok<T>(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match check() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            match last.is_empty() {
+                true => panic!("timed out after {limit:?} waiting for {what}"),
+                false => panic!("timed out after {limit:?} waiting for {what}; last: {last}"),
+            }
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Polls `check` every `every` until it returns `Some`, or panics after
 /// `limit` naming `what`. Blocking counterpart of [`crate::eventually`].
 pub fn poll_until<T>(
@@ -30,16 +54,7 @@ pub fn poll_until<T>(
     what: &str,
     mut check: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(every);
-    }
+    poll_ok(limit, every, what, || check().ok_or_else(String::new))
 }
 
 /// `fabricctl up` running in a temp dir until dropped.
@@ -127,6 +142,41 @@ impl LocalCluster {
             fabricctl,
             seen: Mutex::new(BTreeSet::from([launcher_pid])),
         }
+    }
+
+    /// The pid `fabricctl up` recorded for process `name` (a controller
+    /// replica, an etcd member, a host agent).
+    pub fn pid_of(&self, name: &str) -> u32 {
+        fabricctl::context::Context::load(&self.state_dir)
+            .expect("context.json is readable")
+            .expect("fabricctl up wrote a context")
+            .processes
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.pid)
+            .unwrap_or_else(|| panic!("no pid recorded for {name}"))
+    }
+
+    /// The controller replica that leads in `status` (`fabricctl up
+    /// --replicas`): its process name and pid. Replica i (from 1) is the
+    /// i-th address of the context's endpoint.
+    pub fn leader_process(&self, status: &StatusJson) -> (String, u32) {
+        let context = fabricctl::context::Context::load(&self.state_dir)
+            .expect("context.json is readable")
+            .expect("fabricctl up wrote a context");
+        let leader = &status
+            .replication
+            .as_ref()
+            .expect("a controller with replicas")
+            .leader;
+        let index = context
+            .endpoint
+            .split(',')
+            .position(|e| e == leader)
+            .unwrap_or_else(|| panic!("leader {leader} is not in {}", context.endpoint));
+        let name = format!("fabric-controller-{}", index + 1);
+        let pid = self.pid_of(&name);
+        (name, pid)
     }
 
     /// The temp dir holding everything of this cluster.

@@ -50,3 +50,41 @@ pub async fn host_package(endpoint: &str, files: &TlsFiles) -> Result<(String, S
     let package = status.software.map(|s| s.package).unwrap_or_default();
     Ok((package, status.boot_id))
 }
+
+/// From each host agent's own account (`nodes`: node id and host agent
+/// endpoint), whether every instance of `placed` (instance -> node) is
+/// Running exactly once, on the node the controller placed it, and nothing
+/// else runs: `Ok(())`, or what is not so yet, for a poll to print.
+pub fn running_once_where_placed(
+    rt: &tokio::runtime::Runtime,
+    nodes: &[(String, String)],
+    placed: &std::collections::BTreeMap<String, String>,
+    files: &TlsFiles,
+) -> Result<(), String> {
+    let mut running: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (node, endpoint) in nodes {
+        let vms = rt
+            .block_on(host_vms(endpoint, files))
+            .map_err(|e| format!("{node}: {e}"))?;
+        for (vm, state, _) in vms {
+            if state == VmState::VmRunning {
+                running.entry(vm).or_default().push(node.clone());
+            }
+        }
+    }
+    let twice: Vec<_> = running.iter().filter(|(_, on)| on.len() > 1).collect();
+    let astray: Vec<_> = placed
+        .iter()
+        .filter(|(id, node)| running.get(*id).map(Vec::as_slice) != Some(&[(*node).clone()]))
+        .take(5)
+        .collect();
+    if twice.is_empty() && astray.is_empty() && running.len() == placed.len() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} running for {} placed; twice: {twice:?}; not Running where placed (first 5): \
+         {astray:?}",
+        running.len(),
+        placed.len()
+    ))
+}

@@ -6,9 +6,8 @@
 //!
 //! Needs the binaries: `cargo build --workspace --bins` before `cargo test`.
 
-use fabric_proto::v1::VmState;
-use fabric_tests::cluster::{LocalCluster, poll_until};
-use fabric_tests::ground_truth::{admin_files, host_vms};
+use fabric_tests::cluster::{LocalCluster, poll_ok};
+use fabric_tests::ground_truth::{admin_files, running_once_where_placed};
 use fabric_tests::https::runtime;
 use fabric_tests::services;
 use fabricctl::status::StatusJson;
@@ -135,44 +134,20 @@ fn two_hundred_hollow_hosts_heal_twenty_lost_at_once_and_run_everything_once() {
         .flat_map(|d| &d.instances)
         .map(|i| (i.id.clone(), i.node.clone()))
         .collect();
-    let mut last = String::new();
-    poll_until(
+    let live: Vec<(String, String)> = healed
+        .nodes
+        .iter()
+        .filter(|n| !lost.contains(&n.id))
+        .map(|n| (n.id.clone(), n.host_endpoint.clone()))
+        .collect();
+    poll_ok(
         Duration::from_secs(30),
         Duration::from_millis(500),
         "every instance Running on exactly one hollow host, as placed",
-        || {
-            let mut running: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for n in healed.nodes.iter().filter(|n| !lost.contains(&n.id)) {
-                match rt.block_on(host_vms(&n.host_endpoint, &files)) {
-                    Ok(vms) => {
-                        for (vm_id, state, _) in vms {
-                            if state == VmState::VmRunning {
-                                running.entry(vm_id).or_default().push(n.id.clone());
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        last = format!("{}: {e}", n.id);
-                        return None;
-                    }
-                }
-            }
-            let twice: Vec<_> = running.iter().filter(|(_, on)| on.len() > 1).collect();
-            let misplaced: Vec<_> = placed
-                .iter()
-                .filter(|(id, node)| {
-                    running.get(*id).map(Vec::as_slice) != Some(&[(*node).clone()])
-                })
-                .take(5)
-                .collect();
-            last = format!(
-                "{} running, twice: {twice:?}, not where placed (first 5): {misplaced:?}",
-                running.len()
-            );
-            (twice.is_empty() && misplaced.is_empty() && running.len() == INSTANCES).then_some(())
-        },
+        || running_once_where_placed(&rt, &live, &placed, &files),
     );
-    eprintln!("ground truth: {last}");
+    assert_eq!(placed.len(), INSTANCES);
+    eprintln!("ground truth: {INSTANCES} instances Running once each, where placed");
 
     operating_a_big_cluster(&cluster, &lost);
     cluster.terminate(Duration::from_secs(30));

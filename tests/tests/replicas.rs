@@ -2,7 +2,9 @@
 //! --replicas 3` (a local 3-member etcd and three controller replicas) with
 //! nine hollow hosts. The leader is killed, killed in the middle of a
 //! deploy and of a heal, paused past its lease and resumed; an etcd member
-//! is killed, and the etcd majority stopped and resumed. After each: every
+//! is killed, the one every client asks first is stopped (it accepts and
+//! never answers) while the leader is killed, and the etcd majority is
+//! stopped and resumed. After each: every
 //! node still Ready (no server declared lost because the controller
 //! changed), every acknowledged deploy present, and by each host agent's
 //! own account every instance Running exactly once where the controller
@@ -12,9 +14,8 @@
 //! Needs the binaries (`cargo build --workspace --bins`) and Debian's
 //! etcd-server; without etcd it is skipped, loudly, unless CI=true.
 
-use fabric_proto::v1::VmState;
-use fabric_tests::cluster::{LocalCluster, poll_until};
-use fabric_tests::ground_truth::{admin_files, host_vms};
+use fabric_tests::cluster::{LocalCluster, poll_ok, poll_until};
+use fabric_tests::ground_truth::{admin_files, running_once_where_placed};
 use fabric_tests::https::runtime;
 use fabric_tests::services;
 use fabricctl::status::StatusJson;
@@ -34,40 +35,8 @@ fn term(s: &StatusJson) -> i64 {
     s.replication.as_ref().map_or(0, |r| r.term)
 }
 
-/// The replica process (name, pid) that leads in `s`.
-fn leader(cluster: &LocalCluster, s: &StatusJson) -> (String, i32) {
-    let context = fabricctl::context::Context::load(&cluster.state_dir)
-        .expect("context.json")
-        .expect("a context");
-    let leader = &s.replication.as_ref().expect("replication").leader;
-    let index = context
-        .endpoint
-        .split(',')
-        .position(|e| e == leader)
-        .unwrap_or_else(|| panic!("leader {leader} not in {}", context.endpoint));
-    let name = format!("fabric-controller-{}", index + 1);
-    let pid = context
-        .processes
-        .iter()
-        .find(|p| p.name == name)
-        .and_then(|p| p.pid)
-        .unwrap_or_else(|| panic!("no pid for {name}"));
-    (name, pid as i32)
-}
-
-fn pid_of(cluster: &LocalCluster, name: &str) -> i32 {
-    fabricctl::context::Context::load(&cluster.state_dir)
-        .expect("context.json")
-        .expect("a context")
-        .processes
-        .iter()
-        .find(|p| p.name == name)
-        .and_then(|p| p.pid)
-        .unwrap_or_else(|| panic!("no pid for {name}")) as i32
-}
-
-fn signal(pid: i32, signal: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
         .unwrap_or_else(|e| panic!("signal {signal} to {pid}: {e}"));
 }
 
@@ -103,38 +72,17 @@ fn settled(cluster: &mut LocalCluster, count: usize, lost: &BTreeSet<String>, wh
         .collect();
     let rt = runtime();
     let files = admin_files(&cluster.state_dir);
-    let mut last = String::new();
-    poll_until(
+    let live: Vec<(String, String)> = s
+        .nodes
+        .iter()
+        .filter(|n| !lost.contains(&n.id))
+        .map(|n| (n.id.clone(), n.host_endpoint.clone()))
+        .collect();
+    poll_ok(
         LIMIT,
         Duration::from_millis(300),
         &format!("ground truth: each instance Running once where placed ({what})"),
-        || {
-            let mut running: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for n in s.nodes.iter().filter(|n| !lost.contains(&n.id)) {
-                match rt.block_on(host_vms(&n.host_endpoint, &files)) {
-                    Ok(vms) => {
-                        for (vm, state, _) in vms {
-                            if state == VmState::VmRunning {
-                                running.entry(vm).or_default().push(n.id.clone());
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        last = format!("{}: {e}", n.id);
-                        return None;
-                    }
-                }
-            }
-            let twice: Vec<_> = running.iter().filter(|(_, on)| on.len() > 1).collect();
-            let astray: Vec<_> = placed
-                .iter()
-                .filter(|(id, node)| {
-                    running.get(*id).map(Vec::as_slice) != Some(&[(*node).clone()])
-                })
-                .collect();
-            last = format!("twice {twice:?}; not Running where placed {astray:?}");
-            (twice.is_empty() && astray.is_empty() && running.len() == count).then_some(())
-        },
+        || running_once_where_placed(&rt, &live, &placed, &files),
     );
     eprintln!("{what}: {count} instances Running once each, where placed");
 }
@@ -238,7 +186,7 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
 
     // 1. The leader killed.
     let s = cluster.status().expect("status");
-    let (name, pid) = leader(&cluster, &s);
+    let (name, pid) = cluster.leader_process(&s);
     let killed = Instant::now();
     signal(pid, nix::sys::signal::Signal::SIGKILL);
     let s = new_term(&mut cluster, term(&s), killed, &format!("{name} killed"));
@@ -248,7 +196,7 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
     // 2. The leader killed in the middle of a deploy: the scale is either
     //    acknowledged (then it must survive) or refused (then the operator
     //    asks the new leader).
-    let (_, pid) = leader(&cluster, &s);
+    let (_, pid) = cluster.leader_process(&s);
     let scale = cluster
         .command()
         .args(["scale", "web", "frontend", "30"])
@@ -271,7 +219,7 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
     // 3. The leader paused past its lease, a deploy acknowledged by the
     //    new leader, then the old one resumed: it must step down, write
     //    nothing, and undo nothing.
-    let (paused_name, paused) = leader(&cluster, &s);
+    let (paused_name, paused) = cluster.leader_process(&s);
     signal(paused, nix::sys::signal::Signal::SIGSTOP);
     let stopped = Instant::now();
     let s = new_term(
@@ -319,7 +267,7 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
             .iter()
             .any(|n| lost.contains(&n.id) && n.state == "HumanInvestigate")
     });
-    let (_, pid) = leader(&cluster, &s);
+    let (_, pid) = cluster.leader_process(&s);
     signal(pid, nix::sys::signal::Signal::SIGKILL);
     let killed = Instant::now();
     let s = new_term(&mut cluster, term(&s), killed, "leader killed mid-heal");
@@ -327,16 +275,50 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
     settled(&mut cluster, 36, &lost, "healed across a failover");
 
     // 5. One etcd member killed: the cluster goes on (a deploy lands).
-    let member = pid_of(&cluster, "etcd-1");
+    let member = cluster.pid_of("etcd-1");
     signal(member, nix::sys::signal::Signal::SIGKILL);
-    cluster.run_ok(&["scale", "web", "frontend", "38"]);
+    // Refused (and not carried out) while etcd elects a new Raft leader,
+    // if the member killed led it: the operator asks again.
+    poll_ok(
+        LIMIT,
+        Duration::from_millis(500),
+        "a deploy landing",
+        || {
+            let out = cluster.run(&["scale", "web", "frontend", "38"]);
+            match out.status.success() {
+                true => Ok(()),
+                false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+            }
+        },
+    );
     settled(&mut cluster, 39, &lost, "one etcd member killed");
 
-    // 6. The etcd majority stopped: the leader cannot renew, steps down,
+    // 6. The etcd member every client asks first stopped (SIGSTOP: it
+    //    accepts connections and never answers, as when cut off), then the
+    //    leader killed: the followers' campaigns and the new leader's
+    //    writes must go round it.
+    let s = cluster.status().expect("status");
+    let first_member = cluster.pid_of("etcd-0");
+    signal(first_member, nix::sys::signal::Signal::SIGSTOP);
+    let (_, pid) = cluster.leader_process(&s);
+    signal(pid, nix::sys::signal::Signal::SIGKILL);
+    let killed = Instant::now();
+    let s = new_term(
+        &mut cluster,
+        term(&s),
+        killed,
+        "leader killed, etcd-0 stopped",
+    );
+    terms.push(term(&s));
+    cluster.run_ok(&["scale", "web", "frontend", "40"]);
+    settled(&mut cluster, 41, &lost, "leader killed, etcd-0 stopped");
+    signal(first_member, nix::sys::signal::Signal::SIGCONT);
+
+    // 7. The etcd majority stopped: the leader cannot renew, steps down,
     //    and nobody acts; the hosts keep their VMs. Resumed, a leader is
     //    elected and nothing was lost.
     let s = cluster.status().expect("status");
-    let majority = [pid_of(&cluster, "etcd-0"), pid_of(&cluster, "etcd-2")];
+    let majority = [cluster.pid_of("etcd-0"), cluster.pid_of("etcd-2")];
     for &pid in &majority {
         signal(pid, nix::sys::signal::Signal::SIGSTOP);
     }
@@ -357,7 +339,7 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
     let resumed = Instant::now();
     let s = new_term(&mut cluster, term(&s), resumed, "etcd majority resumed");
     terms.push(term(&s));
-    settled(&mut cluster, 39, &lost, "etcd majority resumed");
+    settled(&mut cluster, 41, &lost, "etcd majority resumed");
 
     // No deposed leader wrote: etcd's history shows every write made by
     // the term leading at its revision.

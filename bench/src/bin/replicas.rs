@@ -52,8 +52,13 @@ fn main() {
 fn elect(etcd: &BlockingEtcd) -> Leadership {
     etcd.call(|etcd| async move {
         let lease = etcd.grant_lease(Duration::from_secs(600)).await?;
-        etcd.campaign(b"/fabric/bench/leader", lease, b"bench")
-            .await
+        etcd.campaign(
+            b"/fabric/bench/leader",
+            lease,
+            b"bench",
+            Duration::from_secs(30),
+        )
+        .await
     })
     .expect("elected")
 }
@@ -182,21 +187,7 @@ fn failover(lease: Duration) {
         .filter(|i| i.node == lost)
         .map(|i| i.id.clone())
         .collect();
-    let context = fabricctl::context::Context::load(&cluster.state_dir)
-        .expect("context")
-        .expect("a context");
-    let leader = &s.replication.as_ref().expect("replicas").leader;
-    let index = context
-        .endpoint
-        .split(',')
-        .position(|e| e == leader)
-        .expect("leader listed");
-    let pid = context
-        .processes
-        .iter()
-        .find(|p| p.name == format!("fabric-controller-{}", index + 1))
-        .and_then(|p| p.pid)
-        .expect("leader pid");
+    let (_, pid) = cluster.leader_process(&s);
     let old_term = term(&s);
 
     let mark = cluster

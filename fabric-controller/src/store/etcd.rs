@@ -334,31 +334,20 @@ impl Store for EtcdStore {
         let bytes = self.get_blob(&head_key, head, &all)?;
         let mut state: PersistedState = serde_json::from_slice(&bytes)
             .map_err(|e| self.corrupt(&head_key, format!("unreadable: {e}")))?;
-        let snapshot_generation = state.core.identity.generation;
-        let mut at = snapshot_generation;
-        let mut changes = Vec::new();
-        for (key, value) in records {
+        let records = records.into_iter().map(|(key, value)| {
             let bytes = self.get_blob(key, value, &all)?;
             let record: ChangeRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| self.corrupt(key, format!("unreadable: {e}")))?;
-            let next = record.core.identity.generation;
-            if next <= snapshot_generation {
-                continue;
-            }
-            if next != at + 1 {
-                return Err(self.corrupt(
-                    key,
-                    format!("generation {next} follows {at}: records are missing"),
-                ));
-            }
-            at = next;
-            changes.push(record.core);
-            if let Some(secrets) = record.secrets {
-                state.secrets = secrets;
-            }
+            Ok((key, record))
+        });
+        match super::replay(&mut state, records) {
+            Ok(()) => Ok(Some(state)),
+            Err(super::ReplayError::Store(e)) => Err(e),
+            Err(super::ReplayError::Gap { at, next, after }) => Err(self.corrupt(
+                at,
+                format!("generation {next} follows {after}: records are missing"),
+            )),
         }
-        state.core.apply_all(changes);
-        Ok(Some(state))
     }
 
     fn wants_full(&self) -> bool {

@@ -272,32 +272,18 @@ impl Store for LogStore {
                 ),
             });
         };
-        let snapshot_generation = state.core.identity.generation;
-        let mut generation = snapshot_generation;
-        let mut changes = Vec::new();
-        for record in self.records(&log)? {
-            let next = record.core.identity.generation;
-            if next <= snapshot_generation {
-                // Written before the snapshot that now holds it.
-                continue;
-            }
-            if next != generation + 1 {
-                return Err(StoreError::Corrupt {
-                    path: self.log_path.clone(),
-                    reason: format!(
-                        "a record of generation {next} follows generation {generation}: \
-                         records are missing"
-                    ),
-                });
-            }
-            generation = next;
-            changes.push(record.core);
-            if let Some(secrets) = record.secrets {
-                state.secrets = secrets;
-            }
+        let records = self.records(&log)?.into_iter().map(|r| Ok(((), r)));
+        match super::replay(&mut state, records) {
+            Ok(()) => Ok(Some(state)),
+            Err(super::ReplayError::Store(e)) => Err(e),
+            Err(super::ReplayError::Gap { next, after, .. }) => Err(StoreError::Corrupt {
+                path: self.log_path.clone(),
+                reason: format!(
+                    "a record of generation {next} follows generation {after}: records are \
+                     missing"
+                ),
+            }),
         }
-        state.core.apply_all(changes);
-        Ok(Some(state))
     }
 
     fn wants_full(&self) -> bool {

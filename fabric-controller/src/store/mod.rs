@@ -66,6 +66,47 @@ pub struct ChangeRecord {
     pub secrets: Option<Vec<sealed_keys::EncryptedCertificate>>,
 }
 
+/// Why a log could not be replayed.
+#[derive(Debug)]
+pub enum ReplayError<W> {
+    /// A record could not be read.
+    Store(StoreError),
+    /// A gap: the record `at` is of generation `next`, where `after + 1`
+    /// was due.
+    Gap { at: W, next: u64, after: u64 },
+}
+
+/// Applies a log's change records, in order, to the snapshot they follow
+/// (one rule for every store): records at or below the snapshot's
+/// generation were written before it and are skipped; the others must
+/// follow each other by one. A gap names the record (`W`: where it is)
+/// that breaks the chain.
+pub fn replay<W>(
+    state: &mut PersistedState,
+    records: impl IntoIterator<Item = Result<(W, ChangeRecord), StoreError>>,
+) -> Result<(), ReplayError<W>> {
+    let snapshot_generation = state.core.identity.generation;
+    let mut after = snapshot_generation;
+    let mut changes = Vec::new();
+    for record in records {
+        let (at, record) = record.map_err(ReplayError::Store)?;
+        let next = record.core.identity.generation;
+        if next <= snapshot_generation {
+            continue;
+        }
+        if next != after + 1 {
+            return Err(ReplayError::Gap { at, next, after });
+        }
+        after = next;
+        changes.push(record.core);
+        if let Some(secrets) = record.secrets {
+            state.secrets = secrets;
+        }
+    }
+    state.core.apply_all(changes);
+    Ok(())
+}
+
 /// One save.
 #[derive(Clone, Copy, Debug)]
 pub enum Save<'a> {

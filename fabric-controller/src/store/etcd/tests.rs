@@ -22,7 +22,8 @@ fn elected(dir: &std::path::Path) -> (LocalEtcd, BlockingEtcd, Leadership) {
     let leader = etcd
         .call(|etcd| async move {
             let lease = etcd.grant_lease(Duration::from_secs(30)).await?;
-            etcd.campaign(b"/fabric/test/leader", lease, b"a").await
+            etcd.campaign(b"/fabric/test/leader", lease, b"a", Duration::from_secs(30))
+                .await
         })
         .expect("elected");
     (members, etcd, leader)
