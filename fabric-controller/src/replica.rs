@@ -227,9 +227,13 @@ pub async fn run(
             term.replicas.clone(),
         )));
         let key = AtRestKey::open_or_create(&state_dir)?;
-        let listener = bind(&config, &stop, &deposed, replica.retry_period).await?;
+        let listener = bind(&config, &stop, &deposed, &replica).await?;
         let Some(listener) = listener else {
+            // Leadership that cannot serve is handed on.
             let _ = etcd.revoke_lease(lease).await;
+            if stopped_within(&stop, replica.retry_period).await {
+                return Ok(());
+            }
             continue;
         };
         tracing::info!(
@@ -266,7 +270,14 @@ pub async fn run(
                 term = term.number,
                 "deposed: stepped down, acting on nothing more; campaigning again"
             ),
-            Err(e) => tracing::error!(term = term.number, "term ended: {e}; campaigning again"),
+            Err(e) => {
+                tracing::error!(term = term.number, "term ended: {e}; campaigning again");
+                // Not at once: a fault that ends every term (unreadable
+                // state, bad TLS files) would otherwise spin.
+                if stopped_within(&stop, replica.retry_period).await {
+                    return Ok(());
+                }
+            }
         }
     }
 }
@@ -296,14 +307,16 @@ async fn stopped_within(stop: &watch::Receiver<bool>, wait: Duration) -> bool {
 }
 
 /// Binds the controller's port for a term; the previous holder (this
-/// process's last term, or a deposed leader stepping down) may need a
-/// moment to let it go. `None` if the term ended first.
+/// process's last term) may need a moment to let it go. `None` if the term
+/// ended first, or the port stayed taken for the renew deadline: a leader
+/// that cannot serve must not keep the others from leading.
 async fn bind(
     config: &ControllerConfig,
     stop: &watch::Receiver<bool>,
     deposed: &watch::Receiver<bool>,
-    retry: Duration,
+    replica: &ReplicaConfig,
 ) -> Result<Option<tokio::net::TcpListener>, ServeError> {
+    let started = tokio::time::Instant::now();
     loop {
         match tokio::net::TcpListener::bind(config.listen).await {
             Ok(listener) => {
@@ -316,9 +329,16 @@ async fn bind(
                 }
                 return Ok(Some(listener));
             }
+            Err(e) if started.elapsed() >= replica.renew_deadline => {
+                tracing::error!(
+                    "cannot listen on {}: {e}; handing leadership on",
+                    config.listen
+                );
+                return Ok(None);
+            }
             Err(e) => tracing::warn!("cannot listen on {} yet: {e}", config.listen),
         }
-        if *deposed.borrow() || stopped_within(stop, retry / 4).await {
+        if *deposed.borrow() || stopped_within(stop, replica.retry_period / 4).await {
             return Ok(None);
         }
     }
