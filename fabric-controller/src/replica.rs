@@ -160,26 +160,14 @@ pub async fn run(
             "follower: campaigning for leadership of cluster {}",
             config.cluster
         );
-        let campaign = async {
-            loop {
-                // Each member is waited on for a lease at most (see
-                // Etcd::campaign); going round them is not a failure.
-                match etcd
-                    .campaign(
-                        &election,
-                        lease,
-                        replica.advertise.as_bytes(),
-                        replica.lease,
-                    )
-                    .await
-                {
-                    Err(fabric_etcd::EtcdError::Unreachable { last, .. }) => {
-                        tracing::debug!("campaign: asking again ({last})");
-                    }
-                    won => return won,
-                }
-            }
-        };
+        // Each member is waited on for a lease at most (see
+        // Etcd::campaign); then a new lease and another member.
+        let campaign = etcd.campaign(
+            &election,
+            lease,
+            replica.advertise.as_bytes(),
+            replica.lease,
+        );
         let won = tokio::select! {
             won = campaign => won,
             () = changed(&deposed) => {
@@ -193,6 +181,13 @@ pub async fn run(
         };
         let leadership = match won {
             Ok(l) => l,
+            Err(fabric_etcd::EtcdError::Unreachable { tried, last }) => {
+                // A follower's wait outlasting `wait` ends here too:
+                // nothing wrong, campaign again.
+                tracing::debug!("campaign via {tried} given up ({last}); a new lease");
+                let _ = etcd.revoke_lease(lease).await;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("campaign failed: {e}; retrying");
                 let _ = etcd.revoke_lease(lease).await;

@@ -156,18 +156,7 @@ impl Etcd {
                         .store(i, std::sync::atomic::Ordering::Relaxed);
                     return Ok(answer);
                 }
-                // Only a member that could not answer is skipped (down,
-                // or too slow: tonic's own timeout comes as Cancelled).
-                // etcd's refusals often come as Unknown ("election: no
-                // leader"): they are answers, the same from every member.
-                Err(s)
-                    if matches!(
-                        s.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::Cancelled
-                    ) =>
-                {
+                Err(s) if member_could_not_answer(&s) => {
                     last = format!("{endpoint}: {}", s.message());
                 }
                 Err(s) => {
@@ -251,11 +240,17 @@ impl Etcd {
     /// Campaigns in election `name` under `lease` and returns once this
     /// candidate leads (etcd's Election service: the oldest live key under
     /// the name leads). `value` is what observers read as the leader's
-    /// (the controller puts its endpoint there). Each member is waited on
-    /// for at most `wait`, then the next is asked (the campaign is the same
-    /// key, so it keeps its place): a member that is paused or cut off
-    /// would otherwise hold the campaign forever. After every member, an
-    /// `Unreachable` error: the caller campaigns again.
+    /// (the controller puts its endpoint there).
+    ///
+    /// One member is asked (the one that answered last), for at most
+    /// `wait`: a member that is paused or cut off would otherwise hold the
+    /// campaign forever. If it cannot answer in time, the next member is
+    /// the one asked next time, and the error is `Unreachable`: the caller
+    /// must then campaign under a **new lease**. The given-up campaign's
+    /// key is named after its lease, and etcd deletes it when it notices
+    /// the call was abandoned, maybe later: under the same lease, that
+    /// deletion could remove the key of the campaign that replaced it, and
+    /// with it the leadership it won.
     pub async fn campaign(
         &self,
         name: &[u8],
@@ -263,20 +258,36 @@ impl Etcd {
         value: &[u8],
         wait: Duration,
     ) -> Result<Leadership, EtcdError> {
-        let won = self
-            .each_member("Campaign", |c| async move {
-                let mut request = tonic::Request::new(election::CampaignRequest {
-                    name: name.to_vec(),
-                    lease,
-                    value: value.to_vec(),
+        let i = self.preferred.load(std::sync::atomic::Ordering::Relaxed) % self.members.len();
+        let (endpoint, channel) = &self.members[i];
+        let mut request = tonic::Request::new(election::CampaignRequest {
+            name: name.to_vec(),
+            lease,
+            value: value.to_vec(),
+        });
+        request.set_timeout(wait);
+        let answered = election::election_client::ElectionClient::new(channel.clone())
+            .campaign(request)
+            .await;
+        let won = match answered {
+            Ok(won) => won.into_inner(),
+            Err(s) if member_could_not_answer(&s) => {
+                self.preferred.store(
+                    (i + 1) % self.members.len(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                return Err(EtcdError::Unreachable {
+                    tried: endpoint.clone(),
+                    last: s.message().to_owned(),
                 });
-                request.set_timeout(wait);
-                election::election_client::ElectionClient::new(c)
-                    .campaign(request)
-                    .await
-            })
-            .await?
-            .into_inner();
+            }
+            Err(s) => {
+                return Err(EtcdError::Refused {
+                    call: "Campaign",
+                    status: format!("{:?}: {}", s.code(), s.message()),
+                });
+            }
+        };
         let leader = won.leader.ok_or(EtcdError::Refused {
             call: "Campaign",
             status: "no leader key in the reply".into(),
@@ -426,6 +437,17 @@ impl Etcd {
             Fenced::Deposed
         })
     }
+}
+
+/// Whether a failed call means the member could not answer (down, or too
+/// slow: tonic's own timeout comes as Cancelled), so another may. etcd's
+/// refusals often come as Unknown ("election: no leader"): they are
+/// answers, the same from every member.
+fn member_could_not_answer(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
 }
 
 /// The end of the range holding every key that starts with `prefix`: the
