@@ -134,6 +134,8 @@ pub async fn run(
     });
     let etcd = Etcd::new(&replica.etcd, replica.retry_period).map_err(remote(&replica))?;
     let election = replica.election();
+    // Said once per spell as a follower, not at every new campaign.
+    let mut following = false;
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -155,11 +157,14 @@ pub async fn run(
             replica.clone(),
             deposed_tx.clone(),
         )));
-        tracing::info!(
-            advertise = %replica.advertise,
-            "follower: campaigning for leadership of cluster {}",
-            config.cluster
-        );
+        if !following {
+            tracing::info!(
+                advertise = %replica.advertise,
+                "follower: campaigning for leadership of cluster {}",
+                config.cluster
+            );
+            following = true;
+        }
         // Each member is waited on for a lease at most (see
         // Etcd::campaign); then a new lease and another member.
         let campaign = etcd.campaign(
@@ -197,6 +202,7 @@ pub async fn run(
                 continue;
             }
         };
+        following = false;
         let started = std::time::Instant::now();
         // A save may wait out an etcd leader election (about a second);
         // no longer than the renew deadline: past it this replica no
