@@ -144,6 +144,14 @@ impl LocalCluster {
         }
     }
 
+    /// Powers hollow host `name` off (`fabric-hollow`'s power file, under
+    /// the `hosts/` directory `fabricctl up` gives it): its host agent
+    /// stops and its VMs end, as in a power failure.
+    pub fn power_off_hollow(&self, name: &str) {
+        let mark = fabric_hollow::hosts::power_file(&self.state_dir.join("hosts").join(name));
+        std::fs::write(&mark, b"").unwrap_or_else(|e| panic!("{}: {e}", mark.display()));
+    }
+
     /// The pid `fabricctl up` recorded for process `name` (a controller
     /// replica, an etcd member, a host agent).
     pub fn pid_of(&self, name: &str) -> u32 {

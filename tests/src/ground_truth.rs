@@ -6,6 +6,7 @@ use fabric_pki::PkiLayout;
 use fabric_pki::tls::TlsFiles;
 use fabric_proto::v1::host_service_client::HostServiceClient;
 use fabric_proto::v1::{GetHostStatusRequest, HostStatus, VmState};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The admin certificate of the local cluster in `state_dir`.
@@ -51,31 +52,37 @@ pub async fn host_package(endpoint: &str, files: &TlsFiles) -> Result<(String, S
     Ok((package, status.boot_id))
 }
 
-/// From each host agent's own account (`nodes`: node id and host agent
-/// endpoint), whether every instance of `placed` (instance -> node) is
-/// Running exactly once, on the node the controller placed it, and nothing
-/// else runs: `Ok(())`, or what is not so yet, for a poll to print.
+/// From each host agent's own account (every node of `status` but the
+/// `lost` ones), whether every instance `status` places is Running exactly
+/// once, on the node it names, and nothing else runs: `Ok(())`, or what is
+/// not so yet, for a poll to print.
 pub fn running_once_where_placed(
     rt: &tokio::runtime::Runtime,
-    nodes: &[(String, String)],
-    placed: &std::collections::BTreeMap<String, String>,
+    status: &fabricctl::status::StatusJson,
+    lost: &BTreeSet<String>,
     files: &TlsFiles,
 ) -> Result<(), String> {
-    let mut running: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (node, endpoint) in nodes {
+    let placed: BTreeMap<&str, &str> = status
+        .deployments
+        .iter()
+        .flat_map(|d| &d.instances)
+        .map(|i| (i.id.as_str(), i.node.as_str()))
+        .collect();
+    let mut running: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for node in status.nodes.iter().filter(|n| !lost.contains(&n.id)) {
         let vms = rt
-            .block_on(host_vms(endpoint, files))
-            .map_err(|e| format!("{node}: {e}"))?;
+            .block_on(host_vms(&node.host_endpoint, files))
+            .map_err(|e| format!("{}: {e}", node.id))?;
         for (vm, state, _) in vms {
             if state == VmState::VmRunning {
-                running.entry(vm).or_default().push(node.clone());
+                running.entry(vm).or_default().push(&node.id);
             }
         }
     }
     let twice: Vec<_> = running.iter().filter(|(_, on)| on.len() > 1).collect();
     let astray: Vec<_> = placed
         .iter()
-        .filter(|(id, node)| running.get(*id).map(Vec::as_slice) != Some(&[(*node).clone()]))
+        .filter(|(id, node)| running.get(**id).map(Vec::as_slice) != Some(&[**node]))
         .take(5)
         .collect();
     if twice.is_empty() && astray.is_empty() && running.len() == placed.len() {

@@ -19,7 +19,7 @@ use fabric_tests::ground_truth::{admin_files, running_once_where_placed};
 use fabric_tests::https::runtime;
 use fabric_tests::services;
 use fabricctl::status::StatusJson;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 const HOSTS: usize = 9;
@@ -66,23 +66,13 @@ fn settled(cluster: &mut LocalCluster, count: usize, lost: &BTreeSet<String>, wh
     for n in s.nodes.iter().filter(|n| !lost.contains(&n.id)) {
         assert_eq!(n.state, "Ready", "{what}: {} is {}", n.id, n.state);
     }
-    let placed: BTreeMap<String, String> = instances(&s)
-        .iter()
-        .map(|i| (i.id.clone(), i.node.clone()))
-        .collect();
     let rt = runtime();
     let files = admin_files(&cluster.state_dir);
-    let live: Vec<(String, String)> = s
-        .nodes
-        .iter()
-        .filter(|n| !lost.contains(&n.id))
-        .map(|n| (n.id.clone(), n.host_endpoint.clone()))
-        .collect();
     poll_ok(
         LIMIT,
         Duration::from_millis(300),
         &format!("ground truth: each instance Running once where placed ({what})"),
-        || running_once_where_placed(&rt, &live, &placed, &files),
+        || running_once_where_placed(&rt, &s, lost, &files),
     );
     eprintln!("{what}: {count} instances Running once each, where placed");
 }
@@ -255,12 +245,7 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
         "the servers to lose run instances"
     );
     for name in &lost {
-        let mark = cluster
-            .state_dir
-            .join("hosts")
-            .join(name)
-            .join("powered-off");
-        std::fs::write(&mark, b"").expect("power off");
+        cluster.power_off_hollow(name);
     }
     let s = cluster.wait_for(LIMIT, "a lost server being healed", |s| {
         s.nodes

@@ -190,12 +190,7 @@ fn failover(lease: Duration) {
     let (_, pid) = cluster.leader_process(&s);
     let old_term = term(&s);
 
-    let mark = cluster
-        .state_dir
-        .join("hosts")
-        .join(lost)
-        .join("powered-off");
-    std::fs::write(&mark, b"").expect("power off");
+    cluster.power_off_hollow(lost);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,

@@ -444,12 +444,7 @@ fn run(n: u32, heartbeat: u64) {
     // Lose 10% of the servers at once.
     let lost = n / 10;
     for i in 1..=lost {
-        let mark = cluster
-            .state_dir
-            .join("hosts")
-            .join(format!("hollow-{i}"))
-            .join("powered-off");
-        std::fs::write(&mark, b"").expect("power off");
+        cluster.power_off_hollow(&format!("hollow-{i}"));
     }
     let healed = wait(
         &addr,
