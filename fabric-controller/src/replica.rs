@@ -127,6 +127,9 @@ pub async fn run(
         path: state_dir.clone(),
         source,
     })?;
+    // Read once, before campaigning: a replica that cannot open the key
+    // the replicas share must not win an election it cannot serve.
+    let key = AtRestKey::open_or_create(&state_dir)?;
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -227,7 +230,6 @@ pub async fn run(
             replica.clone(),
             term.replicas.clone(),
         )));
-        let key = AtRestKey::open_or_create(&state_dir)?;
         let listener = bind(&config, &stop, &deposed, &replica).await?;
         let Some(listener) = listener else {
             // Leadership that cannot serve is handed on.
@@ -255,7 +257,7 @@ pub async fn run(
             config.clone(),
             listener,
             clock.clone(),
-            Some((Box::new(store), key)),
+            Some((Box::new(store), key.clone())),
             Some(term.clone()),
             end,
         )

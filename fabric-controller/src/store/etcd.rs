@@ -28,7 +28,7 @@
 //! Everything is read in one range at one revision, and checked as a file
 //! is: SHA-256 per blob, generations that follow each other by one.
 
-use super::{ChangeRecord, PersistedState, Save, Store, StoreError};
+use super::{ChangeRecord, PersistedState, Save, Store, StoreError, sha256_hex};
 use fabric_etcd::{BlockingEtcd, Delete, Fenced, Leadership};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,23 +61,23 @@ pub struct EtcdStore {
     part_bytes: usize,
 }
 
-/// A blob's header: what makes its parts count.
-#[derive(Debug, PartialEq, Eq)]
+/// A blob's header, one JSON line (the blob itself follows it when
+/// inline): what makes its parts count.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Header {
+    /// [`MAGIC`]: what wrote it.
+    format: String,
     len: usize,
     sha256: String,
     parts: usize,
-    /// Where the parts are, under `state/` (no spaces).
+    /// Where the parts are, under `state/`.
     at: String,
 }
 
 impl Header {
     fn encode(&self, inline: &[u8]) -> Vec<u8> {
-        let mut bytes = format!(
-            "{MAGIC} len={} sha256={} parts={} at={}\n",
-            self.len, self.sha256, self.parts, self.at
-        )
-        .into_bytes();
+        let mut bytes = serde_json::to_vec(self).expect("a header encodes");
+        bytes.push(b'\n');
         bytes.extend_from_slice(inline);
         bytes
     }
@@ -85,34 +85,9 @@ impl Header {
     /// The header and what follows it (the blob, when inline).
     fn decode(value: &[u8]) -> Option<(Self, &[u8])> {
         let newline = value.iter().position(|b| *b == b'\n')?;
-        let line = std::str::from_utf8(&value[..newline]).ok()?;
-        let fields = line.strip_prefix(MAGIC)?;
-        let (mut len, mut sha256, mut parts, mut at) = (None, None, None, None);
-        for field in fields.split_whitespace() {
-            if let Some(v) = field.strip_prefix("len=") {
-                len = v.parse().ok();
-            } else if let Some(v) = field.strip_prefix("sha256=") {
-                sha256 = Some(v.to_owned());
-            } else if let Some(v) = field.strip_prefix("parts=") {
-                parts = v.parse().ok();
-            } else if let Some(v) = field.strip_prefix("at=") {
-                at = Some(v.to_owned());
-            }
-        }
-        Some((
-            Self {
-                len: len?,
-                sha256: sha256?,
-                parts: parts?,
-                at: at?,
-            },
-            &value[newline + 1..],
-        ))
+        let header: Self = serde_json::from_slice(&value[..newline]).ok()?;
+        (header.format == MAGIC).then_some((header, &value[newline + 1..]))
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 /// Generations as fixed-width decimal, so key order is generation order.
@@ -221,6 +196,7 @@ impl EtcdStore {
             self.fenced(vec![(key, part.to_vec())], Vec::new())?;
         }
         let header = Header {
+            format: MAGIC.into(),
             len: bytes.len(),
             sha256,
             parts: parts.len(),

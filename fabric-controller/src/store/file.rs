@@ -7,7 +7,7 @@
 //! checksum, so a truncated or edited file is refused with a clear error
 //! rather than half-read.
 
-use super::{PersistedState, Save, Store, StoreError};
+use super::{PersistedState, Save, Store, StoreError, sha256_hex};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -39,10 +39,6 @@ impl FileStore {
             reason: reason.into(),
         }
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 impl Store for FileStore {

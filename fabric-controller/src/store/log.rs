@@ -28,7 +28,7 @@
 //! generations) is refused with the file, the offset and what to do.
 
 use super::file::FileStore;
-use super::{ChangeRecord, PersistedState, Save, Store, StoreError};
+use super::{ChangeRecord, PersistedState, Save, Store, StoreError, sha256_hex};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -238,10 +238,6 @@ fn parse_header(fields: &str) -> Option<(usize, String)> {
         }
     }
     Some((len?, sum?))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 impl Store for LogStore {

@@ -66,6 +66,11 @@ pub struct ChangeRecord {
     pub secrets: Option<Vec<sealed_keys::EncryptedCertificate>>,
 }
 
+/// SHA-256 in hex: the checksum every store writes beside what it saves.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
 /// Why a log could not be replayed.
 #[derive(Debug)]
 pub enum ReplayError<W> {

@@ -26,6 +26,7 @@ pub struct EncryptedCertificate {
 }
 
 /// The at-rest key.
+#[derive(Clone)]
 pub struct AtRestKey {
     key: LessSafeKey,
     path: PathBuf,

@@ -94,6 +94,31 @@ fn a_snapshot_in_parts_and_its_log_load_as_the_last_state() {
         err.contains("checksum mismatch") && err.contains("head"),
         "{err}"
     );
+
+    // A missing part is named; so is a header that is not one.
+    let part = format!("/fabric/test/state/snapshot/{}/000002", generation_key(6));
+    let leader = store.leader.clone().unwrap();
+    reader_etcd
+        .call(move |etcd| async move {
+            etcd.fenced_txn(&leader, vec![], vec![Delete::Key(part.into_bytes())])
+                .await
+        })
+        .unwrap();
+    let err = reader.load().unwrap_err().to_string();
+    assert!(err.contains("000002") && err.contains("missing"), "{err}");
+    let leader = store.leader.clone().unwrap();
+    reader_etcd
+        .call(move |etcd| async move {
+            let head = b"/fabric/test/state/head".to_vec();
+            etcd.fenced_txn(&leader, vec![(head, b"not a header".to_vec())], vec![])
+                .await
+        })
+        .unwrap();
+    let err = reader.load().unwrap_err().to_string();
+    assert!(
+        err.contains("head") && err.contains("unreadable header"),
+        "{err}"
+    );
 }
 
 #[test]
