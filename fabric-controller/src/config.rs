@@ -564,6 +564,10 @@ mod tests {
                 &|a: &mut Args| a.etcd_prefix = Some("/a".into()),
                 "must end with '/'",
             ),
+            (
+                &|a: &mut Args| a.etcd = vec!["127.0.0.1:2379".into(); 17],
+                "at most 16",
+            ),
         ] {
             let err = replica(change).expect_err(words);
             assert!(err.contains(words), "{err}");

@@ -42,6 +42,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
 
+/// The most etcd members a replica is given.
+pub const MAX_ETCD_MEMBERS: usize = 16;
+
 /// How a replica reaches etcd and keeps its leadership.
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
@@ -65,6 +68,12 @@ impl ReplicaConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.etcd.is_empty() {
             return Err("--etcd names no member".into());
+        }
+        if self.etcd.len() > MAX_ETCD_MEMBERS {
+            return Err(format!(
+                "--etcd names {} members; at most {MAX_ETCD_MEMBERS} (etcd itself advises 3 or 5)",
+                self.etcd.len()
+            ));
         }
         if self.lease < Duration::from_secs(1) || self.lease.subsec_nanos() != 0 {
             return Err(format!(

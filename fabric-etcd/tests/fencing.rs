@@ -27,18 +27,12 @@ async fn a_deposed_leaders_write_is_refused_by_etcd() {
     let members = LocalEtcd::start(dir.path(), 1).expect("start etcd");
     let etcd = Etcd::new(&members.endpoints(), Duration::from_secs(2)).expect("endpoints");
 
-    // Ready when it grants a lease (bounded: etcd elects itself in ~1 s).
-    let started = Instant::now();
-    let a_lease = loop {
-        match etcd.grant_lease(Duration::from_secs(2)).await {
-            Ok(lease) => break lease,
-            Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                eprintln!("etcd not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("etcd never became ready (log in {:?}): {e}", dir.path()),
-        }
-    };
+    tokio::task::block_in_place(|| members.wait_ready(Duration::from_secs(30)))
+        .unwrap_or_else(|e| panic!("{e} (log in {:?})", dir.path()));
+    let a_lease = etcd
+        .grant_lease(Duration::from_secs(2))
+        .await
+        .expect("a lease");
     // Nobody has campaigned yet: etcd's "no leader" is an answer, not an
     // error.
     assert_eq!(etcd.leader(ELECTION).await.expect("leader"), None);

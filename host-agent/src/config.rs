@@ -207,6 +207,9 @@ pub enum Command {
     },
 }
 
+/// The most controller addresses a host agent takes (replicas: 3 or 5).
+pub const MAX_CONTROLLERS: usize = 16;
+
 /// Validated host agent configuration.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -352,6 +355,12 @@ impl Args {
             .collect();
         if controllers.is_empty() {
             anyhow::bail!("--controller names no URL");
+        }
+        if controllers.len() > MAX_CONTROLLERS {
+            anyhow::bail!(
+                "--controller names {} URLs; at most {MAX_CONTROLLERS} (one per controller replica)",
+                controllers.len()
+            );
         }
         if let Some(bad) = controllers.iter().find(|u| !u.starts_with("https://")) {
             anyhow::bail!(
@@ -547,6 +556,37 @@ mod tests {
                 .state_dir_for("host-1")
                 .ends_with("fabric-host-host-1")
         );
+    }
+
+    #[test]
+    fn controller_urls_are_every_replicas_https_bounded() {
+        let argv = |controller: &str| {
+            Args::try_parse_from([
+                "host-agent",
+                "--controller",
+                controller,
+                "--ca",
+                "ca.pem",
+                "--cert",
+                "h.pem",
+                "--key",
+                "h.key",
+            ])
+            .unwrap()
+            .resolve()
+        };
+        let ok = argv("https://a:1, https://b:2,https://c:3").unwrap();
+        assert_eq!(
+            ok.controllers,
+            ["https://a:1", "https://b:2", "https://c:3"]
+        );
+        let err = argv("https://a:1,http://b:2").unwrap_err().to_string();
+        assert!(err.contains("\"http://b:2\" must be an https://"), "{err}");
+        let err = argv(",").unwrap_err().to_string();
+        assert!(err.contains("names no URL"), "{err}");
+        let many = vec!["https://a:1"; MAX_CONTROLLERS + 1].join(",");
+        let err = argv(&many).unwrap_err().to_string();
+        assert!(err.contains("at most 16"), "{err}");
     }
 
     #[test]
