@@ -157,7 +157,7 @@ pub struct Args {
     pub retry_period: Option<Duration>,
     /// This replica's address as clients reach it, shown as the leader's
     /// [default: https://<listen>].
-    #[arg(long)]
+    #[arg(long, env = "FABRIC_ADVERTISE")]
     pub advertise: Option<String>,
 }
 

@@ -155,6 +155,13 @@ impl LocalCluster {
     /// The pid `fabricctl up` recorded for process `name` (a controller
     /// replica, an etcd member, a host agent).
     pub fn pid_of(&self, name: &str) -> u32 {
+        self.current_pid(name)
+            .unwrap_or_else(|| panic!("no pid recorded for {name}"))
+    }
+
+    /// The pid of process `name` now; `None` while the launcher waits to
+    /// restart it.
+    pub fn current_pid(&self, name: &str) -> Option<u32> {
         fabricctl::context::Context::load(&self.state_dir)
             .expect("context.json is readable")
             .expect("fabricctl up wrote a context")
@@ -162,7 +169,6 @@ impl LocalCluster {
             .iter()
             .find(|p| p.name == name)
             .and_then(|p| p.pid)
-            .unwrap_or_else(|| panic!("no pid recorded for {name}"))
     }
 
     /// The controller replica that leads in `status` (`fabricctl up

@@ -5,6 +5,8 @@
 //!   the running executable).
 //! - [`cluster`]: a real `fabricctl up` cluster in a temp dir, killed on drop.
 //! - [`compose`]: the docker-compose stack and the faults Docker injects.
+//! - [`etcd_history`]: who wrote each revision of a replicated
+//!   controller's state (no deposed leader may have).
 //! - [`https`]: `GET /` at a role's endpoint trusting exactly one
 //!   certificate, to prove which certificate the endpoint serves.
 //! - [`scrape`]: plain-HTTP GETs of the dashboard and `/metrics`, parsed.
@@ -14,6 +16,7 @@
 pub mod bins;
 pub mod cluster;
 pub mod compose;
+pub mod etcd_history;
 pub mod ground_truth;
 pub mod https;
 pub mod packages;

@@ -4,7 +4,9 @@
 //! deploy and of a heal, paused past its lease and resumed; an etcd member
 //! is killed, the one every client asks first is stopped (it accepts and
 //! never answers) while the leader is killed, and the etcd majority is
-//! stopped and resumed. After each: every
+//! stopped and resumed; last the controllers are rolled (each follower
+//! restarted, then the leader stopped, which hands leadership on at once).
+//! After each: every
 //! node still Ready (no server declared lost because the controller
 //! changed), every acknowledged deploy present, and by each host agent's
 //! own account every instance Running exactly once where the controller
@@ -15,6 +17,7 @@
 //! etcd-server; without etcd it is skipped, loudly, unless CI=true.
 
 use fabric_tests::cluster::{LocalCluster, poll_ok, poll_until};
+use fabric_tests::etcd_history;
 use fabric_tests::ground_truth::{admin_files, running_once_where_placed};
 use fabric_tests::https::runtime;
 use fabric_tests::services;
@@ -75,38 +78,6 @@ fn settled(cluster: &mut LocalCluster, count: usize, lost: &BTreeSet<String>, wh
         || running_once_where_placed(&rt, &s, lost, &files),
     );
     eprintln!("{what}: {count} instances Running once each, where placed");
-}
-
-/// etcd's history since revision `from`: (revision, the writer's term,
-/// the term leading at that revision) of each leader transaction (each
-/// rewrites `state/writer` with its term). The leader at a revision is
-/// the oldest key in the election then, and a term is named by the
-/// revision its key was created at.
-fn writes_since(endpoints: &[String], from: i64) -> Vec<(i64, i64, Option<i64>)> {
-    runtime().block_on(async {
-        let etcd = fabric_etcd::Etcd::new(endpoints, Duration::from_secs(2)).expect("etcd");
-        let (_, now) = etcd.get_prefix(b"/fabric/").await.expect("read");
-        let mut writes = Vec::new();
-        for revision in from..=now {
-            let writer = etcd
-                .get_prefix_at(b"/fabric/local/state/writer", revision)
-                .await
-                .expect("history");
-            let Some(kv) = writer.into_iter().find(|kv| kv.mod_revision == revision) else {
-                continue;
-            };
-            let term = String::from_utf8_lossy(&kv.value).parse().expect("a term");
-            let leading = etcd
-                .get_prefix_at(b"/fabric/local/leader/", revision)
-                .await
-                .expect("history")
-                .iter()
-                .map(|kv| kv.create_revision)
-                .min();
-            writes.push((revision, term, leading));
-        }
-        writes
-    })
 }
 
 #[test]
@@ -326,15 +297,59 @@ fn three_replicas_fail_over_without_losing_or_doubling_anything() {
     terms.push(term(&s));
     settled(&mut cluster, 41, &lost, "etcd majority resumed");
 
+    // 8. Rolling the controllers (as an update of their binary would):
+    //    each follower stopped with SIGTERM and restarted by the launcher,
+    //    then the leader, whose SIGTERM revokes its lease and so hands
+    //    leadership on at once instead of after a lease.
+    let s = cluster.status().expect("status");
+    let (leader, leader_pid) = cluster.leader_process(&s);
+    for follower in (1..=3).map(|i| format!("fabric-controller-{i}")) {
+        if follower == leader {
+            continue;
+        }
+        let old = cluster.pid_of(&follower);
+        signal(old, nix::sys::signal::Signal::SIGTERM);
+        poll_until(
+            LIMIT,
+            Duration::from_millis(200),
+            &format!("{follower} restarted and campaigning"),
+            || {
+                let back = cluster.current_pid(&follower).is_some_and(|pid| pid != old);
+                let campaigning = cluster
+                    .status()
+                    .ok()?
+                    .replication
+                    .is_some_and(|r| r.replicas.len() == 3);
+                (back && campaigning).then_some(())
+            },
+        );
+    }
+    signal(leader_pid, nix::sys::signal::Signal::SIGTERM);
+    let handed = Instant::now();
+    let s = new_term(
+        &mut cluster,
+        term(&s),
+        handed,
+        &format!("rolling: {leader} stopped with SIGTERM (hand-over)"),
+    );
+    terms.push(term(&s));
+    settled(&mut cluster, 41, &lost, "controllers rolled");
+
     // No deposed leader wrote: etcd's history shows every write made by
     // the term leading at its revision.
-    let writes = writes_since(&etcd, terms[0]);
-    let by: BTreeSet<i64> = writes.iter().map(|w| w.1).collect();
+    let writes = runtime()
+        .block_on(etcd_history::writes_since(
+            &etcd,
+            "/fabric/local/",
+            terms[0],
+        ))
+        .expect("etcd history");
+    let by: BTreeSet<i64> = writes.iter().map(|w| w.writer).collect();
     assert!(by.len() >= 3, "several terms wrote: {by:?}");
-    let stale: Vec<_> = writes.iter().filter(|w| w.2 != Some(w.1)).collect();
+    let stale: Vec<_> = writes.iter().filter(|w| w.is_stale()).collect();
     assert!(
         stale.is_empty(),
-        "writes not by the leading term (revision, writer, leader then): {stale:?}"
+        "writes not by the term leading then: {stale:?}"
     );
     eprintln!(
         "etcd history: {} writes by terms {terms:?}, none by a deposed leader",

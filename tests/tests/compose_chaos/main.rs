@@ -15,12 +15,20 @@
 //! itself. At the end the events of both clusters are checked: no heal ever
 //! started while a cluster was in Human Investigate mode.
 //!
+//! Cluster a's controller is redundant (three replicas on three etcd
+//! members, issue 17): [`replicas`] adds the faults of a leader (killed,
+//! paused past its lease, cut off from etcd) and of etcd (a member killed
+//! during a heal, the majority killed), with the failover time of each, and
+//! at the end reads etcd's revision history: no write by a deposed leader.
+//!
 //! A summary table is printed; any violation fails the run. Without a
 //! Docker engine the suite fails if CI=true and is skipped (loudly)
 //! otherwise. FABRIC_COMPOSE_KEEP=1 leaves the stack running afterwards.
 //!
 //! This is a `harness = false` test: one ordered story, not independent
 //! cases, and its table must reach the terminal uncaptured.
+
+mod replicas;
 
 use fabric_proto::v1::VmState;
 use fabric_tests::bins;
@@ -125,7 +133,8 @@ struct Cluster {
     name: &'static str,
     /// The operator context `pki-<name>` writes (context.json, CA, admin).
     state_dir: PathBuf,
-    controller: &'static str,
+    /// Its controller's replicas (one for an embedded controller).
+    controllers: Vec<Replica>,
     network: &'static str,
     /// (compose service = node id, host agent endpoint published here).
     hosts: Vec<(&'static str, &'static str)>,
@@ -147,12 +156,41 @@ impl Cluster {
         serde_json::from_str(&text).map_err(|e| format!("bad status JSON: {e}"))
     }
 
+    /// The replica leading now (the only one for an embedded controller),
+    /// and its term (0 when embedded).
+    fn leader(&self) -> Result<(&Replica, i64), String> {
+        let status = self.status()?;
+        let Some(r) = &status.replication else {
+            return Ok((&self.controllers[0], 0));
+        };
+        self.controllers
+            .iter()
+            .find(|c| r.leader.contains(&format!("//{}:", c.service)))
+            .map(|c| (c, r.term))
+            .ok_or_else(|| {
+                format!(
+                    "cluster {}: leader {:?} is no replica here",
+                    self.name, r.leader
+                )
+            })
+    }
+
     fn events(&self) -> Result<Vec<EventJson>, String> {
         self.fabricctl(&["events", "-o", "json"])?
             .lines()
             .map(|l| serde_json::from_str(l).map_err(|e| format!("bad event {l:?}: {e}")))
             .collect()
     }
+}
+
+/// A controller (or replica of one) as the suite reaches it.
+struct Replica {
+    /// The compose service, which is also the host in its advertised URL.
+    service: &'static str,
+    /// Its gRPC port published here.
+    grpc: &'static str,
+    /// Its dashboard and /metrics published here.
+    http: &'static str,
 }
 
 /// One line of the summary table.
@@ -200,19 +238,28 @@ fn secs(d: Option<Duration>) -> String {
 
 impl Suite {
     fn new(stack: Compose, operator_dir: &Path) -> Self {
-        let cluster = |name, controller, network, hosts| Cluster {
+        let cluster = |name, controllers, network, hosts| Cluster {
             name,
             state_dir: operator_dir.join(name),
-            controller,
+            controllers,
             network,
             hosts,
+        };
+        let replica = |service, grpc, http| Replica {
+            service,
+            grpc,
+            http,
         };
         Self {
             stack,
             clusters: vec![
                 cluster(
                     "a",
-                    "fc-a",
+                    vec![
+                        replica("fc-a1", "127.0.0.1:7401", "127.0.0.1:7481"),
+                        replica("fc-a2", "127.0.0.1:7403", "127.0.0.1:7483"),
+                        replica("fc-a3", "127.0.0.1:7405", "127.0.0.1:7485"),
+                    ],
                     "cluster-a",
                     vec![
                         ("host-a1", "127.0.0.1:7511"),
@@ -223,7 +270,7 @@ impl Suite {
                 ),
                 cluster(
                     "b",
-                    "fc-b",
+                    vec![replica("fc-b", "127.0.0.1:7402", "127.0.0.1:7482")],
                     "cluster-b",
                     vec![("host-b1", "127.0.0.1:7521"), ("host-b2", "127.0.0.1:7522")],
                 ),
@@ -250,11 +297,17 @@ impl Suite {
         self.kill_guest_agents()?;
         self.pause_host()?;
         self.partition_host()?;
-        self.kill_controller()?;
+        self.kill_controller(1)?;
+        self.kill_leader()?;
+        self.pause_leader()?;
+        self.partition_leader_from_etcd()?;
+        self.heal_with_etcd_member_down()?;
+        self.etcd_majority_lost()?;
         self.hi_threshold_in_one_cluster()?;
         self.rollout_in_one_cluster()?;
         self.management_off_everywhere()?;
-        self.no_heal_in_hi_mode()
+        self.no_heal_in_hi_mode()?;
+        self.no_write_by_a_deposed_leader()
     }
 
     /// A clean stack (`down -v` first), both clusters Ready, the example
@@ -279,8 +332,10 @@ impl Suite {
         for i in 0..self.clusters.len() {
             violations.extend(self.settle(i, &[]));
         }
-        // The published dashboards and metrics answer from this machine.
-        for (addr, ready) in [("127.0.0.1:7481", 4.0), ("127.0.0.1:7482", 2.0)] {
+        // The published dashboards and metrics answer from this machine
+        // (cluster a's from its leader: followers bind nothing).
+        let leader_a = self.a().leader()?.0.http;
+        for (addr, ready) in [(leader_a, 4.0), ("127.0.0.1:7482", 2.0)] {
             match scrape::metrics(addr) {
                 Ok(m) => match scrape::value(&m, "fabric_nodes", &[("state", "Ready")]) {
                     Some(n) if n == ready => {}
@@ -298,9 +353,11 @@ impl Suite {
                 Err(e) => violations.push(e),
             }
         }
-        match scrape::get("127.0.0.1:7481", "/") {
+        match scrape::get(leader_a, "/") {
             Ok(page) if page.body.contains("Fabric dashboard") => {}
-            Ok(_) => violations.push("the dashboard page of fc-a is not the dashboard".into()),
+            Ok(_) => violations.push(format!(
+                "the dashboard page at {leader_a} is not the dashboard"
+            )),
             Err(e) => violations.push(e),
         }
         self.rows.push(Row {
@@ -319,7 +376,7 @@ impl Suite {
     fn least_privilege_keys(&mut self) -> Result<(), String> {
         let mut violations = Vec::new();
         let expect: [(&str, &[&str]); 3] = [
-            ("fc-a", &["ca.pem", "controller.key", "controller.pem"]),
+            ("fc-a2", &["ca.pem", "controller.key", "controller.pem"]),
             (
                 "host-a1",
                 &["ca.pem", "hosts/host-a1.key", "hosts/host-a1.pem"],
@@ -814,36 +871,68 @@ impl Suite {
         Ok(())
     }
 
-    /// The controller SIGKILLed and away for 3x node_timeout: nothing is
-    /// lost, no node is marked, no VM restarts.
-    fn kill_controller(&mut self) -> Result<(), String> {
-        let cluster = self.a();
+    /// Cluster `c`'s embedded controller SIGKILLed and away for 3x
+    /// node_timeout: nothing is lost, no node is marked, no VM restarts.
+    fn kill_controller(&mut self, c: usize) -> Result<(), String> {
+        let cluster = &self.clusters[c];
+        let controller = cluster.controllers[0].service;
         let status = cluster.status()?;
         let before = placement(&status);
         let node_timeout = Duration::from_secs_f64(status.node_timeout_s.unwrap_or(3.0));
         let last_seq = cluster.events()?.last().map_or(0, |e| e.sequence);
         let t0 = Instant::now();
-        self.stack.kill(cluster.controller)?;
+        self.stack.kill(controller)?;
         // Down on purpose for a fixed time: the fault is the absence itself.
         std::thread::sleep(node_timeout * 3);
-        self.stack.start(cluster.controller)?;
-        let back = wait(SETTLE_LIMIT, "fc-a answering with every node Ready", || {
+        self.stack.start(controller)?;
+        let back = self.every_node_ready(c, t0)?;
+        let violations = self.unchanged_since(c, &before, last_seq, "the controller restart")?;
+        self.record(
+            format!("SIGKILL fabric controller {controller}, restart"),
+            c,
+            None,
+            Some(back),
+            0,
+            violations,
+        );
+        Ok(())
+    }
+
+    /// Waits until cluster `c`'s controller answers with every node Ready;
+    /// the time since `since`.
+    fn every_node_ready(&self, c: usize, since: Instant) -> Result<Duration, String> {
+        let cluster = &self.clusters[c];
+        let what = format!("cluster {} answering with every node Ready", cluster.name);
+        wait(SETTLE_LIMIT, &what, || {
             let s = cluster.status().ok()?;
             (s.nodes.len() == cluster.hosts.len() && s.nodes.iter().all(|n| n.state == "Ready"))
-                .then(|| t0.elapsed())
-        })?;
-        let mut violations = self.settle(0, &[]);
-        let after_status = self.a().status()?;
-        let after = placement(&after_status);
-        for (id, was) in &before {
+                .then(|| since.elapsed())
+        })
+    }
+
+    /// After a fault of cluster `c`'s controller (`what`): the cluster
+    /// settles with every instance where it was (`before`: same node,
+    /// incarnation and guest-agent pid), and no event after `last_seq`
+    /// marks a node or heals or reinitializes an instance.
+    fn unchanged_since(
+        &self,
+        c: usize,
+        before: &Placement,
+        last_seq: u64,
+        what: &str,
+    ) -> Result<Vec<String>, String> {
+        let mut violations = self.settle(c, &[]);
+        let cluster = &self.clusters[c];
+        let after = placement(&cluster.status()?);
+        for (id, was) in before {
             if after.get(id) != Some(was) {
                 violations.push(format!(
-                    "{id} changed from {was:?} to {:?} across the controller restart",
+                    "{id} changed from {was:?} to {:?} across {what}",
                     after.get(id)
                 ));
             }
         }
-        for e in self.a().events()?.iter().filter(|e| e.sequence > last_seq) {
+        for e in cluster.events()?.iter().filter(|e| e.sequence > last_seq) {
             if matches!(
                 e.kind.as_str(),
                 "node.unresponsive"
@@ -851,21 +940,10 @@ impl Suite {
                     | "instance.healing"
                     | "instance.reinitialized"
             ) {
-                violations.push(format!(
-                    "after the controller restart: {} {} {}",
-                    e.kind, e.node, e.reason
-                ));
+                violations.push(format!("after {what}: {} {} {}", e.kind, e.node, e.reason));
             }
         }
-        self.record(
-            "SIGKILL fabric controller fc-a, restart".into(),
-            0,
-            None,
-            Some(back),
-            moved(&before, &after),
-            violations,
-        );
-        Ok(())
+        Ok(violations)
     }
 
     /// Cluster A loses servers past its HI threshold and goes to HI mode:
@@ -1237,10 +1315,11 @@ impl Suite {
     fn dump_controller_logs(&self) {
         // The controllers' logs tell the story of each cluster; the hosts'
         // stay available with `FABRIC_COMPOSE_KEEP=1` and `logs`.
-        if let Ok(logs) = self
-            .stack
-            .run(&["logs", "--no-color", "--tail", "60", "fc-a", "fc-b"])
-        {
+        let mut args = vec!["logs", "--no-color", "--tail", "60"];
+        for c in &self.clusters {
+            args.extend(c.controllers.iter().map(|r| r.service));
+        }
+        if let Ok(logs) = self.stack.run(&args) {
             eprintln!("--- last controller logs ---\n{logs}");
         }
     }
