@@ -3,7 +3,9 @@
 #
 # Installs what the tests need besides Rust (Python grpcio for the interop
 # test, Debian's chromium and chromium-driver for the dashboard test,
-# Prometheus's promtool, Debian's etcd for the etcd tests), builds every binary once (real-process tests spawn them), builds
+# Prometheus's promtool, Debian's etcd for the etcd tests, Debian's waagent
+# for the wire-server test), builds every binary once (real-process tests
+# spawn them), builds
 # the fabric:dev container image when a Docker engine is reachable (the
 # compose chaos suite runs the docker-compose stack from it), then runs all
 # tests. Real-process tests find the binaries in target/debug.
@@ -45,6 +47,17 @@ if ! command -v etcd >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null
   else
     echo "test.sh: no etcd and cannot apt-get it: the etcd tests will say more" >&2
+  fi
+fi
+
+# The wire server's test runs Azure's real Linux guest agent, Debian's
+# waagent (WALinuxAgent 2.7.3; it brings openssl).
+if ! command -v waagent >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq waagent >/dev/null
+  else
+    echo "test.sh: no waagent and cannot apt-get it: the waagent test will say more" >&2
   fi
 fi
 

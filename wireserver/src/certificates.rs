@@ -1,0 +1,139 @@
+//! The role's secrets as only the VM can read them: its certificates and
+//! keys as a PKCS#12 with an empty password (what WALinuxAgent opens with
+//! `openssl pkcs12 -nodes -password pass:`), enveloped by CMS with RSA key
+//! transport to the guest's transfer certificate (opened with `openssl cms
+//! -decrypt` and the transfer key that never left the VM).
+//!
+//! Content encryption is AES-128-CBC whatever the agent names in
+//! `x-ms-cipher-name`: WALinuxAgent 2.7.3 names DES_EDE3_CBC, newer agents
+//! AES128_CBC, and `openssl cms -decrypt` reads the algorithm from the
+//! message itself, so both open it; the CMS builder offers AES only, and
+//! triple DES is not worth writing by hand. The PKCS#12 inside uses PBES2
+//! with AES-256 and an HMAC-SHA-256 MAC: OpenSSL 3 refuses the legacy
+//! algorithms.
+
+use crate::RoleCertificate;
+use base64::Engine;
+use cms::builder::{
+    ContentEncryptionAlgorithm, EnvelopedDataBuilder, KeyEncryptionInfo,
+    KeyTransRecipientInfoBuilder,
+};
+use cms::cert::IssuerAndSerialNumber;
+use cms::cert::x509::Certificate;
+use cms::cert::x509::der::referenced::OwnedToRef;
+use cms::cert::x509::der::{Decode, Encode};
+use cms::content_info::ContentInfo;
+use cms::enveloped_data::RecipientIdentifier;
+
+/// Why a Certificates request cannot be answered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("the transfer certificate is not base64: {0}")]
+    NotBase64(String),
+    #[error("the transfer certificate is not an X.509 certificate: {0}")]
+    NotCertificate(String),
+    #[error("the transfer certificate's key is not RSA ({0}); WALinuxAgent's is")]
+    NotRsa(String),
+    #[error("the role's certificate or key cannot be packed: {0}")]
+    Pack(String),
+    #[error("cannot envelope the certificates: {0}")]
+    Envelope(String),
+}
+
+/// The transfer certificate a guest sent, parsed.
+#[derive(Clone, Debug)]
+pub struct TransferCertificate {
+    cert: Certificate,
+    key: rsa::RsaPublicKey,
+    /// Its thumbprint (SHA-1 of the DER, upper-case hex).
+    pub thumbprint: String,
+}
+
+impl TransferCertificate {
+    /// Reads the `x-ms-guest-agent-public-x509-cert` header: the
+    /// certificate's DER in base64 (the PEM body, line breaks removed).
+    pub fn from_header(value: &str) -> Result<Self, EnvelopeError> {
+        let compact: String = value.split_whitespace().collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|e| EnvelopeError::NotBase64(e.to_string()))?;
+        Self::from_der(&der)
+    }
+
+    pub fn from_der(der: &[u8]) -> Result<Self, EnvelopeError> {
+        let cert =
+            Certificate::from_der(der).map_err(|e| EnvelopeError::NotCertificate(e.to_string()))?;
+        let spki = &cert.tbs_certificate.subject_public_key_info;
+        let key = rsa::RsaPublicKey::try_from(spki.owned_to_ref())
+            .map_err(|e| EnvelopeError::NotRsa(e.to_string()))?;
+        Ok(Self {
+            cert,
+            key,
+            thumbprint: crate::thumbprint(der),
+        })
+    }
+}
+
+/// The role's certificates and keys as a PKCS#12 with an empty password.
+pub fn pkcs12(certificates: &[RoleCertificate]) -> Result<Vec<u8>, EnvelopeError> {
+    let pack = |e: p12_keystore::error::Error| EnvelopeError::Pack(e.to_string());
+    let mut store = p12_keystore::KeyStore::new();
+    for (i, c) in certificates.iter().enumerate() {
+        let key = p12_keystore::PrivateKey::from_der(&c.key_pkcs8_der).map_err(pack)?;
+        let cert = p12_keystore::Certificate::from_der(&c.cert_der).map_err(pack)?;
+        let thumbprint = c.thumbprint();
+        let chain = p12_keystore::PrivateKeyChain::new(thumbprint.as_str(), key, [cert]);
+        store.add_entry(
+            &format!("{i}-{thumbprint}"),
+            p12_keystore::KeyStoreEntry::PrivateKeyChain(chain),
+        );
+    }
+    store.writer("").write().map_err(pack)
+}
+
+/// The Certificates document's `Data`: `certificates` as a PKCS#12,
+/// enveloped to `recipient`, DER in base64 lines.
+pub fn envelope(
+    certificates: &[RoleCertificate],
+    recipient: &TransferCertificate,
+) -> Result<String, EnvelopeError> {
+    let content = pkcs12(certificates)?;
+    let fail = |e: cms::builder::Error| EnvelopeError::Envelope(e.to_string());
+    let mut rng = rand_core::OsRng;
+    let rid = RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        issuer: recipient.cert.tbs_certificate.issuer.clone(),
+        serial_number: recipient.cert.tbs_certificate.serial_number.clone(),
+    });
+    let mut key_rng = rand_core::OsRng;
+    let recipient_info = KeyTransRecipientInfoBuilder::new(
+        rid,
+        KeyEncryptionInfo::Rsa(recipient.key.clone()),
+        &mut key_rng,
+    )
+    .map_err(fail)?;
+    let enveloped =
+        EnvelopedDataBuilder::new(None, &content, ContentEncryptionAlgorithm::Aes128Cbc, None)
+            .map_err(fail)?
+            .add_recipient_info(recipient_info)
+            .map_err(fail)?
+            .build_with_rng(&mut rng)
+            .map_err(fail)?;
+    let info = ContentInfo {
+        content_type: const_oid::db::rfc5911::ID_ENVELOPED_DATA,
+        content: cms::cert::x509::der::Any::encode_from(&enveloped)
+            .map_err(|e| EnvelopeError::Envelope(e.to_string()))?,
+    };
+    let der = info
+        .to_der()
+        .map_err(|e| EnvelopeError::Envelope(e.to_string()))?;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    // In lines of 64, as in a PEM body: the agent pastes `Data` under a
+    // MIME header for `openssl cms`, whose base64 reader fails on one
+    // long line (found by the waagent test).
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    Ok(lines.join("\n"))
+}
