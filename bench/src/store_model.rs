@@ -41,6 +41,7 @@ pub fn cluster(vms: u32) -> FabricCore {
             priority: 0,
             name: Name::parse("d", &format!("svc-{d}")).unwrap(),
             roles: vec![RoleSpec {
+                guest: Default::default(),
                 name: Name::parse("r", "web").unwrap(),
                 instances: 100,
                 certificates: vec![CertificateInfo {

@@ -18,6 +18,7 @@ pub fn deployment(name: &str) -> ValidatedDeployment {
             priority: 0,
             name: Name::parse("deployment", name).unwrap(),
             roles: vec![RoleSpec {
+                guest: Default::default(),
                 name: Name::parse("role", "r").unwrap(),
                 instances: 1,
                 certificates: vec![CertificateInfo {

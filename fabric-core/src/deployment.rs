@@ -89,6 +89,40 @@ pub struct CertificateInfo {
     pub not_after: SystemTime,
 }
 
+/// Which guest agent runs in a role's VMs.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Guest {
+    /// Fabric's own guest agent (`guest-agent`).
+    #[default]
+    Fabric,
+    /// Azure's WALinuxAgent over the wire protocol (`fabric-wireserver`).
+    Waagent,
+}
+
+impl Guest {
+    /// The name in service definitions and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guest::Fabric => "fabric",
+            Guest::Waagent => "waagent",
+        }
+    }
+
+    /// Reads a name; empty is the default, Fabric's guest.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "" | "fabric" => Ok(Guest::Fabric),
+            "waagent" => Ok(Guest::Waagent),
+            other => Err(format!(
+                "guest {other:?} is not one Fabric runs: \"fabric\" (the default) or \"waagent\""
+            )),
+        }
+    }
+}
+
 /// One role of a service definition.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoleSpec {
@@ -96,6 +130,14 @@ pub struct RoleSpec {
     pub instances: u32,
     /// The first one is served by the role's HTTPS endpoint.
     pub certificates: Vec<CertificateInfo>,
+    /// The guest agent its VMs run (absent in state saved before guests
+    /// could be chosen: Fabric's).
+    #[serde(default, skip_serializing_if = "is_fabric")]
+    pub guest: Guest,
+}
+
+fn is_fabric(g: &Guest) -> bool {
+    *g == Guest::Fabric
 }
 
 impl RoleSpec {
@@ -141,7 +183,7 @@ impl DeploymentSpec {
             && self.roles.iter().all(|a| {
                 other
                     .role(&a.name)
-                    .is_some_and(|b| a.instances == b.instances)
+                    .is_some_and(|b| a.instances == b.instances && a.guest == b.guest)
             })
     }
 }
@@ -149,6 +191,24 @@ impl DeploymentSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guests_are_named_and_unknown_ones_refused_in_words() {
+        assert_eq!(Guest::parse(""), Ok(Guest::Fabric));
+        assert_eq!(Guest::parse("fabric"), Ok(Guest::Fabric));
+        assert_eq!(Guest::parse("waagent"), Ok(Guest::Waagent));
+        let err = Guest::parse("WALinuxAgent").unwrap_err();
+        assert!(err.contains("\"waagent\""), "{err}");
+        for g in [Guest::Fabric, Guest::Waagent] {
+            assert_eq!(Guest::parse(g.as_str()), Ok(g));
+        }
+        // State saved before guests could be chosen reads as Fabric's, and
+        // Fabric's is not written (the saved state stays as it was).
+        let old = r#"{"name":"r","instances":1,"certificates":[]}"#;
+        let role: RoleSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(role.guest, Guest::Fabric);
+        assert_eq!(serde_json::to_string(&role).unwrap(), old);
+    }
 
     #[test]
     fn instance_ids_round_trip_and_reject_junk() {

@@ -303,6 +303,7 @@ mod tests {
             priority: 0,
             name: Name::parse("deployment", "web").unwrap(),
             roles: vec![RoleSpec {
+                guest: Default::default(),
                 name: Name::parse("role", "frontend").unwrap(),
                 instances: 1,
                 certificates: vec![CertificateInfo {

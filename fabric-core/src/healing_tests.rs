@@ -74,6 +74,7 @@ fn spec(roles: &[(&str, u32)]) -> DeploymentSpec {
         roles: roles
             .iter()
             .map(|(r, n)| RoleSpec {
+                guest: Default::default(),
                 name: Name::parse("r", r).unwrap(),
                 instances: *n,
                 certificates: vec![],

@@ -254,6 +254,9 @@ impl FabricCore {
                             name: role.clone(),
                             instances: *instances,
                             certificates: Vec::new(),
+                            // Hosts do not report which guest a VM runs;
+                            // deploying the definition again restores it.
+                            guest: Default::default(),
                         })
                         .collect(),
                 },

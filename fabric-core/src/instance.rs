@@ -362,4 +362,6 @@ pub struct VmAssignment {
     pub id: InstanceId,
     pub incarnation: u64,
     pub secrets_version: String,
+    /// The guest agent the VM runs.
+    pub guest: crate::deployment::Guest,
 }

@@ -54,7 +54,7 @@ pub mod tracked;
 pub use clock::{Clock, ManualClock, Moment};
 pub use cluster::{ClusterMode, ClusterState, Switch, Switches};
 pub use config::{CoreConfig, HiThreshold};
-pub use deployment::{CertificateInfo, DeploymentSpec, InstanceId, Name, RoleSpec};
+pub use deployment::{CertificateInfo, DeploymentSpec, Guest, InstanceId, Name, RoleSpec};
 pub use events::{ClusterEvent, EventKind, EventLog};
 pub use fabric::{DesiredDirty, FabricCore, HeartbeatOutcome, HeartbeatReply, RegisterOutcome};
 pub use faults::{FaultCause, FaultReport};

@@ -111,6 +111,7 @@ impl Sim {
             priority: 0,
             name: Name::parse("d", "web").unwrap(),
             roles: vec![RoleSpec {
+                guest: Default::default(),
                 name: Name::parse("r", "front").unwrap(),
                 instances: domains * per,
                 certificates: vec![],

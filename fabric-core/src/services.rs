@@ -325,15 +325,17 @@ impl FabricCore {
         self.by_node
             .on(node)
             .filter_map(|id| self.instances.get(id))
-            .map(|i| VmAssignment {
-                id: i.id.clone(),
-                incarnation: i.incarnation(),
-                secrets_version: self
+            .map(|i| {
+                let role = self
                     .deployments
                     .get(&i.id.deployment)
-                    .and_then(|d| d.role(&i.id.role))
-                    .map(RoleSpec::secrets_version)
-                    .unwrap_or_default(),
+                    .and_then(|d| d.role(&i.id.role));
+                VmAssignment {
+                    id: i.id.clone(),
+                    incarnation: i.incarnation(),
+                    secrets_version: role.map(RoleSpec::secrets_version).unwrap_or_default(),
+                    guest: role.map(|r| r.guest).unwrap_or_default(),
+                }
             })
             .collect()
     }

@@ -45,6 +45,7 @@ fn spec(name: &str, roles: &[(&str, u32)], fingerprint: &str) -> DeploymentSpec 
         roles: roles
             .iter()
             .map(|(r, n)| RoleSpec {
+                guest: Default::default(),
                 name: Name::parse("r", r).unwrap(),
                 instances: *n,
                 certificates: vec![cert(fingerprint)],

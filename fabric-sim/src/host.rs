@@ -474,6 +474,7 @@ impl SimHost {
                 instance: d.id.index,
                 incarnation,
                 secrets_version: String::new(),
+                guest: d.guest.as_str().into(),
             };
             self.vms.insert(
                 d.id.clone(),

@@ -26,6 +26,7 @@ fn service(instances: u32) -> DeploymentSpec {
         priority: 0,
         name: Name::parse("d", "customer").unwrap(),
         roles: vec![RoleSpec {
+            guest: Default::default(),
             name: Name::parse("r", "web").unwrap(),
             instances,
             certificates: vec![CertificateInfo {

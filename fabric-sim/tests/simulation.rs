@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 fn role(name: &str, instances: u32) -> RoleSpec {
     RoleSpec {
+        guest: Default::default(),
         name: Name::parse("role", name).unwrap(),
         instances,
         certificates: vec![CertificateInfo {

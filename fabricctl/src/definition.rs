@@ -54,6 +54,9 @@ pub struct RoleFile {
     /// its HTTPS endpoint") is the one the operator sees.
     #[serde(default)]
     pub certificates: Vec<CertificateFile>,
+    /// "fabric" (the default) or "waagent": which guest agent its VMs run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -105,6 +108,7 @@ pub fn parse(text: &str, base: &Path) -> Result<pb::ServiceDefinition, String> {
             name: role.name,
             instances: role.instances,
             certificates,
+            guest: role.guest.unwrap_or_default(),
         });
     }
     Ok(pb::ServiceDefinition {

@@ -128,6 +128,7 @@ mod tests {
             name: name.into(),
             instances,
             certificates: vec![],
+            guest: String::new(),
         };
         let service = ServiceDefinition {
             name: "web".into(),

@@ -114,6 +114,11 @@ pub struct Args {
     /// executable.
     #[arg(long, env = "FABRIC_GUEST_AGENT_BIN")]
     pub guest_agent_bin: Option<PathBuf>,
+    /// Azure's guest agent, for roles with `guest = "waagent"`. Default:
+    /// `waagent` on PATH or in /usr/sbin (Debian's waagent package); none
+    /// found, such VMs fail to start, saying why.
+    #[arg(long, env = "FABRIC_WAAGENT")]
+    pub waagent: Option<PathBuf>,
     /// IP the guest agents bind (their role endpoint and their own gRPC).
     #[arg(long, default_value = "127.0.0.1")]
     pub vm_listen_ip: IpAddr,
@@ -247,6 +252,8 @@ pub struct GuestConfig {
     pub heartbeat_interval: Duration,
     pub clean_vm_strikes: u32,
     pub agent_bin: PathBuf,
+    /// The `waagent` script, if this server has one.
+    pub waagent: Option<PathBuf>,
     pub vm_listen_ip: IpAddr,
     /// Where role endpoints bind and what they report.
     pub role: RoleEndpoints,
@@ -305,6 +312,7 @@ impl Default for GuestConfig {
             heartbeat_interval: Duration::from_secs(3),
             clean_vm_strikes: 3,
             agent_bin: default_guest_agent_bin().unwrap_or_else(|_| "guest-agent".into()),
+            waagent: None,
             vm_listen_ip: IpAddr::from([127, 0, 0, 1]),
             role: RoleEndpoints::default(),
             now: None,
@@ -469,6 +477,11 @@ impl Args {
             heartbeat_interval: self.guest_heartbeat_interval,
             clean_vm_strikes: self.clean_vm_strikes,
             agent_bin,
+            waagent: match &self.waagent {
+                Some(path) if path.is_file() => Some(path.clone()),
+                Some(path) => anyhow::bail!("--waagent {}: no such file", path.display()),
+                None => find_waagent(),
+            },
             vm_listen_ip: self.vm_listen_ip,
             role,
             now,
@@ -498,6 +511,16 @@ fn default_guest_agent_bin() -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!("cannot locate this executable to find guest-agent: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     Ok(dir.join("guest-agent"))
+}
+
+/// `waagent` on PATH, else in /usr/sbin (where Debian installs it, often
+/// not on a non-root PATH).
+fn find_waagent() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("waagent"))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

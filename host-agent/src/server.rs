@@ -16,6 +16,7 @@ use crate::state::HostState;
 use crate::vm::endpoint::EndpointRule;
 use crate::vm::process::{Launcher, ProcessLauncher};
 use crate::vm::runtime::VmRuntime;
+use crate::vm::waagent::Waagent;
 use crate::vm::{Policy, VmManager, VmSettings, supervisor};
 use fabric_daemon::task::AbortOnDrop;
 use fabric_pki::Role;
@@ -94,6 +95,11 @@ pub async fn run_with(
 
     let controller =
         pb::node_service_client::NodeServiceClient::new(controller_link::channel(&config, &tls)?);
+    // Azure's guest agent, for roles that ask for it (real servers only).
+    let waagent = match (&runtime, &guests.waagent) {
+        (None, Some(bin)) => Some(Arc::new(Waagent::new(bin.clone()))),
+        _ => None,
+    };
     let launcher: Box<dyn Launcher> = match (&runtime, guest_addr) {
         (Some(runtime), _) => runtime.launcher(),
         (None, guest_addr) => Box::new(process_launcher(
@@ -101,6 +107,7 @@ pub async fn run_with(
             &state,
             &state_dir,
             guest_addr.expect("bound without a runtime"),
+            &waagent,
         )),
     };
     let vms = VmManager::new(
@@ -152,6 +159,9 @@ pub async fn run_with(
     }
     if let Some(runtime) = &runtime {
         runtime.attach(Arc::new(GuestApi { vms: vms.clone() }));
+    }
+    if let Some(waagent) = &waagent {
+        waagent.attach(Arc::new(GuestApi { vms: vms.clone() }));
     }
     let supervisor = tokio::spawn(supervisor::run(vms.clone()));
     // Aborted with this function: the plugin process itself outlives us.
@@ -285,6 +295,7 @@ fn process_launcher(
     state: &HostState,
     state_dir: &Path,
     guest_addr: SocketAddr,
+    waagent: &Option<Arc<Waagent>>,
 ) -> ProcessLauncher {
     let guests = &config.guests;
     ProcessLauncher {
@@ -306,6 +317,7 @@ fn process_launcher(
         boot_time: guests.boot_time,
         vm_users: vm_users(guests.vm_users, state_dir),
         extra_args: guests.extra_args.clone(),
+        waagent: waagent.clone(),
     }
 }
 

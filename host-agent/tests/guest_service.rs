@@ -239,6 +239,7 @@ fn assignment(index: u32) -> pb::VmAssignment {
         instance: index,
         incarnation: 1,
         secrets_version: "v1".into(),
+        guest: String::new(),
     }
 }
 

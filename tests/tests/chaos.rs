@@ -241,12 +241,17 @@ fn power_off_keeps_a_node_down_until_power_on() {
     let on = chaos(&cluster, &["power-on", &victim]);
     let new_pid = started_pid(&on);
     assert!(procs::alive(new_pid) && new_pid != host_pid, "{on}");
-    assert_eq!(
-        host_agents(&host_dir)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect::<Vec<_>>(),
-        vec![new_pid]
+    // Polled, not read once: a child the new host agent is starting (its
+    // networking plugin) shows the host agent's command line between fork
+    // and exec.
+    poll_until(
+        Duration::from_secs(10),
+        POLL,
+        &format!("{victim}'s only host agent being pid {new_pid}"),
+        || {
+            let pids: Vec<u32> = host_agents(&host_dir).into_iter().map(|(p, _)| p).collect();
+            (pids == vec![new_pid]).then_some(())
+        },
     );
     // HI needs an operator: the new host agent heartbeats, `node repair`
     // returns the node to service.

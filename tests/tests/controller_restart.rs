@@ -32,6 +32,7 @@ fn definition() -> pb::ServiceDefinition {
                 cert_pem: std::fs::read_to_string(dir.join("web.pem")).unwrap(),
                 key_pem: std::fs::read_to_string(dir.join("web.key")).unwrap(),
             }],
+            guest: String::new(),
         }],
     }
 }

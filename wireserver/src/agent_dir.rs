@@ -6,14 +6,15 @@
 //! `<Lib.Dir>/WireServerEndpoint` verbatim (`get_protocol` in
 //! common/protocol/util.py), so each VM's Lib.Dir names its own loopback
 //! port. The daemon (`waagent -daemon`) insists on the Azure address, so
-//! the agent runs in two steps of its own code:
-//! 1. [`AgentDir::bootstrap`]: what the daemon does when it finds the
-//!    protocol, `WireProtocol(endpoint).detect()`: asks the versions, makes
-//!    the transfer certificate (`openssl req -x509 -nodes -subj
-//!    /CN=LinuxTransport -days 730 -newkey rsa:2048`) and fetches the
-//!    first goal state with its certificates: the first step of guest
+//! the agent runs in two steps of its own code, in one process
+//! ([`AgentDir::command`]):
+//! 1. what the daemon does when it finds the protocol,
+//!    `WireProtocol(endpoint).detect()`: asks the versions, makes the
+//!    transfer certificate (`openssl req -x509 -nodes -subj
+//!    /CN=LinuxTransport -days 730 -newkey rsa:2048`) and fetches the first
+//!    goal state with its certificates: the first step of guest
 //!    initialization in the postmortem's words;
-//! 2. [`AgentDir::args`]: its goal-state loop alone, `waagent
+//! 2. then it becomes (exec) its goal-state loop alone, `waagent
 //!    -run-exthandlers -debug` (without `-debug` it exits, finding no
 //!    daemon as its parent), which reports status.
 
@@ -38,14 +39,17 @@ const SETTINGS: &[(&str, &str)] = &[
 ];
 
 /// The daemon's protocol detection, run by the agent's own modules with
-/// this VM's configuration (its path is the first argument).
-const DETECT: &str = "\
-import sys
+/// this VM's configuration (the first argument), then the goal-state loop
+/// (the rest of the arguments, exec'd: one process, one pid).
+const DETECT_THEN_RUN: &str = "\
+import os, sys
 from azurelinuxagent.common import conf
 conf.load_conf_from_file(sys.argv[1])
 from azurelinuxagent.common.protocol.util import get_protocol_util
 from azurelinuxagent.common.protocol.wire import WireProtocol
 WireProtocol(get_protocol_util().get_wireserver_endpoint()).detect()
+sys.stdout.flush()
+os.execv(sys.argv[2], sys.argv[2:])
 ";
 
 /// One VM's agent directory: `<dir>/waagent.conf` and `<dir>/lib/`.
@@ -80,11 +84,12 @@ impl AgentDir {
         Ok(Self { lib_dir, config })
     }
 
-    /// The Python command (interpreter, arguments) that takes the
-    /// daemon's first step with the agent's own code (see the module doc).
-    /// `waagent` is the agent's script; its interpreter is the one its
-    /// `#!` line names, the one that sees the agent's modules.
-    pub fn bootstrap(&self, waagent: &Path) -> io::Result<(PathBuf, Vec<String>)> {
+    /// The command (program, arguments) that runs the agent for this VM:
+    /// its interpreter running the daemon's first step with the agent's own
+    /// code, which then becomes `waagent -run-exthandlers -debug` (see the
+    /// module doc). `waagent` is the agent's script; its interpreter is the
+    /// one its `#!` line names, the one that sees the agent's modules.
+    pub fn command(&self, waagent: &Path) -> io::Result<(PathBuf, Vec<String>)> {
         let script = std::fs::read_to_string(waagent)?;
         let python = script
             .lines()
@@ -97,24 +102,18 @@ impl AgentDir {
                     format!("{} has no #! line naming its Python", waagent.display()),
                 )
             })?;
-        Ok((
-            PathBuf::from(python),
-            vec![
-                "-c".into(),
-                DETECT.into(),
-                self.config.display().to_string(),
-            ],
-        ))
-    }
-
-    /// The arguments of `waagent` that run its goal-state loop with this
-    /// configuration.
-    pub fn args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
+            "-c".into(),
+            DETECT_THEN_RUN.into(),
+            self.config.display().to_string(),
+            waagent.display().to_string(),
+        ];
+        args.extend([
             "-run-exthandlers".into(),
             "-debug".into(),
             format!("-configuration-path:{}", self.config.display()),
-        ]
+        ]);
+        Ok((PathBuf::from(python), args))
     }
 
     /// The certificate and key files the agent wrote for `thumbprint`,

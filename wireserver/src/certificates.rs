@@ -74,6 +74,50 @@ impl TransferCertificate {
     }
 }
 
+/// A role certificate from a PEM bundle (its certificate first, then its
+/// key, as Fabric delivers a role's secret): the leaf certificate's DER and
+/// the key as PKCS#8 (an `RSA PRIVATE KEY` is converted).
+pub fn from_pem_bundle(pem: &[u8]) -> Result<RoleCertificate, EnvelopeError> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePrivateKey;
+    let pack = |e: String| EnvelopeError::Pack(e);
+    let mut cert_der = None;
+    let mut key_pkcs8_der = None;
+    for item in rustls_pemfile::read_all(&mut &pem[..]) {
+        match item.map_err(|e| pack(format!("not PEM: {e}")))? {
+            rustls_pemfile::Item::X509Certificate(c) if cert_der.is_none() => {
+                cert_der = Some(c.to_vec());
+            }
+            rustls_pemfile::Item::Pkcs8Key(k) => {
+                key_pkcs8_der = Some(k.secret_pkcs8_der().to_vec())
+            }
+            rustls_pemfile::Item::Pkcs1Key(k) => {
+                let key = rsa::RsaPrivateKey::from_pkcs1_der(k.secret_pkcs1_der())
+                    .map_err(|e| pack(format!("the RSA key does not parse: {e}")))?;
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|e| pack(format!("the RSA key cannot be re-encoded: {e}")))?;
+                key_pkcs8_der = Some(der.as_bytes().to_vec());
+            }
+            rustls_pemfile::Item::Sec1Key(_) => {
+                return Err(pack(
+                    "the key is an EC key; WALinuxAgent opens RSA keys only".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    match (cert_der, key_pkcs8_der) {
+        (Some(cert_der), Some(key_pkcs8_der)) => Ok(RoleCertificate {
+            cert_der,
+            key_pkcs8_der,
+        }),
+        _ => Err(pack(
+            "the bundle needs a certificate and its private key".into(),
+        )),
+    }
+}
+
 /// The role's certificates and keys as a PKCS#12 with an empty password.
 pub fn pkcs12(certificates: &[RoleCertificate]) -> Result<Vec<u8>, EnvelopeError> {
     let pack = |e: p12_keystore::error::Error| EnvelopeError::Pack(e.to_string());

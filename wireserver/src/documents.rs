@@ -101,7 +101,7 @@ pub fn goal_state(goal: &GoalState, links: &Links) -> String {
                                     ] {
                                         text(w, element, &links.config(goal, kind))?;
                                     }
-                                    if !goal.certificates.is_empty() {
+                                    if goal.has_certificates {
                                         text(w, "Certificates", &links.certificates(goal))?;
                                     }
                                     text(
@@ -253,10 +253,7 @@ mod tests {
             deployment: "web".into(),
             role: "frontend".into(),
             instance_id: "web.frontend.0".into(),
-            certificates: vec![crate::RoleCertificate {
-                cert_der: vec![1],
-                key_pkcs8_der: vec![2],
-            }],
+            has_certificates: true,
         }
     }
 
@@ -288,7 +285,7 @@ mod tests {
         );
         // Without certificates there is no link to them.
         let bare = GoalState {
-            certificates: vec![],
+            has_certificates: false,
             ..goal()
         };
         assert!(!goal_state(&bare, &links).contains("comp=certificates"));

@@ -30,13 +30,30 @@ pub mod server;
 /// for in `x-ms-version`.
 pub const PROTOCOL_VERSION: &str = "2012-11-30";
 
-/// The role's certificate and private key, as a guest receives them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The role's certificate and private key, as a guest receives them. The
+/// key is wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RoleCertificate {
     /// The X.509 certificate, DER.
     pub cert_der: Vec<u8>,
     /// Its private key, PKCS#8 DER.
     pub key_pkcs8_der: Vec<u8>,
+}
+
+impl Drop for RoleCertificate {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key_pkcs8_der);
+    }
+}
+
+impl std::fmt::Debug for RoleCertificate {
+    // Hand-written so the key never reaches a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleCertificate")
+            .field("thumbprint", &self.thumbprint())
+            .field("key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl RoleCertificate {
@@ -70,6 +87,7 @@ pub struct GoalState {
     pub role: String,
     /// The role instance, e.g. `web.frontend.0`.
     pub instance_id: String,
-    /// The role's certificates with their keys.
-    pub certificates: Vec<RoleCertificate>,
+    /// Whether the role has certificates (then the goal state links to
+    /// them; the [`server::CertificateSource`] gives them).
+    pub has_certificates: bool,
 }

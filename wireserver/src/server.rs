@@ -10,6 +10,7 @@
 //! refused (413), and every refusal says why in plain text. Nothing a
 //! guest sends can reach another VM's server or stop this one.
 
+use crate::RoleCertificate;
 use crate::certificates::{self, TransferCertificate};
 use crate::documents::{self, Links};
 use crate::{GoalState, PROTOCOL_VERSION};
@@ -68,8 +69,60 @@ impl Observed {
     }
 }
 
+/// What the Certificates document carries, for a transfer certificate:
+/// the enveloped data (base64 lines), or why not.
+pub type Enveloped =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>;
+
+/// Where a VM's certificates come from. The server calls it at each
+/// Certificates request with the transfer certificate the guest sent; the
+/// source answers with the role's certificates enveloped to it, so the
+/// server itself never holds a plaintext key.
+pub trait CertificateSource: Send + Sync + 'static {
+    fn envelope(&self, transfer: TransferCertificate, incarnation: u64) -> Enveloped;
+}
+
+/// A source holding the certificates themselves (tests, tools): it
+/// envelopes them anew for each request.
+#[derive(Default)]
+pub struct StaticCertificates {
+    certificates: Mutex<Vec<RoleCertificate>>,
+}
+
+impl StaticCertificates {
+    pub fn new(certificates: Vec<RoleCertificate>) -> Self {
+        Self {
+            certificates: Mutex::new(certificates),
+        }
+    }
+
+    /// Replaces the certificates (a rotation, with a new incarnation).
+    pub fn set(&self, certificates: Vec<RoleCertificate>) {
+        *self.certificates.lock().unwrap_or_else(|p| p.into_inner()) = certificates;
+    }
+}
+
+impl CertificateSource for StaticCertificates {
+    fn envelope(&self, transfer: TransferCertificate, _incarnation: u64) -> Enveloped {
+        let certificates = self
+            .certificates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Box::pin(async move {
+            // RSA and PBKDF2: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                certificates::envelope(&certificates, &transfer).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| format!("enveloping did not finish: {e}"))?
+        })
+    }
+}
+
 struct Shared {
     goal: Mutex<GoalState>,
+    source: Arc<dyn CertificateSource>,
     links: Links,
     observed: watch::Sender<Observed>,
 }
@@ -110,12 +163,37 @@ pub struct WireServer {
 }
 
 impl WireServer {
-    /// Serves `goal` on `listen` (a loopback address; port 0 picks one).
-    pub async fn start(listen: SocketAddr, goal: GoalState) -> std::io::Result<Self> {
+    /// Serves `goal` on `listen` (a loopback address; port 0 picks one),
+    /// its certificates from `source`.
+    pub async fn start(
+        listen: SocketAddr,
+        goal: GoalState,
+        source: Arc<dyn CertificateSource>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
+        Self::serve(listener, goal, source)
+    }
+
+    /// Like [`WireServer::start`] on a listener bound already, from
+    /// synchronous code inside a tokio runtime (the host agent's launcher).
+    pub fn from_std(
+        listener: std::net::TcpListener,
+        goal: GoalState,
+        source: Arc<dyn CertificateSource>,
+    ) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Self::serve(tokio::net::TcpListener::from_std(listener)?, goal, source)
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        goal: GoalState,
+        source: Arc<dyn CertificateSource>,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             goal: Mutex::new(goal),
+            source,
             links: Links {
                 base: format!("http://{addr}"),
             },
@@ -386,14 +464,18 @@ async fn certificates(shared: &Shared, goal: GoalState, headers: &HeaderMap) -> 
         .to_owned();
     let thumbprint = transfer.thumbprint.clone();
     let incarnation = goal.incarnation;
-    // RSA and PBKDF2: off the async workers.
-    let data = tokio::task::spawn_blocking(move || {
-        certificates::envelope(&goal.certificates, &transfer).map(|d| (d, goal))
-    })
-    .await
-    .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let (data, goal) =
-        data.map_err(|e| refuse(shared, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if !goal.has_certificates {
+        return Err(refuse(
+            shared,
+            StatusCode::NOT_FOUND,
+            "this VM's role has no certificates".into(),
+        ));
+    }
+    let data = shared
+        .source
+        .envelope(transfer, incarnation)
+        .await
+        .map_err(|e| refuse(shared, StatusCode::SERVICE_UNAVAILABLE, e))?;
     tracing::info!(
         transfer_certificate = thumbprint,
         asked_cipher = cipher,

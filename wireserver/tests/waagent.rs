@@ -11,12 +11,13 @@
 //! with a notice, and fails when CI=true.
 
 use fabric_wireserver::agent_dir::AgentDir;
-use fabric_wireserver::server::{Observed, WireServer};
+use fabric_wireserver::server::{Observed, StaticCertificates, WireServer};
 use fabric_wireserver::{GoalState, RoleCertificate, thumbprint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The agent's goal-state loop polls every few seconds; generous for a
@@ -80,14 +81,14 @@ fn der_of(pem: &Path) -> Vec<u8> {
         .arg(pem))
 }
 
-fn goal(incarnation: u64, container: &str, certificates: Vec<RoleCertificate>) -> GoalState {
+fn goal(incarnation: u64, container: &str) -> GoalState {
     GoalState {
         incarnation,
         container_id: container.into(),
         deployment: "web".into(),
         role: "frontend".into(),
         instance_id: "web.frontend.0".into(),
-        certificates,
+        has_certificates: true,
     }
 }
 
@@ -173,9 +174,11 @@ async fn the_real_azure_guest_agent_opens_its_certificates_and_reports_ready() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let first = rsa_role_certificate(dir.path(), "web");
+    let source = Arc::new(StaticCertificates::new(vec![first.clone()]));
     let server = WireServer::start(
         "127.0.0.1:0".parse().unwrap(),
-        goal(1, "c-0", vec![first.clone()]),
+        goal(1, "c-0"),
+        source.clone(),
     )
     .await
     .expect("wire server");
@@ -185,22 +188,9 @@ async fn the_real_azure_guest_agent_opens_its_certificates_and_reports_ready() {
     let output = std::fs::File::create(&log).expect("log");
     let started = Instant::now();
     let waagent = which("waagent");
-    let (python, args) = agent.bootstrap(&waagent).expect("the agent's interpreter");
-    let detect = tokio::process::Command::new(python)
+    let (program, args) = agent.command(&waagent).expect("the agent's interpreter");
+    let mut child = tokio::process::Command::new(program)
         .args(args)
-        .stdout(output.try_clone().expect("log"))
-        .stderr(output.try_clone().expect("log"))
-        .status()
-        .await
-        .expect("spawn the agent's protocol detection");
-    assert!(
-        detect.success(),
-        "protocol detection failed:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    let detected = started.elapsed();
-    let mut child = tokio::process::Command::new(&waagent)
-        .args(agent.args())
         .stdout(output.try_clone().expect("log"))
         .stderr(output)
         .kill_on_drop(true)
@@ -239,16 +229,16 @@ async fn the_real_azure_guest_agent_opens_its_certificates_and_reports_ready() {
     );
     let status = o.agent_status.clone().expect("a status blob");
     eprintln!(
-        "waagent {} Ready {:.2}s after start (protocol detection {:.2}s; {} goal-state polls), transfer certificate {transfer}",
+        "waagent {} Ready {:.2}s after start ({} goal-state polls), transfer certificate {transfer}",
         status.version,
         ready.as_secs_f64(),
-        detected.as_secs_f64(),
         o.goal_state_polls
     );
 
     // 2. Rotation: a new incarnation carrying a new certificate.
     let second = rsa_role_certificate(dir.path(), "web2");
-    server.set_goal_state(goal(2, "c-0", vec![second.clone()]));
+    source.set(vec![second.clone()]);
+    server.set_goal_state(goal(2, "c-0"));
     let rotated = Instant::now();
     let (crt2, prv2) = agent.opened(&second.thumbprint());
     wait_for(
@@ -265,9 +255,13 @@ async fn the_real_azure_guest_agent_opens_its_certificates_and_reports_ready() {
 
     // 3. Refusals, each with a reason.
     let version = ("x-ms-version", "2012-11-30");
-    let other = WireServer::start("127.0.0.1:0".parse().unwrap(), goal(1, "c-1", vec![first]))
-        .await
-        .expect("a second VM's wire server");
+    let other = WireServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        goal(1, "c-1"),
+        Arc::new(StaticCertificates::new(vec![first])),
+    )
+    .await
+    .expect("a second VM's wire server");
     let (code, why) = request(
         &other.endpoint(),
         "GET",

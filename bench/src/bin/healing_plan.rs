@@ -29,6 +29,7 @@ fn at(secs: u64) -> Moment {
 
 fn role(name: &str) -> RoleSpec {
     RoleSpec {
+        guest: Default::default(),
         name: Name::parse("role", name).unwrap(),
         instances: PER_ROLE,
         certificates: vec![CertificateInfo {

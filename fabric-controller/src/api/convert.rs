@@ -279,8 +279,25 @@ pub fn service_definition(
                 key_pem: cert.key_pem.into(),
             });
         }
+        let guest = fabric_core::Guest::parse(&role.guest)
+            .map_err(|e| ApiError::InvalidArgument(format!("role {role_name}: {e}")))?;
+        if guest == fabric_core::Guest::Waagent {
+            // WALinuxAgent pairs each key with its certificate through
+            // `openssl rsa`: an EC key stops its goal-state processing.
+            if let Some(c) = material
+                .iter()
+                .find(|c| !super::role_certificates::is_rsa(&c.cert_pem))
+            {
+                return Err(ApiError::InvalidArgument(format!(
+                    "role {role_name}: certificate {:?} is not RSA, and guest \"waagent\" \
+                     (Azure's WALinuxAgent) opens RSA certificates only",
+                    c.name
+                )));
+            }
+        }
         secrets.push((role_name.clone(), material));
         roles.push(RoleSpec {
+            guest,
             name: role_name,
             instances: role.instances,
             certificates: infos,
@@ -377,6 +394,7 @@ pub fn assignment(a: &VmAssignment) -> pb::VmAssignment {
         instance: a.id.index,
         incarnation: a.incarnation,
         secrets_version: a.secrets_version.clone(),
+        guest: a.guest.as_str().into(),
     }
 }
 

@@ -49,6 +49,19 @@ pub fn inspect(
     })
 }
 
+/// Whether the certificate's key is RSA (an unreadable one is not).
+pub fn is_rsa(cert_pem: &str) -> bool {
+    x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| {
+            pem.parse_x509().ok().map(|cert| {
+                cert.public_key().algorithm.algorithm
+                    == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
+            })
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -122,6 +122,7 @@ fn storage(name: &str, not_after: SystemTime, fingerprint: char) -> DeploymentSp
         priority: 0,
         name: Name::parse("deployment", name).expect("valid name"),
         roles: vec![RoleSpec {
+            guest: Default::default(),
             name: Name::parse("role", "front").expect("valid name"),
             instances: 2,
             certificates: vec![CertificateInfo {

@@ -133,6 +133,7 @@ pub(crate) fn service(name: &str, instances: u32, not_after: SystemTime) -> Depl
         priority: 0,
         name: Name::parse("deployment", name).expect("valid name"),
         roles: vec![RoleSpec {
+            guest: Default::default(),
             name: Name::parse("role", "web").expect("valid name"),
             instances,
             certificates: vec![fabric_core::CertificateInfo {

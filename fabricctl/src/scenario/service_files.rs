@@ -93,6 +93,7 @@ impl ServiceOwner {
                         cert: format!("{file}.pem").into(),
                         key: format!("{file}.key").into(),
                     }],
+                    guest: None,
                 })
                 .collect(),
         };

@@ -207,6 +207,20 @@ impl VmManager {
                 let vm_id = stored.vm_id.clone();
                 let last = table.last_incarnation.entry(vm_id.clone()).or_insert(0);
                 *last = (*last).max(stored.incarnation);
+                if stored.guest == fabric_core::Guest::Waagent.as_str() {
+                    // Its wire server was the earlier host agent's: not
+                    // re-adoptable; its next incarnation starts afresh.
+                    let vm_dir = self.paths(&vm_id, stored.incarnation).vm_dir;
+                    if let Some(pid) = stored
+                        .pid
+                        .filter(|&pid| super::waagent::is_waagent_of(pid, &vm_dir))
+                    {
+                        tracing::info!(vm = %vm_id, incarnation = stored.incarnation, pid,
+                            "killing the waagent of an earlier host agent: its wire server is gone");
+                        process::kill_group(pid);
+                    }
+                    continue;
+                }
                 let alive = stored.pid.filter(|&pid| {
                     process::is_guest_agent_of(pid, &vm_id, Some(stored.incarnation))
                 });
@@ -263,9 +277,9 @@ impl VmManager {
 
     /// Every VM, as heartbeats and GetHostStatus report them.
     /// Every VM as the controller hears of it. With a networking plugin a
-    /// role counts as Running (its endpoint serving) only once the plugin
-    /// says it forwards the role's public endpoint: until then the VM is
-    /// reported Provisioned, with why it cannot be reached.
+    /// role with an endpoint counts as Running (its endpoint serving) only
+    /// once the plugin says it forwards the role's public endpoint: until
+    /// then the VM is reported Provisioned, with why it cannot be reached.
     pub fn reports(&self) -> Vec<pb::VmReport> {
         let plugin = self
             .plugin
@@ -277,8 +291,11 @@ impl VmManager {
             .values()
             .map(|r| {
                 let mut report = r.to_report();
+                // A role without an endpoint (Azure's agent serves none)
+                // has nothing to forward.
                 if self.settings.public.is_some()
                     && report.state() == pb::VmState::VmRunning
+                    && !r.endpoint.is_empty()
                     && !plugin.bound.contains(&r.public_bind)
                 {
                     report.set_state(pb::VmState::VmProvisioned);
@@ -512,12 +529,13 @@ impl VmManager {
                 return Vec::new();
             }
             record.spawning(Instant::now(), token::digest(&token), self.policy());
-            let incarnation = record.incarnation;
+            let (incarnation, guest) = (record.incarnation, record.guest);
             table.last_incarnation.insert(vm_id.to_owned(), incarnation);
             LaunchSpec {
                 vm_id: vm_id.to_owned(),
                 incarnation,
                 paths: self.paths(vm_id, incarnation),
+                guest,
             }
         };
         let result =

@@ -12,6 +12,7 @@
 //! - [`token`]: start and session tokens.
 //! - [`endpoint`]: the role endpoints a VM may report.
 //! - [`users`]: one user per VM, when the host agent is root.
+//! - [`waagent`]: VMs run by Azure's WALinuxAgent over the wire protocol.
 
 pub mod endpoint;
 pub mod manager;
@@ -24,6 +25,7 @@ pub mod runtime;
 pub mod supervisor;
 pub mod token;
 pub mod users;
+pub mod waagent;
 
 pub use manager::{PluginView, VmManager, VmSettings};
 pub use record::Policy;

@@ -19,6 +19,10 @@ pub struct StoredVm {
     pub deployment: String,
     pub role: String,
     pub instance: u32,
+    /// `fabric` or `waagent` (absent in records of older host agents:
+    /// Fabric's).
+    #[serde(default)]
+    pub guest: String,
     pub incarnation: u64,
     /// `pending`, `starting`, `provisioned`, `running` or `reinitializing`.
     pub phase: String,

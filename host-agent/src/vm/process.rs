@@ -76,6 +76,8 @@ pub struct LaunchSpec {
     pub vm_id: String,
     pub incarnation: u64,
     pub paths: VmPaths,
+    /// Which guest agent: Fabric's, or Azure's WALinuxAgent.
+    pub guest: fabric_core::Guest,
 }
 
 /// A started guest agent.
@@ -112,6 +114,18 @@ impl GuestProcess {
             task: Some(handle),
             ..Self::detached()
         }
+    }
+
+    /// Also ends `task` when the VM is killed (a waagent VM's bridge, see
+    /// [`super::waagent`]).
+    pub fn with_task(mut self, task: tokio::task::AbortHandle) -> Self {
+        self.task = Some(task);
+        self
+    }
+
+    /// Set once the process has exited and been reaped.
+    pub fn exited_flag(&self) -> Arc<AtomicBool> {
+        self.exited.clone()
     }
 
     /// A guest agent left running by an earlier host agent: watched through
@@ -197,6 +211,9 @@ pub struct ProcessLauncher {
     pub vm_users: Option<Arc<super::users::VmUsers>>,
     /// Appended to every guest agent's arguments (a package's flags).
     pub extra_args: Vec<String>,
+    /// Runs the VMs of roles with `guest = "waagent"`; `None`: this server
+    /// has no waagent, and such VMs fail to start, saying so.
+    pub waagent: Option<Arc<super::waagent::Waagent>>,
 }
 
 impl ProcessLauncher {
@@ -262,20 +279,25 @@ impl ProcessLauncher {
 
 impl Launcher for ProcessLauncher {
     fn launch(&self, spec: &LaunchSpec, token: &str) -> Result<GuestProcess, ProcessError> {
-        let log_path = &spec.paths.log_file;
-        let files = |source| ProcessError::Files {
-            path: log_path.clone(),
-            source,
-        };
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).map_err(files)?;
+        if spec.guest == fabric_core::Guest::Waagent {
+            let Some(waagent) = &self.waagent else {
+                return Err(ProcessError::Spawn {
+                    bin: PathBuf::from("waagent"),
+                    source: io::Error::other(
+                        "the role's guest is waagent, and this server has none (install \
+                         Debian's waagent package, or name it with --waagent)",
+                    ),
+                });
+            };
+            // Azure's agent runs as the host agent's user: it expects root
+            // (its log is /var/log/waagent.log), so VM users apply to
+            // Fabric's guests only.
+            return waagent.launch(spec, token, |program, args| {
+                let mut command = tokio::process::Command::new(&program);
+                command.args(args);
+                spawn_vm_process(spec, command, &program)
+            });
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .map_err(files)?;
-        let log_err = log.try_clone().map_err(files)?;
         let mut command = tokio::process::Command::new(&self.bin);
         let mut ca = self.ca.clone();
         if let Some(users) = &self.vm_users {
@@ -292,40 +314,66 @@ impl Launcher for ProcessLauncher {
         command
             .args(self.args(spec, &ca))
             // In the environment, not argv: argv is visible to every user in ps.
-            .env("FABRIC_GUEST_TOKEN", token)
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .kill_on_drop(false);
-        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
-            bin: self.bin.clone(),
-            source,
-        })?;
-        let pid = child.id();
-        let exited = Arc::new(AtomicBool::new(false));
-        let reaped = exited.clone();
-        let (vm_id, incarnation) = (spec.vm_id.clone(), spec.incarnation);
-        // The reaper: the exit is only logged. The host agent does not treat
-        // it as a verdict (a VM's OS keeps running when its agent dies); the
-        // timeouts decide.
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            reaped.store(true, Ordering::Release);
-            match status {
-                Ok(status) => {
-                    tracing::info!(vm = %vm_id, incarnation, %status, "guest agent exited")
-                }
-                Err(e) => tracing::warn!(vm = %vm_id, incarnation, "waiting for guest agent: {e}"),
-            }
-        });
-        Ok(GuestProcess {
-            pid,
-            exited,
-            adopted: None,
-            task: None,
-        })
+            .env("FABRIC_GUEST_TOKEN", token);
+        spawn_vm_process(spec, command, &self.bin)
     }
+}
+
+/// Spawns a VM's process from `command`: output appended to the VM's log,
+/// stdin closed, a process group of its own (see the module doc), and a
+/// reaper that only logs the exit.
+fn spawn_vm_process(
+    spec: &LaunchSpec,
+    mut command: tokio::process::Command,
+    bin: &Path,
+) -> Result<GuestProcess, ProcessError> {
+    let log_path = &spec.paths.log_file;
+    let files = |source| ProcessError::Files {
+        path: log_path.clone(),
+        source,
+    };
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).map_err(files)?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(files)?;
+    let log_err = log.try_clone().map_err(files)?;
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+        bin: bin.to_owned(),
+        source,
+    })?;
+    let pid = child.id();
+    let exited = Arc::new(AtomicBool::new(false));
+    let reaped = exited.clone();
+    let (vm_id, incarnation) = (spec.vm_id.clone(), spec.incarnation);
+    // The reaper: the exit is only logged. The host agent does not treat
+    // it as a verdict (a VM's OS keeps running when its agent dies); the
+    // timeouts decide.
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        reaped.store(true, Ordering::Release);
+        match status {
+            Ok(status) => {
+                tracing::info!(vm = %vm_id, incarnation, %status, "guest agent exited")
+            }
+            Err(e) => tracing::warn!(vm = %vm_id, incarnation, "waiting for guest agent: {e}"),
+        }
+    });
+    Ok(GuestProcess {
+        pid,
+        exited,
+        adopted: None,
+        task: None,
+    })
 }
 
 /// Creates the VM directory (empty).
@@ -505,8 +553,10 @@ mod tests {
             leap_day_bug: true,
             silent_failures: false,
             boot_time: Duration::from_millis(1500),
+            waagent: None,
         };
         let spec = LaunchSpec {
+            guest: Default::default(),
             vm_id: "web.frontend.0".into(),
             incarnation: 2,
             paths: VmPaths::new(dir.path(), "web.frontend.0", 2),

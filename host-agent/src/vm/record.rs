@@ -136,6 +136,8 @@ pub struct VmRecord {
     pub deployment: String,
     pub role: String,
     pub instance: u32,
+    /// Which guest agent runs it.
+    pub guest: fabric_core::Guest,
     /// Of the guest agent running now (or last run).
     pub incarnation: u64,
     /// The lowest incarnation the controller allows.
@@ -193,6 +195,7 @@ impl VmRecord {
             deployment: assignment.deployment.clone(),
             role: assignment.role.clone(),
             instance: assignment.instance,
+            guest: guest_of(&assignment.guest),
             // The spawn moves to `next_incarnation`, i.e. `incarnation`.
             incarnation: incarnation.saturating_sub(1),
             min_incarnation: incarnation,
@@ -536,6 +539,7 @@ impl VmRecord {
             deployment: self.deployment.clone(),
             role: self.role.clone(),
             instance: self.instance,
+            guest: self.guest.as_str().to_owned(),
             incarnation: self.incarnation,
             phase: self.phase.as_str().to_owned(),
             clean: self.clean,
@@ -580,6 +584,7 @@ impl VmRecord {
             deployment: stored.deployment.clone(),
             role: stored.role.clone(),
             instance: stored.instance,
+            guest: guest_of(&stored.guest),
             incarnation: stored.incarnation,
             min_incarnation: stored.incarnation,
             phase,
@@ -637,6 +642,15 @@ impl VmRecord {
     }
 }
 
+/// The guest a controller or a record names; one this host agent does not
+/// know runs Fabric's (the controller validates what it sends).
+fn guest_of(name: &str) -> fabric_core::Guest {
+    fabric_core::Guest::parse(name).unwrap_or_else(|e| {
+        tracing::warn!("{e}; running Fabric's guest agent");
+        fabric_core::Guest::Fabric
+    })
+}
+
 /// Pause before respawning, growing with the strikes: a guest agent that
 /// fails fast must not turn into a fork loop. 250 ms, doubling, at most 10 s.
 pub fn respawn_delay(strikes: u32) -> Duration {
@@ -661,6 +675,7 @@ mod tests {
             instance: 0,
             incarnation: 1,
             secrets_version: "v1".into(),
+            guest: String::new(),
         }
     }
 

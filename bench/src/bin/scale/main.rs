@@ -265,6 +265,7 @@ fn placement_floor(n: u32, total: u32) -> f64 {
                 priority: 0,
                 name: Name::parse("d", &format!("scale-{d}")).unwrap(),
                 roles: vec![RoleSpec {
+                    guest: Default::default(),
                     name: Name::parse("r", "web").unwrap(),
                     instances,
                     certificates: vec![CertificateInfo {
