@@ -36,6 +36,10 @@ pub struct InstanceJson {
     /// While service healing moves it: the node it came from; null otherwise.
     #[serde(default)]
     pub healing_from: Option<String>,
+    /// The role's guest agent when it is not Fabric's ("waagent"); absent
+    /// for Fabric's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
 }
 
 impl InstanceJson {
@@ -53,6 +57,15 @@ impl InstanceJson {
             detail: i.detail.clone(),
             transfer_cert_fingerprint: i.transfer_cert_fingerprint.clone(),
             healing_from: Some(i.healing_from.clone()).filter(|n| !n.is_empty()),
+            guest: Some(i.guest.clone()).filter(|g| !g.is_empty()),
+        }
+    }
+
+    /// The INSTANCE cell: its id, and its guest when not Fabric's.
+    pub fn id_cell(&self) -> String {
+        match &self.guest {
+            Some(guest) => format!("{} ({guest})", self.id),
+            None => self.id.clone(),
         }
     }
 
@@ -97,7 +110,7 @@ pub fn full_table(instances: &[InstanceJson]) -> String {
     ];
     for i in instances {
         rows.push(vec![
-            i.id.clone(),
+            i.id_cell(),
             i.node_cell(),
             i.state.clone(),
             i.incarnation.to_string(),
@@ -172,6 +185,7 @@ mod tests {
             detail: String::new(),
             transfer_cert_fingerprint: String::new(),
             healing_from: String::new(),
+            guest: String::new(),
         }
     }
 
@@ -255,6 +269,24 @@ mod tests {
         v.as_object_mut().unwrap().remove("healing_from");
         let back: InstanceJson = serde_json::from_value(v).unwrap();
         assert_eq!(back, settled[0]);
+    }
+
+    #[test]
+    fn a_guest_other_than_fabrics_is_named() {
+        let mut azure = instance("agent", 0, "host-1", "Running");
+        azure.guest = "waagent".into();
+        let list = InstanceJson::list(&[azure, instance("api", 0, "host-1", "Running")]);
+        let full = full_table(&list);
+        assert!(full.contains("web.agent.0 (waagent)"), "{full}");
+        assert!(full.contains("web.api.0 "), "{full}");
+        assert_eq!(serde_json::to_value(&list[0]).unwrap()["guest"], "waagent");
+        // Fabric's guest is not named: JSON stays as it was.
+        assert!(
+            serde_json::to_value(&list[1])
+                .unwrap()
+                .get("guest")
+                .is_none()
+        );
     }
 
     #[test]

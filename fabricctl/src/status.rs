@@ -941,6 +941,7 @@ mod tests {
             detail: "guest agent did not connect within 25m".into(),
             transfer_cert_fingerprint: "ab12".into(),
             healing_from: String::new(),
+            guest: String::new(),
         }
     }
 

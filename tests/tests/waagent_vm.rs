@@ -5,7 +5,8 @@
 //!
 //! The waagent role reaches Running (the agent reported Ready); the
 //! certificate and key the agent itself wrote in its Lib.Dir are the
-//! deployed ones (thumbprints match, the key is the certificate's); a
+//! deployed ones (thumbprints match, the key is the certificate's); status
+//! and the dashboard name the guest; a
 //! killed agent trips the host's guest heartbeat timeout and the VM comes
 //! back with the next incarnation, a new transfer certificate and its
 //! certificate opened again. A waagent role with an EC certificate is
@@ -136,8 +137,18 @@ fn the_real_azure_guest_agent_runs_as_a_fabric_vm() {
         waagent.as_secs_f64()
     );
 
-    // The agent opened the deployed certificate itself.
+    // Status and the dashboard say which guest runs it.
     let first = instance(&s, "azure.agent.0").expect("instance").clone();
+    assert_eq!(first.guest.as_deref(), Some("waagent"));
+    assert!(instance(&s, "web.api.0").is_some_and(|i| i.guest.is_none()));
+    let summary =
+        fabric_tests::scrape::get(&cluster.dashboard_url(), "/api/summary").expect("the dashboard");
+    assert!(
+        summary.body.contains("\"guest\":\"waagent\""),
+        "the dashboard names the guest"
+    );
+
+    // The agent opened the deployed certificate itself.
     let hosts = cluster.state_dir.join("hosts");
     let lib = |node: &str| hosts.join(node).join("vms/azure.agent.0/waagent/lib");
     let thumbprint = fabric_wireserver::thumbprint(&der_of(&cert));

@@ -416,6 +416,15 @@ pub fn instance_status(i: &RoleInstance, shown: InstanceState) -> pb::RoleInstan
             .healing_from()
             .map(ToString::to_string)
             .unwrap_or_default(),
+        guest: String::new(),
+    }
+}
+
+/// The guest of `role` as status names it: empty for Fabric's.
+pub fn guest_name(role: Option<&fabric_core::RoleSpec>) -> String {
+    match role.map(|r| r.guest).unwrap_or_default() {
+        fabric_core::Guest::Fabric => String::new(),
+        other => other.as_str().to_owned(),
     }
 }
 
@@ -466,7 +475,10 @@ pub fn deployment_status(
         instances: page
             .iter()
             .filter(|i| i.id.deployment == spec.name)
-            .map(|i| instance_status(i, core.status_of(i)))
+            .map(|i| pb::RoleInstanceStatus {
+                guest: guest_name(spec.role(&i.id.role)),
+                ..instance_status(i, core.status_of(i))
+            })
             .collect(),
         certificate_not_after: spec
             .roles

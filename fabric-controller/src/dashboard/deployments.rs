@@ -31,6 +31,9 @@ pub struct InstanceView {
     pub endpoint: String,
     pub healing_from: String,
     pub detail: String,
+    /// The role's guest agent when it is not Fabric's ("waagent").
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub guest: String,
 }
 
 /// Lower is listed first: what a person must look at before what works.
@@ -58,6 +61,7 @@ pub fn deployments(core: &FabricCore) -> Vec<DeploymentView> {
     by_deployment
         .into_iter()
         .map(|(name, mut list)| {
+            let spec = core.deployments().find(|d| &d.name == name);
             let mut by_state = BTreeMap::new();
             for (_, state, _) in &list {
                 *by_state.entry(state.as_str()).or_default() += 1;
@@ -83,6 +87,9 @@ pub fn deployments(core: &FabricCore) -> Vec<DeploymentView> {
                             .map(ToString::to_string)
                             .unwrap_or_default(),
                         detail: i.detail().to_owned(),
+                        guest: crate::api::convert::guest_name(
+                            spec.and_then(|d| d.role(&i.id.role)),
+                        ),
                     })
                     .collect(),
             }
