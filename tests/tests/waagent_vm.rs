@@ -9,7 +9,8 @@
 //! and the dashboard name the guest; a
 //! killed agent trips the host's guest heartbeat timeout and the VM comes
 //! back with the next incarnation, a new transfer certificate and its
-//! certificate opened again. A waagent role with an EC certificate is
+//! certificate opened again; a rotation (the definition deployed again
+//! with a new certificate) reaches the running agent in place. A waagent role with an EC certificate is
 //! refused at deploy, naming why. Start-to-Running of both guests is
 //! printed, measured in the same run.
 //!
@@ -47,8 +48,11 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 }
 
 /// An RSA certificate and key (PKCS#8 PEM) made by openssl, as Azure's are.
-fn rsa_certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("agent.pem"), dir.join("agent.key"));
+fn rsa_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
     run(Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -96,7 +100,7 @@ fn the_real_azure_guest_agent_runs_as_a_fabric_vm() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = rsa_certificate(dir.path());
+    let (cert, key) = rsa_certificate(dir.path(), "agent");
     let mut cluster = LocalCluster::start(&[
         "--hosts",
         "2",
@@ -167,6 +171,38 @@ fn the_real_azure_guest_agent_runs_as_a_fabric_vm() {
     );
     let transfer = der_of(&lib(&first.node).join("TransportCert.pem"));
 
+    // A rotation: the definition deployed again with a new certificate
+    // reaches the running agent (same incarnation) as a new goal state.
+    let rotated_dir = dir.path().join("rotated");
+    std::fs::create_dir_all(&rotated_dir).expect("dir");
+    let (new_cert, new_key) = rsa_certificate(&rotated_dir, "agent");
+    let rotated_def = definition(&rotated_dir, "azure", &new_cert, &new_key);
+    let rotated_at = Instant::now();
+    cluster.run_ok(&["deploy", &rotated_def.display().to_string()]);
+    let new_thumbprint = fabric_wireserver::thumbprint(&der_of(&new_cert));
+    let new_opened = lib(&first.node).join(format!("{new_thumbprint}.crt"));
+    fabric_tests::cluster::poll_until(
+        LIMIT,
+        Duration::from_millis(200),
+        "the rotated certificate opened by the agent",
+        || new_opened.is_file().then_some(()),
+    );
+    assert_eq!(
+        fabric_wireserver::thumbprint(&der_of(&new_opened)),
+        new_thumbprint
+    );
+    let s = cluster.status().expect("status");
+    let after = instance(&s, "azure.agent.0").expect("instance");
+    assert_eq!(
+        (after.incarnation, after.pid),
+        (first.incarnation, first.pid),
+        "rotated in place"
+    );
+    eprintln!(
+        "rotation reached waagent in {:.2}s",
+        rotated_at.elapsed().as_secs_f64()
+    );
+
     // The agent killed: no more heartbeats, the guest timeout, the next
     // incarnation with a new transfer certificate.
     assert!(first.pid > 0, "the agent's pid is reported");
@@ -187,7 +223,7 @@ fn the_real_azure_guest_agent_runs_as_a_fabric_vm() {
         killed.elapsed().as_secs_f64()
     );
     let lib_now = lib(&back.node);
-    assert!(lib_now.join(format!("{thumbprint}.crt")).is_file());
+    assert!(lib_now.join(format!("{new_thumbprint}.crt")).is_file());
     assert_ne!(
         der_of(&lib_now.join("TransportCert.pem")),
         transfer,

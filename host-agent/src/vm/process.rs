@@ -187,6 +187,12 @@ pub trait Launcher: Send + Sync {
     /// Starts the guest agent of `spec` with the one-time `token`. The VM
     /// directory exists already.
     fn launch(&self, spec: &LaunchSpec, token: &str) -> Result<GuestProcess, ProcessError>;
+
+    /// The runner of waagent VMs, if this launcher has one (rotations of
+    /// their certificates go through it).
+    fn waagent(&self) -> Option<Arc<super::waagent::Waagent>> {
+        None
+    }
 }
 
 /// Starts real `guest-agent run` processes.
@@ -316,6 +322,10 @@ impl Launcher for ProcessLauncher {
             // In the environment, not argv: argv is visible to every user in ps.
             .env("FABRIC_GUEST_TOKEN", token);
         spawn_vm_process(spec, command, &self.bin)
+    }
+
+    fn waagent(&self) -> Option<Arc<super::waagent::Waagent>> {
+        self.waagent.clone()
     }
 }
 

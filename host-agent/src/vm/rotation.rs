@@ -1,7 +1,9 @@
 //! Certificate rotation: when the controller's secrets version for a VM
 //! differs from the one its guest agent has, fetch the new certificates, seal
 //! them to the VM's transfer certificate and push them to the guest agent,
-//! which swaps them in without a restart.
+//! which swaps them in without a restart. A waagent VM's go to its bridge,
+//! which offers them to Azure's agent as a new goal-state incarnation (see
+//! [`super::waagent`]).
 
 use super::manager::VmManager;
 use super::record::VmRecord;
@@ -21,6 +23,7 @@ pub struct RotationJob {
     pub endpoint: String,
     /// Authenticates us to the guest agent. Not Debug, never logged.
     session_token: String,
+    pub guest: fabric_core::Guest,
 }
 
 impl RotationJob {
@@ -31,6 +34,7 @@ impl RotationJob {
             transfer_cert_der: record.transfer_cert_der.clone(),
             endpoint: record.guest_agent_endpoint.clone(),
             session_token: record.session_token()?.to_owned(),
+            guest: record.guest,
         })
     }
 }
@@ -46,6 +50,8 @@ pub enum RotationError {
     },
     #[error("the guest agent refused the secrets: {}", .0.message())]
     Push(tonic::Status),
+    #[error("waagent VM: {0}")]
+    Waagent(String),
 }
 
 /// Runs `job` and records the outcome; a failure is retried on the next
@@ -71,6 +77,16 @@ async fn push(vms: &VmManager, job: &RotationJob) -> Result<String, RotationErro
         &job.transfer_cert_der,
     )
     .await?;
+    if job.guest == fabric_core::Guest::Waagent {
+        let waagent = vms
+            .waagent()
+            .ok_or_else(|| RotationError::Waagent("this host runs no waagent".into()))?;
+        waagent
+            .rotate(&job.vm_id, job.incarnation, sealed.secrets)
+            .await
+            .map_err(RotationError::Waagent)?;
+        return Ok(sealed.version);
+    }
     let connect = |source| RotationError::Connect {
         endpoint: job.endpoint.clone(),
         source,

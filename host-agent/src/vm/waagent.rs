@@ -22,11 +22,13 @@
 //!   its course;
 //! - the role is Running once the agent reports Ready.
 //!
-//! Not yet: rotation of a running waagent VM's certificates (the host
-//! agent's push goes to Fabric's guest service, which the bridge does not
-//! serve; the next incarnation gets the new ones), and re-adoption across
-//! a host-agent restart (the wire server lives in the host agent: the VM is
-//! restarted with its next incarnation).
+//! - a rotation (new certificates for a running VM) reaches the bridge
+//!   instead of Fabric's guest service: sealed to the bridge's transfer
+//!   key, opened, enveloped to the agent's, offered as the next goal-state
+//!   incarnation, which the agent fetches at its next poll.
+//!
+//! Not yet: re-adoption across a host-agent restart (the wire server lives
+//! in the host agent: the VM is restarted with its next incarnation).
 
 use super::process::{GuestProcess, LaunchSpec, ProcessError};
 use crate::guest_service::GuestApi;
@@ -35,9 +37,10 @@ use fabric_wireserver::agent_dir::AgentDir;
 use fabric_wireserver::certificates::{self, TransferCertificate};
 use fabric_wireserver::server::{CertificateSource, Enveloped, WireServer};
 use fabric_wireserver::{GoalState, RoleCertificate};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tonic::Request;
 use zeroize::Zeroizing;
@@ -56,6 +59,8 @@ pub struct Waagent {
     /// The guest service the bridges call, attached once the VM manager
     /// exists (it is created after its launcher).
     guests: OnceLock<Arc<GuestApi>>,
+    /// Each VM's current bridge, for rotations.
+    bridges: Mutex<HashMap<String, Weak<Bridge>>>,
 }
 
 impl std::fmt::Debug for Waagent {
@@ -69,7 +74,28 @@ impl Waagent {
         Self {
             bin,
             guests: OnceLock::new(),
+            bridges: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// New certificates for `vm_id`'s running `incarnation`, sealed to its
+    /// bridge's transfer certificate: offered to the agent as the next
+    /// goal-state incarnation.
+    pub async fn rotate(
+        &self,
+        vm_id: &str,
+        incarnation: u64,
+        sealed: Vec<pb::SealedSecret>,
+    ) -> Result<(), String> {
+        let bridge = self
+            .bridges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vm_id)
+            .and_then(Weak::upgrade)
+            .filter(|b| b.incarnation == incarnation)
+            .ok_or_else(|| format!("{vm_id} incarnation {incarnation} runs no more"))?;
+        bridge.rotate(sealed).await
     }
 
     pub fn attach(&self, guests: Arc<GuestApi>) {
@@ -107,15 +133,6 @@ impl Waagent {
             .to_string();
         let agent_dir = spec.paths.vm_dir.join("waagent");
         let agent = AgentDir::prepare(&agent_dir, &endpoint).map_err(files(agent_dir.clone()))?;
-        let bridge = Arc::new(Bridge {
-            api,
-            vm_id: spec.vm_id.clone(),
-            incarnation: spec.incarnation,
-            token: Zeroizing::new(token.to_owned()),
-            endpoint: endpoint.clone(),
-            hello: tokio::sync::Mutex::new(None),
-            session: tokio::sync::watch::channel(None).0,
-        });
         let goal = GoalState {
             incarnation: spec.incarnation,
             container_id: uuid::Uuid::new_v4().to_string(),
@@ -124,8 +141,27 @@ impl Waagent {
             instance_id: spec.vm_id.clone(),
             has_certificates: true,
         };
-        let server = WireServer::from_std(listener, goal, Arc::new(Source(bridge.clone())))
-            .map_err(files(spec.paths.vm_dir.clone()))?;
+        let bridge = Arc::new(Bridge {
+            api,
+            vm_id: spec.vm_id.clone(),
+            incarnation: spec.incarnation,
+            token: Zeroizing::new(token.to_owned()),
+            endpoint: endpoint.clone(),
+            hello: tokio::sync::Mutex::new(None),
+            session: tokio::sync::watch::channel(None).0,
+            goal: Mutex::new(goal.clone()),
+            server: Mutex::new(Weak::new()),
+        });
+        let server = Arc::new(
+            WireServer::from_std(listener, goal, Arc::new(Source(bridge.clone())))
+                .map_err(files(spec.paths.vm_dir.clone()))?,
+        );
+        // Weak: the server holds the bridge (its certificate source).
+        *bridge.server.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&server);
+        self.bridges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.vm_id.clone(), Arc::downgrade(&bridge));
         let (program, args) = agent.command(&self.bin).map_err(files(self.bin.clone()))?;
         let process = spawn(program, args)?;
         tracing::info!(vm = %spec.vm_id, incarnation = spec.incarnation, wire_server = %endpoint, pid = ?process.pid, "waagent started against its wire server");
@@ -142,6 +178,16 @@ struct Session {
     interval: Duration,
 }
 
+/// What the bridge keeps after Hello.
+struct Hello {
+    /// Its own transfer certificate: rotations are sealed to it.
+    ours: Arc<guest_agent::TransferCert>,
+    /// The agent's.
+    agent: TransferCertificate,
+    /// The role's certificates enveloped to the agent's (ciphertext only).
+    data: String,
+}
+
 /// A Fabric guest on the agent's behalf (see the module doc).
 struct Bridge {
     api: Arc<GuestApi>,
@@ -151,9 +197,12 @@ struct Bridge {
     token: Zeroizing<String>,
     /// The wire server's `host:port`, given as the guest's endpoint.
     endpoint: String,
-    /// The agent's transfer certificate and its envelope, once said Hello.
-    hello: tokio::sync::Mutex<Option<(String, String)>>,
+    /// Once said Hello.
+    hello: tokio::sync::Mutex<Option<Hello>>,
     session: tokio::sync::watch::Sender<Option<Session>>,
+    /// The goal state served (its incarnation goes up at each rotation).
+    goal: Mutex<GoalState>,
+    server: Mutex<Weak<WireServer>>,
 }
 
 struct Source(Arc<Bridge>);
@@ -170,17 +219,15 @@ impl Bridge {
     /// certificate; the first call says Hello (see the module doc).
     async fn envelope(&self, transfer: TransferCertificate) -> Result<String, String> {
         let mut hello = self.hello.lock().await;
-        match &*hello {
-            Some((thumbprint, data)) if *thumbprint == transfer.thumbprint => {
-                return Ok(data.clone());
+        if let Some(h) = &*hello {
+            if h.agent.thumbprint == transfer.thumbprint {
+                return Ok(h.data.clone());
             }
-            Some((thumbprint, _)) => {
-                return Err(format!(
-                    "this VM's guest sent transfer certificate {thumbprint} first; \
-                     a new one needs a new incarnation"
-                ));
-            }
-            None => {}
+            return Err(format!(
+                "this VM's guest sent transfer certificate {} first; a new one needs a new \
+                 incarnation",
+                h.agent.thumbprint
+            ));
         }
         let (vm_id, incarnation) = (self.vm_id.clone(), self.incarnation);
         let ours = fabric_daemon::cpu::on_a_core(move || {
@@ -207,10 +254,40 @@ impl Bridge {
             .await
             .map_err(|s| format!("the host agent refused the guest's Hello: {}", s.message()))?
             .into_inner();
-        let ctx = fabric_sealing::SealContext::new(&self.vm_id, self.incarnation);
-        let sealed = welcome.secrets.clone();
+        let ours = Arc::new(ours);
         let thumbprint = transfer.thumbprint.clone();
-        let data = fabric_daemon::cpu::on_a_core(move || {
+        let data = self
+            .reseal(ours.clone(), welcome.secrets.clone(), transfer.clone())
+            .await?;
+        let interval = welcome
+            .heartbeat_interval
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(3));
+        tracing::info!(vm = %self.vm_id, incarnation = self.incarnation, transfer_certificate = %thumbprint, "waagent said Hello through its Certificates request; the role's certificates enveloped to its transfer certificate");
+        *hello = Some(Hello {
+            ours,
+            agent: transfer,
+            data: data.clone(),
+        });
+        self.session.send_replace(Some(Session {
+            token: Zeroizing::new(welcome.session_token),
+            interval,
+        }));
+        Ok(data)
+    }
+
+    /// Opens `sealed` with the bridge's key and envelopes the certificates
+    /// to the agent's transfer certificate; the plaintext is wiped as it
+    /// drops, inside.
+    async fn reseal(
+        &self,
+        ours: Arc<guest_agent::TransferCert>,
+        sealed: Vec<pb::SealedSecret>,
+        agent: TransferCertificate,
+    ) -> Result<String, String> {
+        let ctx = fabric_sealing::SealContext::new(&self.vm_id, self.incarnation);
+        fabric_daemon::cpu::on_a_core(move || {
             let opened =
                 guest_agent::secrets::open_all(ours.private_key_pkcs8_der(), &ctx, &sealed)
                     .map_err(|e| format!("cannot open the role's secrets: {e}"))?;
@@ -219,28 +296,39 @@ impl Bridge {
                 .map(|s| certificates::from_pem_bundle(s.pem()))
                 .collect::<Result<Vec<RoleCertificate>, _>>()
                 .map_err(|e| e.to_string())?;
-            // The plaintext is wiped as `opened` and `certs` drop here.
-            certificates::envelope(&certs, &transfer).map_err(|e| e.to_string())
+            certificates::envelope(&certs, &agent).map_err(|e| e.to_string())
         })
         .await
-        .ok_or("the host agent is stopping")??;
-        let interval = welcome
-            .heartbeat_interval
-            .and_then(|d| Duration::try_from(d).ok())
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(3));
-        tracing::info!(vm = %self.vm_id, incarnation = self.incarnation, transfer_certificate = %thumbprint, "waagent said Hello through its Certificates request; the role's certificates enveloped to its transfer certificate");
-        *hello = Some((thumbprint, data.clone()));
-        self.session.send_replace(Some(Session {
-            token: Zeroizing::new(welcome.session_token),
-            interval,
-        }));
-        Ok(data)
+        .ok_or("the host agent is stopping")?
+    }
+
+    /// A rotation: the new certificates enveloped to the agent and offered
+    /// as the next goal-state incarnation.
+    async fn rotate(&self, sealed: Vec<pb::SealedSecret>) -> Result<(), String> {
+        let mut hello = self.hello.lock().await;
+        let Some(h) = hello.as_mut() else {
+            return Err("the agent has not asked for its certificates yet".into());
+        };
+        h.data = self.reseal(h.ours.clone(), sealed, h.agent.clone()).await?;
+        let goal = {
+            let mut goal = self.goal.lock().unwrap_or_else(|p| p.into_inner());
+            goal.incarnation += 1;
+            goal.clone()
+        };
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade();
+        let server = server.ok_or("its wire server has stopped")?;
+        server.set_goal_state(goal.clone());
+        tracing::info!(vm = %self.vm_id, incarnation = self.incarnation, goal_state_incarnation = goal.incarnation, "rotated certificates offered to waagent as a new goal-state incarnation");
+        Ok(())
     }
 
     /// Heartbeats for the agent while its process lives and, once Ready,
     /// it polls; ends (closing the wire server) when they stop.
-    async fn run(self: Arc<Self>, server: WireServer, exited: Arc<AtomicBool>) {
+    async fn run(self: Arc<Self>, server: Arc<WireServer>, exited: Arc<AtomicBool>) {
         let mut sessions = self.session.subscribe();
         let session = loop {
             if let Some(s) = sessions.borrow_and_update().clone() {
