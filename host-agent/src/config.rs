@@ -480,7 +480,7 @@ impl Args {
             waagent: match &self.waagent {
                 Some(path) if path.is_file() => Some(path.clone()),
                 Some(path) => anyhow::bail!("--waagent {}: no such file", path.display()),
-                None => find_waagent(),
+                None => fabric_wireserver::agent_dir::find_waagent(),
             },
             vm_listen_ip: self.vm_listen_ip,
             role,
@@ -511,16 +511,6 @@ fn default_guest_agent_bin() -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!("cannot locate this executable to find guest-agent: {e}"))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     Ok(dir.join("guest-agent"))
-}
-
-/// `waagent` on PATH, else in /usr/sbin (where Debian installs it, often
-/// not on a non-root PATH).
-fn find_waagent() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("waagent"))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

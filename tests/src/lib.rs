@@ -10,6 +10,7 @@
 //! - [`https`]: `GET /` at a role's endpoint trusting exactly one
 //!   certificate, to prove which certificate the endpoint serves.
 //! - [`scrape`]: plain-HTTP GETs of the dashboard and `/metrics`, parsed.
+//! - [`openssl`]: OpenSSL's command line for the waagent tests.
 //! - [`procs`]: liveness, command lines and memory of processes via /proc.
 //! - [`services`]: service definitions and the instances of a deployment.
 
@@ -19,6 +20,7 @@ pub mod compose;
 pub mod etcd_history;
 pub mod ground_truth;
 pub mod https;
+pub mod openssl;
 pub mod packages;
 pub mod procs;
 pub mod scrape;

@@ -19,56 +19,16 @@
 //! test is skipped with a notice, and fails when CI=true.
 
 use fabric_tests::cluster::LocalCluster;
+use fabric_tests::openssl::{self, der_of, key_matches, rsa_certificate};
 use fabric_tests::services;
 use fabricctl::status::{InstanceJson, StatusJson};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The agent's own start takes about 25 s before its first status report
 /// (docs/waagent.md); generous for a busy 2-core machine.
 const LIMIT: Duration = Duration::from_secs(150);
 const GUEST_HEARTBEAT_TIMEOUT: &str = "5s";
-
-fn tool(name: &str) -> bool {
-    let found = |dir: &Path| dir.join(name).is_file();
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain([PathBuf::from("/usr/sbin")])
-        .any(|d| found(&d))
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// An RSA certificate and key (PKCS#8 PEM) made by openssl, as Azure's are.
-fn rsa_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    run(Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=agent.fabric.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    (cert, key)
-}
-
-fn der_of(pem: &Path) -> Vec<u8> {
-    run(Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(pem))
-}
 
 fn definition(dir: &Path, name: &str, cert: &Path, key: &Path) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
@@ -91,7 +51,7 @@ fn instance<'a>(s: &'a StatusJson, id: &str) -> Option<&'a InstanceJson> {
 
 #[test]
 fn the_real_azure_guest_agent_runs_as_a_fabric_vm() {
-    if !tool("waagent") || !tool("openssl") {
+    if fabric_wireserver::agent_dir::find_waagent().is_none() || !openssl::installed() {
         let msg = "waagent or openssl is not installed (Debian's waagent package)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}; CI=true needs it");
@@ -159,14 +119,8 @@ fn the_real_azure_guest_agent_runs_as_a_fabric_vm() {
     let opened = lib(&first.node).join(format!("{thumbprint}.crt"));
     let opened_key = lib(&first.node).join(format!("{thumbprint}.prv"));
     assert_eq!(fabric_wireserver::thumbprint(&der_of(&opened)), thumbprint);
-    let cert_key = run(Command::new("openssl")
-        .args(["x509", "-pubkey", "-noout", "-in"])
-        .arg(&opened));
-    let key_pub = run(Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&opened_key));
-    assert_eq!(
-        cert_key, key_pub,
+    assert!(
+        key_matches(&opened, &opened_key),
         "the .prv the agent wrote is the role's key"
     );
     let transfer = der_of(&lib(&first.node).join("TransportCert.pem"));

@@ -52,6 +52,16 @@ sys.stdout.flush()
 os.execv(sys.argv[2], sys.argv[2:])
 ";
 
+/// `waagent` on PATH, else in /usr/sbin (where Debian installs it, often
+/// not on a non-root PATH).
+pub fn find_waagent() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("waagent"))
+        .find(|p| p.is_file())
+}
+
 /// One VM's agent directory: `<dir>/waagent.conf` and `<dir>/lib/`.
 #[derive(Clone, Debug)]
 pub struct AgentDir {

@@ -103,8 +103,8 @@ impl Waagent {
     }
 
     /// Starts one incarnation: wire server, agent directory, agent process
-    /// (`command` gets the agent's program and arguments, and returns it
-    /// spawned, with the host's usual process handling), bridge.
+    /// (`spawn` gets the agent's program and arguments and starts it with
+    /// the host's usual process handling), bridge.
     pub fn launch(
         &self,
         spec: &LaunchSpec,
@@ -158,10 +158,13 @@ impl Waagent {
         );
         // Weak: the server holds the bridge (its certificate source).
         *bridge.server.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&server);
-        self.bridges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.vm_id.clone(), Arc::downgrade(&bridge));
+        {
+            let mut bridges = self.bridges.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget the bridges of VMs that ended, so the map stays the
+            // size of this host's VMs.
+            bridges.retain(|_, b| b.strong_count() > 0);
+            bridges.insert(spec.vm_id.clone(), Arc::downgrade(&bridge));
+        }
         let (program, args) = agent.command(&self.bin).map_err(files(self.bin.clone()))?;
         let process = spawn(program, args)?;
         tracing::info!(vm = %spec.vm_id, incarnation = spec.incarnation, wire_server = %endpoint, pid = ?process.pid, "waagent started against its wire server");

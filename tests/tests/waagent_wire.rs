@@ -9,14 +9,16 @@
 //! Needs `waagent` and `openssl` (Debian's waagent package depends on
 //! openssl; scripts/test.sh installs it). Without them the test is skipped
 //! with a notice, and fails when CI=true.
+//!
+//! `waagent_vm.rs` runs the same agent as a VM of a whole cluster.
 
-use fabric_wireserver::agent_dir::AgentDir;
+use fabric_tests::openssl::{self, der_of, key_matches};
+use fabric_wireserver::agent_dir::{self, AgentDir};
 use fabric_wireserver::server::{Observed, StaticCertificates, WireServer};
 use fabric_wireserver::{GoalState, RoleCertificate, thumbprint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,61 +26,14 @@ use std::time::{Duration, Instant};
 /// busy 2-core machine.
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn which(name: &str) -> std::path::PathBuf {
-    let out = run(Command::new("sh").args(["-c", &format!("command -v {name}")]));
-    String::from_utf8_lossy(&out).trim().into()
-}
-
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// An RSA role certificate and key, made by openssl as Azure's are RSA:
-/// WALinuxAgent matches keys to certificates with `openssl rsa`, so an EC
-/// key would stop it.
+/// A role certificate for the wire server, made by openssl (RSA, as
+/// Azure's).
 fn rsa_role_certificate(dir: &Path, name: &str) -> RoleCertificate {
-    let key = dir.join(format!("{name}.key"));
-    let cert = dir.join(format!("{name}.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-subj")
-        .arg(format!("/CN={name}.fabric.test"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    let cert_der = run(Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(&cert));
-    let key_pkcs8_der = run(Command::new("openssl")
-        .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
-        .arg(&key));
+    let (cert, key) = openssl::rsa_certificate(dir, name);
     RoleCertificate {
-        cert_der,
-        key_pkcs8_der,
+        cert_der: der_of(&cert),
+        key_pkcs8_der: openssl::pkcs8_der_of(&key),
     }
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// The DER of a PEM certificate file, through openssl.
-fn der_of(pem: &Path) -> Vec<u8> {
-    run(Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(pem))
 }
 
 fn goal(incarnation: u64, container: &str) -> GoalState {
@@ -158,14 +113,14 @@ async fn request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_azure_guest_agent_opens_its_certificates_and_reports_ready() {
-    if !tool("waagent") || !tool("openssl") {
+    let (Some(waagent), true) = (agent_dir::find_waagent(), openssl::installed()) else {
         let msg = "waagent or openssl is not installed (Debian's waagent package)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}; CI=true needs it");
         }
         eprintln!("\n!!! SKIPPED: {msg}; scripts/test.sh installs it.\n");
         return;
-    }
+    };
     if std::env::var("FABRIC_WIRE_TRACE").is_ok_and(|v| v == "1") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("fabric_wireserver=debug")
@@ -187,7 +142,6 @@ async fn the_real_azure_guest_agent_opens_its_certificates_and_reports_ready() {
     let log = dir.path().join("waagent.log");
     let output = std::fs::File::create(&log).expect("log");
     let started = Instant::now();
-    let waagent = which("waagent");
     let (program, args) = agent.command(&waagent).expect("the agent's interpreter");
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -217,14 +171,8 @@ async fn the_real_azure_guest_agent_opens_its_certificates_and_reports_ready() {
     );
     assert_eq!(o.certificates_incarnation, Some(1));
     assert_eq!(thumbprint(&der_of(&crt)), first.thumbprint());
-    let cert_key = run(Command::new("openssl")
-        .args(["x509", "-pubkey", "-noout", "-in"])
-        .arg(&crt));
-    let key_pub = run(Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&prv));
-    assert_eq!(
-        cert_key, key_pub,
+    assert!(
+        key_matches(&crt, &prv),
         "the .prv the agent wrote is the role's key"
     );
     let status = o.agent_status.clone().expect("a status blob");
