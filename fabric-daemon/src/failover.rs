@@ -14,8 +14,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower_service::Service;
@@ -29,8 +30,18 @@ pub struct Failover {
 struct Inner {
     channels: Vec<(String, Channel)>,
     current: AtomicUsize,
-    /// The longest wait for an answer's headers, connection included.
-    timeout: std::time::Duration,
+    /// The configured longest wait for an answer's headers, connection
+    /// included.
+    configured: Duration,
+    /// The wait in force, in nanoseconds: `configured`, or less once
+    /// [`Failover::bound_by`] lowered it.
+    timeout_ns: AtomicU64,
+}
+
+impl Inner {
+    fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.timeout_ns.load(Ordering::Relaxed))
+    }
 }
 
 impl Failover {
@@ -39,15 +50,31 @@ impl Failover {
     /// connection included: tonic's connect timeout bounds the TCP connect
     /// only, and a paused server (the kernel still accepts) would hold a
     /// handshake forever. A stream's body is not bounded.
-    pub fn new(channels: Vec<(String, Channel)>, timeout: std::time::Duration) -> Self {
+    pub fn new(channels: Vec<(String, Channel)>, timeout: Duration) -> Self {
         assert!(!channels.is_empty(), "a failover channel needs an address");
         Self {
             inner: Arc::new(Inner {
                 channels,
                 current: AtomicUsize::new(0),
-                timeout,
+                configured: timeout,
+                timeout_ns: AtomicU64::new(nanos(timeout)),
             }),
         }
+    }
+
+    /// Lowers the wait to `limit` if the configured one is longer (never
+    /// raises it); the wait now in force. A host learns the controller's
+    /// node timeout at registration: waiting on a silent replica longer
+    /// than a fraction of it would outlast the next leader's grace.
+    pub fn bound_by(&self, limit: Duration) -> Duration {
+        let wait = self.inner.configured.min(limit);
+        self.inner.timeout_ns.store(nanos(wait), Ordering::Relaxed);
+        wait
+    }
+
+    /// The wait in force.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout()
     }
 
     /// The address requests go to now.
@@ -73,18 +100,17 @@ impl Service<http::Request<Body>> for Failover {
         let used = inner.current.load(Ordering::Relaxed);
         let mut channel = inner.channels[used].1.clone();
         Box::pin(async move {
-            let answered = tokio::time::timeout(inner.timeout, async {
+            let wait = inner.timeout();
+            let answered = tokio::time::timeout(wait, async {
                 std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
                 channel.call(request).await
             })
             .await;
             let answer: Result<_, Self::Error> = match answered {
                 Ok(answer) => answer.map_err(Into::into),
-                Err(_) => Err(format!(
-                    "{}: no answer within {:?}",
-                    inner.channels[used].0, inner.timeout
-                )
-                .into()),
+                Err(_) => {
+                    Err(format!("{}: no answer within {wait:?}", inner.channels[used].0).into())
+                }
             };
             if answer.is_err() && inner.channels.len() > 1 {
                 let next = (used + 1) % inner.channels.len();
@@ -107,6 +133,10 @@ impl Service<http::Request<Body>> for Failover {
     }
 }
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +148,19 @@ mod tests {
         let url = format!("http://{addr}");
         let channel = Endpoint::from_shared(url.clone()).unwrap().connect_lazy();
         (url, channel)
+    }
+
+    #[tokio::test]
+    async fn the_wait_is_lowered_by_a_bound_and_never_raised() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let f = Failover::new(vec![lazy(addr)], Duration::from_secs(5));
+        assert_eq!(f.timeout(), Duration::from_secs(5));
+        assert_eq!(f.bound_by(Duration::from_secs(1)), Duration::from_secs(1));
+        assert_eq!(f.timeout(), Duration::from_secs(1));
+        // A longer bound (a controller with a longer node timeout) goes
+        // back up to the configured wait, never past it.
+        assert_eq!(f.bound_by(Duration::from_secs(60)), Duration::from_secs(5));
+        assert_eq!(f.clone().timeout(), Duration::from_secs(5));
     }
 
     /// A server that answers health checks, until dropped.

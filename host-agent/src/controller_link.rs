@@ -72,6 +72,8 @@ pub fn channel(config: &HostConfig, tls: &LoadedTls) -> anyhow::Result<Controlle
 /// Everything the heartbeat loop needs.
 pub struct Link {
     pub client: NodeServiceClient<ControllerChannel>,
+    /// The same channel, to bound its wait by the controller's node timeout.
+    pub channel: ControllerChannel,
     pub state: Arc<HostState>,
     pub vms: Arc<VmManager>,
     pub description: pb::NodeDescription,
@@ -189,6 +191,26 @@ impl Link {
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(2));
         let interval = self.heartbeat_interval.unwrap_or(offered);
+        if let Some(node_timeout) = response
+            .node_timeout
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero())
+        {
+            // A host that waits on a silent replica (a paused leader still
+            // accepts connections) must move on to the next well before
+            // the new leader's fresh grace (node_timeout) runs out.
+            let before = self.channel.timeout();
+            let wait = self
+                .channel
+                .bound_by((node_timeout / 3).max(Duration::from_millis(100)));
+            if wait < before {
+                tracing::info!(
+                    ?wait,
+                    ?node_timeout,
+                    "controller answer timeout lowered to a third of the controller's node timeout"
+                );
+            }
+        }
         self.state.record_success();
         tracing::info!(
             cluster = %response.cluster_name,

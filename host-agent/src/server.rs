@@ -93,8 +93,8 @@ pub async fn run_with(
         None => None,
     };
 
-    let controller =
-        pb::node_service_client::NodeServiceClient::new(controller_link::channel(&config, &tls)?);
+    let controller_channel = controller_link::channel(&config, &tls)?;
+    let controller = pb::node_service_client::NodeServiceClient::new(controller_channel.clone());
     // Azure's guest agent, for roles that ask for it (real servers only).
     let waagent = match (&runtime, &guests.waagent) {
         (None, Some(bin)) => Some(Arc::new(Waagent::new(bin.clone()))),
@@ -221,6 +221,7 @@ pub async fn run_with(
 
     let link = Link {
         client: controller.clone(),
+        channel: controller_channel,
         state: state.clone(),
         vms: vms.clone(),
         description: pb::NodeDescription {
