@@ -519,10 +519,14 @@ mod tests {
     use clap::Parser;
 
     fn parse(extra: &[&str]) -> anyhow::Result<HostConfig> {
+        parse_with_controller("https://127.0.0.1:1", extra)
+    }
+
+    fn parse_with_controller(controller: &str, extra: &[&str]) -> anyhow::Result<HostConfig> {
         let mut argv = vec![
             "host-agent",
             "--controller",
-            "https://127.0.0.1:1",
+            controller,
             "--ca",
             "ca.pem",
             "--cert",
@@ -573,21 +577,7 @@ mod tests {
 
     #[test]
     fn controller_urls_are_every_replicas_https_bounded() {
-        let argv = |controller: &str| {
-            Args::try_parse_from([
-                "host-agent",
-                "--controller",
-                controller,
-                "--ca",
-                "ca.pem",
-                "--cert",
-                "h.pem",
-                "--key",
-                "h.key",
-            ])
-            .unwrap()
-            .resolve()
-        };
+        let argv = |controller: &str| parse_with_controller(controller, &[]);
         let ok = argv("https://a:1, https://b:2,https://c:3").unwrap();
         assert_eq!(
             ok.controllers,

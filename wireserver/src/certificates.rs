@@ -181,3 +181,49 @@ pub fn envelope(
         .collect();
     Ok(lines.join("\n"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+
+    /// Fabric's example role certificate: P-256, as Fabric's own are.
+    const EC_CERT: &str = include_str!("../../examples/web/certs/web.pem");
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .expect("a certificate")
+            .expect("PEM")
+            .to_vec()
+    }
+
+    #[test]
+    fn an_rsa_private_key_is_converted_and_a_bundle_without_key_refused() {
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).expect("key");
+        let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).expect("PEM");
+        let bundle = format!("{EC_CERT}{}", pkcs1.as_str());
+        let cert = from_pem_bundle(bundle.as_bytes()).expect("a role certificate");
+        assert_eq!(cert.cert_der, der_of(EC_CERT));
+        let back = rsa::RsaPrivateKey::from_pkcs8_der(&cert.key_pkcs8_der).expect("PKCS#8");
+        assert_eq!(back, key);
+        for bundle in [EC_CERT, "not PEM at all"] {
+            let err = from_pem_bundle(bundle.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("a certificate and its private key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_transfer_certificate_must_be_base64_der_of_an_rsa_key() {
+        let err = TransferCertificate::from_header("!!!").unwrap_err();
+        assert!(matches!(err, EnvelopeError::NotBase64(_)), "{err}");
+        let err = TransferCertificate::from_header("AAAA").unwrap_err();
+        assert!(matches!(err, EnvelopeError::NotCertificate(_)), "{err}");
+        // A header folded over lines reads the same; an EC key is refused.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der_of(EC_CERT));
+        let folded = format!("{}\n {}", &b64[..40], &b64[40..]);
+        let err = TransferCertificate::from_header(&folded).unwrap_err();
+        assert!(matches!(err, EnvelopeError::NotRsa(_)), "{err}");
+    }
+}
