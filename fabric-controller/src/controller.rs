@@ -668,8 +668,9 @@ impl Controller {
         sequence: u64,
         vms: Vec<VmObservation>,
     ) -> HeartbeatReply {
-        self.metrics.heartbeat();
-        let decision = heartbeat_decision(id, boot_id, sequence, vms, None);
+        self.metrics.heartbeat(vms.len());
+        let beat = fabric_core::Beat::complete(sequence, vms);
+        let decision = heartbeat_decision(id, boot_id, beat, None);
         let made = self.decide(Save::IfChanged, Nudge::None, decision);
         let (reply, identity) = made.unwrap_or_else(|e| unreachable!("a heartbeat: {e}"));
         self.heartbeat_reply(reply, identity).0
@@ -682,12 +683,11 @@ impl Controller {
         &self,
         id: &NodeId,
         boot_id: &str,
-        sequence: u64,
-        vms: Vec<VmObservation>,
+        beat: fabric_core::Beat,
         memory: Option<HostMemory>,
     ) -> (HeartbeatReply, ClusterIdentity) {
-        self.metrics.heartbeat();
-        let decision = heartbeat_decision(id, boot_id, sequence, vms, memory);
+        self.metrics.heartbeat(beat.vms.len());
+        let decision = heartbeat_decision(id, boot_id, beat, memory);
         let made = self
             .decide_async(Save::IfChanged, Nudge::None, decision)
             .await;
@@ -705,11 +705,20 @@ impl Controller {
         // The core's generation may be a batch still being written, or one
         // whose write failed (the reply is then HOLD).
         identity.generation = identity.generation.min(self.durable_generation());
+        if matches!(
+            reply.outcome,
+            HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale
+        ) && self.held().is_none()
+        {
+            self.metrics.desired_set(reply.desired_unchanged);
+        }
         if self.held().is_some() && reply.outcome == HeartbeatOutcome::Accepted {
             // The desired set may rest on decisions not yet saved.
             reply = HeartbeatReply {
                 outcome: HeartbeatOutcome::Hold,
                 desired: Vec::new(),
+                desired_digest: 0,
+                desired_unchanged: false,
                 target: None,
                 ..reply
             };
@@ -938,8 +947,7 @@ enum Nudge {
 fn heartbeat_decision<'a>(
     id: &'a NodeId,
     boot_id: &'a str,
-    sequence: u64,
-    vms: Vec<VmObservation>,
+    beat: fabric_core::Beat,
     memory: Option<HostMemory>,
 ) -> impl FnOnce(
     &mut FabricCore,
@@ -947,8 +955,8 @@ fn heartbeat_decision<'a>(
 ) -> Result<((HeartbeatReply, ClusterIdentity), Vec<ClusterEvent>), CoreError>
 + 'a {
     move |core, now| {
-        let mut events = core.host_memory(now, id, memory, &vms);
-        let (reply, more) = core.heartbeat(now, id, boot_id, sequence, vms);
+        let mut events = core.host_memory(now, id, memory, &beat.vms, beat.complete);
+        let (reply, more) = core.heartbeat_with(now, id, boot_id, beat);
         events.extend(more);
         Ok(((reply, core.identity().clone()), events))
     }

@@ -75,6 +75,11 @@ struct RolloutLabels {
 pub struct ControllerMetrics {
     registry: Registry,
     heartbeats: Counter,
+    /// VM reports the heartbeats carried (only changed ones, from hosts
+    /// that send deltas).
+    heartbeat_vm_reports: Counter,
+    /// Desired sets answered: sent whole, or "unchanged".
+    desired_sets: Family<KindLabel, Counter>,
     save_failures: Counter,
     /// Saves by kind (changes appended, whole state written) and their time.
     save_seconds: Family<KindLabel, Histogram>,
@@ -109,6 +114,8 @@ impl ControllerMetrics {
         let mut this = Self {
             registry: Registry::with_prefix("fabric"),
             heartbeats: Counter::default(),
+            heartbeat_vm_reports: Counter::default(),
+            desired_sets: Family::default(),
             save_failures: Counter::default(),
             save_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -144,6 +151,20 @@ impl ControllerMetrics {
             "heartbeats_received",
             "Host-agent heartbeats the controller received",
             &this.heartbeats,
+        );
+        add(
+            &mut this.registry,
+            "heartbeat_vm_reports",
+            "VM reports carried by heartbeats (a host sends those that changed, and all of \
+             them when asked)",
+            &this.heartbeat_vm_reports,
+        );
+        add(
+            &mut this.registry,
+            "desired_sets",
+            "Desired sets in heartbeat replies, by kind: full (listed) or unchanged (the host \
+             named it)",
+            &this.desired_sets,
         );
         add(
             &mut this.registry,
@@ -257,8 +278,18 @@ impl ControllerMetrics {
         &self.accept
     }
 
-    pub fn heartbeat(&self) {
+    /// A heartbeat carrying `reports` VM reports.
+    pub fn heartbeat(&self, reports: usize) {
         self.heartbeats.inc();
+        self.heartbeat_vm_reports.inc_by(reports as u64);
+    }
+
+    /// A reply's desired set: listed whole, or said to be unchanged.
+    pub fn desired_set(&self, unchanged: bool) {
+        let kind = if unchanged { "unchanged" } else { "full" };
+        self.desired_sets
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     pub fn save_failed(&self) {

@@ -53,6 +53,53 @@ pub struct HeartbeatReply {
     pub target: Option<super::rollout::Target>,
     /// The rollout that names `target` (0 without one).
     pub target_update: u64,
+    /// A digest of the desired set (see [`FabricCore::desired_vms_digest`]);
+    /// 0 when the reply carries none. The host names it in its next
+    /// heartbeat ([`Beat::known_desired`]).
+    pub desired_digest: u64,
+    /// `desired` is left empty because the set equals the one the host
+    /// named ([`Beat::known_desired`]): it keeps running by that one.
+    pub desired_unchanged: bool,
+    /// This controller has not seen every VM of the server since it started
+    /// or the server registered: the next heartbeat should report them all
+    /// ([`Beat::complete`]).
+    pub send_complete_reports: bool,
+}
+
+/// A heartbeat as the core reads it: its sequence number, its VM reports,
+/// and what the host already knows.
+///
+/// A host reports every VM in its first heartbeat to a controller and
+/// whenever asked ([`HeartbeatReply::send_complete_reports`]); in between
+/// only the VMs whose report changed since its last accepted heartbeat. And
+/// it names the desired set it runs by, so that an unchanged set is not
+/// sent again. At 5,000 servers with 20 VMs each, a heartbeat that repeats
+/// 20 unchanged reports and is answered with 20 unchanged assignments cost
+/// the controller about 260 us against 73 us for a bare one: the whole of
+/// a core at one heartbeat a second (docs/performance.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Beat {
+    pub sequence: u64,
+    pub vms: Vec<VmObservation>,
+    /// `vms` is every VM the host runs; otherwise only those whose report
+    /// changed since its last accepted heartbeat.
+    pub complete: bool,
+    /// The digest of the desired set the host runs by, from an earlier reply
+    /// it obeyed.
+    pub known_desired: Option<u64>,
+}
+
+impl Beat {
+    /// A heartbeat reporting every VM, knowing no desired set: what a host
+    /// agent without delta reports sends (and the simulator, and tests).
+    pub fn complete(sequence: u64, vms: Vec<VmObservation>) -> Self {
+        Self {
+            sequence,
+            vms,
+            complete: true,
+            known_desired: None,
+        }
+    }
 }
 
 /// What the core did with a heartbeat.
@@ -114,6 +161,12 @@ pub struct FabricCore {
     pub(super) state_lost: Option<super::identity::StateLost>,
     /// Packages of the fabric's own software and the latest rollout.
     pub(super) software: super::rollout::SoftwareState,
+    /// Servers whose every VM this controller has heard of since it started
+    /// and they registered ([`Beat::complete`]); the others are asked for
+    /// all their reports. Not saved, on purpose: a controller that restarts
+    /// (or a replica that takes over) may have lost observations it had
+    /// acknowledged, so it asks every host again.
+    pub(super) reports_complete: std::collections::HashSet<NodeId>,
 }
 
 impl FabricCore {
@@ -143,6 +196,7 @@ impl FabricCore {
             identity: Default::default(),
             state_lost: None,
             software: Default::default(),
+            reports_complete: Default::default(),
         }
     }
 
@@ -171,6 +225,8 @@ impl FabricCore {
         boot_id: &str,
     ) -> (RegisterOutcome, Vec<ClusterEvent>) {
         let mut raised = Vec::new();
+        // A registration starts the host's reports over: all of them next.
+        self.reports_complete.remove(&id);
         let Some(node) = self.nodes.get_mut(&id) else {
             raised.push(self.events.record(
                 now,
@@ -240,14 +296,8 @@ impl FabricCore {
         (outcome, raised)
     }
 
-    /// Input: a host agent's heartbeat, with its VM reports. Returns what the
-    /// node is told (accepted or not, and the VMs it should run) and the
-    /// events raised. The gRPC shell and the simulator both call this, so
-    /// the rule below exists once:
-    /// - VM reports count only on an accepted heartbeat: a stale one may
-    ///   describe a VM state older than what is already known;
-    /// - a node told to register again gets no desired set (the controller
-    ///   does not know which boot it is talking to).
+    /// Input: a host agent's heartbeat reporting every VM
+    /// ([`Beat::complete`]); see [`FabricCore::heartbeat_with`].
     pub fn heartbeat(
         &mut self,
         now: Moment,
@@ -256,20 +306,51 @@ impl FabricCore {
         sequence: u64,
         vms: Vec<VmObservation>,
     ) -> (HeartbeatReply, Vec<ClusterEvent>) {
-        let (outcome, mut events) = self.accept_heartbeat(now, id, boot_id, sequence);
+        self.heartbeat_with(now, id, boot_id, Beat::complete(sequence, vms))
+    }
+
+    /// Input: a host agent's heartbeat, with its VM reports. Returns what the
+    /// node is told (accepted or not, and the VMs it should run) and the
+    /// events raised. The gRPC shell and the simulator both call this, so
+    /// the rule below exists once:
+    /// - VM reports count only on an accepted heartbeat: a stale one may
+    ///   describe a VM state older than what is already known;
+    /// - a node told to register again gets no desired set (the controller
+    ///   does not know which boot it is talking to);
+    /// - a desired set equal to the one the host names is not sent again,
+    ///   and a host whose VMs this controller has not all heard of is asked
+    ///   for all of them (see [`Beat`]).
+    pub fn heartbeat_with(
+        &mut self,
+        now: Moment,
+        id: &NodeId,
+        boot_id: &str,
+        beat: Beat,
+    ) -> (HeartbeatReply, Vec<ClusterEvent>) {
+        let (outcome, mut events) = self.accept_heartbeat(now, id, boot_id, beat.sequence);
         if outcome == HeartbeatOutcome::Accepted {
-            events.extend(self.observe_vms(now, id, vms));
+            if beat.complete {
+                self.reports_complete.insert(id.clone());
+            }
+            events.extend(self.observe_vms(now, id, beat.vms));
         }
         // A controller that lost its state stands by no desired set.
         let outcome = match outcome {
             HeartbeatOutcome::Accepted if self.state_lost.is_some() => HeartbeatOutcome::Hold,
             other => other,
         };
-        let desired = match outcome {
+        let (desired, desired_digest, desired_unchanged) = match outcome {
             HeartbeatOutcome::RegisterAgain
             | HeartbeatOutcome::ImplausibleSequence { .. }
-            | HeartbeatOutcome::Hold => Vec::new(),
-            HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => self.desired_vms(id),
+            | HeartbeatOutcome::Hold => (Vec::new(), 0, false),
+            HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => {
+                let digest = self.desired_vms_digest(id);
+                if beat.known_desired == Some(digest) {
+                    (Vec::new(), digest, true)
+                } else {
+                    (self.desired_vms(id), digest, false)
+                }
+            }
         };
         let human_investigate = self
             .nodes
@@ -279,6 +360,9 @@ impl FabricCore {
             HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale => self.target_software(id),
             _ => None,
         };
+        // Recovery from a lost state reads what each host runs: all of it.
+        let send_complete_reports =
+            self.state_lost.is_some() || !self.reports_complete.contains(id);
         (
             HeartbeatReply {
                 outcome,
@@ -290,6 +374,9 @@ impl FabricCore {
                     0
                 },
                 target,
+                desired_digest,
+                desired_unchanged,
+                send_complete_reports,
             },
             events,
         )
@@ -336,7 +423,7 @@ impl FabricCore {
     pub fn desired_digest(&mut self, node: &NodeId) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.desired_vms(node).hash(&mut hasher);
+        self.desired_vms_digest(node).hash(&mut hasher);
         self.nodes
             .get(node)
             .is_some_and(|n| n.state == NodeState::HumanInvestigate)
@@ -464,6 +551,8 @@ impl FabricCore {
         if from == NodeState::HumanInvestigate || to == NodeState::HumanInvestigate {
             node.hold = None;
         }
+        // Whatever the server did meanwhile, hear all of it again.
+        self.reports_complete.remove(id);
         node.state = to;
         node.state_since = now;
         node.state_reason = reason.clone();

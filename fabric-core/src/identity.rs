@@ -118,6 +118,7 @@ impl FabricCore {
         node: &NodeId,
         memory: Option<HostMemory>,
         vms: &[VmObservation],
+        complete: bool,
     ) -> Vec<ClusterEvent> {
         let mut events = Vec::new();
         if let Some(memory) = memory.filter(|m| self.identity.is_behind(m)) {
@@ -148,7 +149,19 @@ impl FabricCore {
             }
         }
         if let Some(lost) = self.state_lost.as_mut() {
-            lost.reports.insert(node.clone(), vms.to_vec());
+            // A host reports only what changed unless it reports everything
+            // (see `Beat`): a partial report updates what it said before.
+            let known = lost.reports.entry(node.clone()).or_default();
+            if complete {
+                *known = vms.to_vec();
+            } else {
+                for vm in vms {
+                    match known.iter_mut().find(|k| k.id == vm.id) {
+                        Some(k) => k.clone_from(vm),
+                        None => known.push(vm.clone()),
+                    }
+                }
+            }
         }
         events
     }

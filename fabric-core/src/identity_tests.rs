@@ -74,7 +74,7 @@ fn who_is_behind() {
 fn a_host_that_remembers_more_stops_nothing_and_heals_nothing() {
     let mut core = empty_controller();
     let vms = vec![running("web.frontend.0", 3), running("web.frontend.2", 1)];
-    let events = core.host_memory(at(1), &node(1), memory("old", 40), &vms);
+    let events = core.host_memory(at(1), &node(1), memory("old", 40), &vms, true);
     assert_eq!(events[0].kind, EventKind::StateLost);
     assert!(events[0].reason.contains("recover"), "{}", events[0].reason);
     // Every host is answered HOLD: no desired set, so nothing is stopped.
@@ -94,11 +94,40 @@ fn a_host_that_remembers_more_stops_nothing_and_heals_nothing() {
 }
 
 #[test]
+fn a_partial_report_in_state_lost_mode_updates_what_the_host_said_before() {
+    let mut core = empty_controller();
+    let vms = vec![running("web.frontend.0", 3), running("web.frontend.2", 1)];
+    core.host_memory(at(1), &node(1), memory("old", 40), &vms, true);
+    // Only the VM that changed, and a new one: the other is still known.
+    let changed = vec![running("web.frontend.0", 4), running("web.frontend.1", 1)];
+    core.host_memory(at(2), &node(1), memory("old", 40), &changed, false);
+    let mut known: Vec<_> = core.state_lost().unwrap().reports[&node(1)]
+        .iter()
+        .map(|v| (v.id.to_string(), v.incarnation))
+        .collect();
+    known.sort();
+    assert_eq!(
+        known,
+        [
+            ("web.frontend.0".to_owned(), 4),
+            ("web.frontend.1".to_owned(), 1),
+            ("web.frontend.2".to_owned(), 1)
+        ]
+    );
+    // A complete report replaces them.
+    core.host_memory(at(3), &node(1), memory("old", 40), &changed[..1], true);
+    assert_eq!(core.state_lost().unwrap().reports[&node(1)].len(), 1);
+    // And every host is asked for all its VMs while the state is lost.
+    let (reply, _) = core.heartbeat(at(4), &node(1), "boot", 1, vec![]);
+    assert!(reply.send_complete_reports);
+}
+
+#[test]
 fn adopting_rebuilds_what_the_hosts_run() {
     let mut core = empty_controller();
     let vms = vec![running("web.frontend.0", 3), running("web.frontend.2", 1)];
-    core.host_memory(at(1), &node(1), memory("old", 40), &vms);
-    core.host_memory(at(1), &node(2), memory("old", 41), &[]);
+    core.host_memory(at(1), &node(1), memory("old", 40), &vms, true);
+    core.host_memory(at(1), &node(2), memory("old", 41), &[], true);
     let events = core.recover(at(5), Recovery::Adopt, "alice").unwrap();
     assert_eq!(events[0].kind, EventKind::StateRecovered);
     assert!(core.state_lost().is_none());
@@ -137,6 +166,7 @@ fn a_confirmed_wipe_replaces_the_hosts_cluster() {
         &node(1),
         memory("old", 40),
         &[running("web.frontend.0", 3)],
+        true,
     );
     core.recover(at(5), Recovery::Wipe, "alice").unwrap();
     assert_eq!(core.identity().id, "new");
@@ -144,7 +174,7 @@ fn a_confirmed_wipe_replaces_the_hosts_cluster() {
     assert!(core.identity().generation >= 40);
     // Hosts' memory of the old cluster no longer counts as evidence.
     assert!(
-        core.host_memory(at(6), &node(1), memory("old", 40), &[])
+        core.host_memory(at(6), &node(1), memory("old", 40), &[], true)
             .is_empty()
     );
     let (reply, _) = core.heartbeat(at(6), &node(1), "boot", 2, vec![]);

@@ -56,7 +56,9 @@ pub use cluster::{ClusterMode, ClusterState, Switch, Switches};
 pub use config::{CoreConfig, HiThreshold};
 pub use deployment::{CertificateInfo, DeploymentSpec, Guest, InstanceId, Name, RoleSpec};
 pub use events::{ClusterEvent, EventKind, EventLog};
-pub use fabric::{DesiredDirty, FabricCore, HeartbeatOutcome, HeartbeatReply, RegisterOutcome};
+pub use fabric::{
+    Beat, DesiredDirty, FabricCore, HeartbeatOutcome, HeartbeatReply, RegisterOutcome,
+};
 pub use faults::{FaultCause, FaultReport};
 pub use identity::{ClusterIdentity, HostMemory, Recovery};
 pub use instance::{InstanceState, RoleInstance, VmAssignment, VmObservation, VmState};

@@ -340,6 +340,39 @@ impl FabricCore {
             .collect()
     }
 
+    /// A digest of [`FabricCore::desired_vms`] without building it: what a
+    /// heartbeat compares with the digest its host names, so that an
+    /// unchanged set costs hashing the server's instances, not building,
+    /// encoding and sending them. Never 0 (a host that names none sends 0).
+    pub fn desired_vms_digest(&mut self, node: &NodeId) -> u64 {
+        use std::hash::{Hash, Hasher};
+        self.by_node.refresh(&mut self.instances);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for i in self
+            .by_node
+            .on(node)
+            .filter_map(|id| self.instances.get(id))
+        {
+            i.id.hash(&mut hasher);
+            i.incarnation().hash(&mut hasher);
+            let role = self
+                .deployments
+                .get(&i.id.deployment)
+                .and_then(|d| d.role(&i.id.role));
+            match role {
+                Some(role) => {
+                    role.guest.hash(&mut hasher);
+                    // What secrets_version() is made of, without its string.
+                    for c in &role.certificates {
+                        c.fingerprint.hash(&mut hasher);
+                    }
+                }
+                None => 0u8.hash(&mut hasher),
+            }
+        }
+        hasher.finish().max(1)
+    }
+
     /// Folds one heartbeat's VM reports from `node` into the instances.
     /// Reports of VMs not assigned to `node` are ignored: the host agent stops
     /// those VMs when it sees they are not desired.

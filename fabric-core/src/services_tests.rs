@@ -277,6 +277,102 @@ fn a_heartbeat_counts_its_reports_only_when_accepted() {
     assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Running);
 }
 
+/// A heartbeat that names the desired set its host runs by is not sent it
+/// again while it holds; any change to the set (an incarnation, a rotation,
+/// a new instance) changes the digest and the set is sent whole.
+#[test]
+fn an_unchanged_desired_set_is_not_sent_again() {
+    let mut core = cluster(1, 4);
+    core.deploy(at(1), spec("web", &[("a", 2)], "aa")).unwrap();
+    let node = NodeId::new("host-1");
+    let beat = |sequence, known| Beat {
+        sequence,
+        vms: Vec::new(),
+        complete: true,
+        known_desired: known,
+    };
+    let (first, _) = core.heartbeat_with(at(2), &node, "boot", beat(1, None));
+    assert_eq!(first.desired.len(), 2);
+    assert!(!first.desired_unchanged);
+    assert_ne!(first.desired_digest, 0);
+    let digest = first.desired_digest;
+    let (same, _) = core.heartbeat_with(at(3), &node, "boot", beat(2, Some(digest)));
+    assert!(same.desired_unchanged && same.desired.is_empty());
+    assert_eq!(same.desired_digest, digest);
+    // A digest the controller never made: the whole set.
+    let (other, _) = core.heartbeat_with(at(3), &node, "boot", beat(3, Some(digest ^ 1)));
+    assert_eq!(other.desired.len(), 2);
+    // Certificates rotated: same instances, new secrets version.
+    core.deploy(at(4), spec("web", &[("a", 2)], "bb")).unwrap();
+    let (rotated, _) = core.heartbeat_with(at(5), &node, "boot", beat(4, Some(digest)));
+    assert!(!rotated.desired_unchanged);
+    assert_eq!(rotated.desired.len(), 2);
+    assert_ne!(rotated.desired_digest, digest);
+    // Scaled out: a third instance.
+    let digest = rotated.desired_digest;
+    core.scale(at(6), "web", "a", 3).unwrap();
+    let (scaled, _) = core.heartbeat_with(at(7), &node, "boot", beat(5, Some(digest)));
+    assert_eq!(scaled.desired.len(), 3);
+    // The digest a WatchDesired stream compares moves with it.
+    assert_eq!(core.desired_vms_digest(&node), scaled.desired_digest);
+}
+
+/// Reports of only what changed count like any report; a host is asked for
+/// all of them until a complete report was accepted from its boot, and
+/// again after it registers or changes state.
+#[test]
+fn a_host_is_asked_for_every_vm_until_the_controller_has_heard_them_all() {
+    let mut core = cluster(1, 4);
+    core.deploy(at(1), spec("web", &[("a", 2)], "aa")).unwrap();
+    let node = NodeId::new("host-1");
+    let id = InstanceId::parse("web.a.1").unwrap();
+    let running = VmObservation {
+        id: id.clone(),
+        incarnation: 1,
+        state: VmState::Running,
+        pid: 7,
+        endpoint: "127.0.0.1:9".into(),
+        detail: String::new(),
+        transfer_cert_fingerprint: "ff".into(),
+    };
+    let partial = |sequence, vms| Beat {
+        sequence,
+        vms,
+        complete: false,
+        known_desired: None,
+    };
+    // Changes only, before any complete report: counted, and asked for all.
+    let (reply, events) = core.heartbeat_with(at(2), &node, "boot", partial(1, vec![running]));
+    assert_eq!(events[0].kind, EventKind::InstanceRunning);
+    assert!(reply.send_complete_reports);
+    let (reply, _) = core.heartbeat_with(at(3), &node, "boot", Beat::complete(2, vec![]));
+    assert!(!reply.send_complete_reports);
+    let (reply, _) = core.heartbeat_with(at(4), &node, "boot", partial(3, vec![]));
+    assert!(!reply.send_complete_reports);
+    assert_eq!(core.instance(&id).unwrap().state(), InstanceState::Running);
+    core.register(
+        at(5),
+        node.clone(),
+        core.node(&node).unwrap().info.clone(),
+        "boot",
+    );
+    let (reply, _) = core.heartbeat_with(at(5), &node, "boot", partial(5, vec![]));
+    assert!(reply.send_complete_reports, "asked again after registering");
+    // A stale complete report is not read, so not heard.
+    let (reply, _) = core.heartbeat_with(at(5), &node, "boot", Beat::complete(4, vec![]));
+    assert_eq!(reply.outcome, HeartbeatOutcome::Stale);
+    assert!(reply.send_complete_reports);
+    let (reply, _) = core.heartbeat_with(at(5), &node, "boot", Beat::complete(6, vec![]));
+    assert!(!reply.send_complete_reports);
+    // Silent past the node timeout: Unresponsive, then back, asked again.
+    core.expire(at(60));
+    let (reply, _) = core.heartbeat_with(at(61), &node, "boot", partial(7, vec![]));
+    assert!(
+        reply.send_complete_reports,
+        "asked again after a state change"
+    );
+}
+
 /// The per-server index (by_node.rs) agrees with a scan of every instance
 /// after each kind of change: deploy, scale out and in, heal off a lost
 /// server, delete, and a restore from a snapshot.

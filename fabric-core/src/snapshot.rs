@@ -261,6 +261,8 @@ impl FabricCore {
             expiry_raised: std::collections::BTreeMap::new(),
             identity: snapshot.identity,
             state_lost: None,
+            // A restored controller asks every host for all its reports.
+            reports_complete: Default::default(),
             software: {
                 let mut software = snapshot.software;
                 if let Some(r) = software.rollout.as_mut() {

@@ -87,6 +87,12 @@ pub struct Args {
     /// interval: a burst of changes makes one heartbeat.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "25ms")]
     pub report_coalesce: Duration,
+    /// Report every VM at least once per this many heartbeats; in between a
+    /// heartbeat reports only the VMs whose report changed (and every VM
+    /// whenever the controller asks or did not accept the last). 1: every
+    /// heartbeat reports every VM.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub complete_report_every: u32,
     /// Directory for this server's state: VM directories, guest agent logs
     /// and pid files. Default: a directory named after the node under the
     /// system temp directory.
@@ -236,6 +242,7 @@ pub struct HostConfig {
     pub max_backoff: Duration,
     pub controller_timeout: Duration,
     pub report_coalesce: Duration,
+    pub complete_report_every: u32,
     pub state_dir: Option<PathBuf>,
     pub guests: GuestConfig,
     /// What this host agent runs (package and versions), reported at
@@ -399,6 +406,7 @@ impl Args {
             max_backoff: self.max_backoff,
             controller_timeout: self.controller_timeout,
             report_coalesce: self.report_coalesce,
+            complete_report_every: self.complete_report_every,
             state_dir: self.state_dir,
             guests,
             running: crate::software::Running {

@@ -10,9 +10,11 @@
 //! controller answers REGISTER_AGAIN (it restarted, or forgot us), we register
 //! again and carry on.
 //!
-//! Each heartbeat reports every VM, and each answer (ACCEPTED or STALE)
-//! carries the complete set of VMs the controller wants here, which the VM
-//! manager reconciles with.
+//! A heartbeat reports the VMs whose report changed since the controller
+//! last accepted one (every VM when in doubt), and each answer (ACCEPTED or
+//! STALE) carries the complete set of VMs the controller wants here, or says
+//! it is the set this host named as the one it runs by; the VM manager
+//! reconciles with it (see [`crate::heartbeat_delta`]).
 //!
 //! Heartbeats also go out between intervals, so that no decision waits for
 //! one: when the controller says (on its WatchDesired stream) that what this
@@ -23,6 +25,7 @@
 
 use crate::backoff::Backoff;
 use crate::config::HostConfig;
+use crate::heartbeat_delta::{KnownDesired, ReportDelta};
 use crate::obeyed::{Disobey, ObeyedFile, ReplyState};
 use crate::state::HostState;
 use crate::vm::VmManager;
@@ -91,6 +94,10 @@ pub struct Link {
     /// Moves this server to the software a rollout names; `None` for hosts
     /// that share a process (hollow hosts), which stay on what they run.
     pub updater: Option<Arc<crate::software::Updater>>,
+    /// The VM reports the controller has accepted.
+    pub reports: ReportDelta,
+    /// The desired set this host runs by.
+    pub desired: KnownDesired,
 }
 
 impl Link {
@@ -111,7 +118,12 @@ impl Link {
         // is for when every address has failed.
         let mut failed = 0usize;
         loop {
-            let interval = match self.register().await {
+            let registered = self.register().await;
+            // A registration starts the controller's picture of this
+            // server over (and a failed one may have done so).
+            self.reports.not_accepted();
+            self.desired.forget();
+            let interval = match registered {
                 Ok(interval) => {
                     backoff.reset();
                     failed = 0;
@@ -222,14 +234,15 @@ impl Link {
     }
 
     async fn heartbeat(&mut self, sequence: u64) -> Result<Disposition, tonic::Status> {
-        let vms = self.vms.reports();
+        let all = self.vms.reports();
         // What this host obeyed matters only while it runs VMs from it.
-        let runs_vms = !vms.is_empty();
+        let runs_vms = !all.is_empty();
         let known = if !runs_vms {
             crate::obeyed::Obeyed::default()
         } else {
             self.obeyed.get()
         };
+        let sent = self.reports.prepare(all);
         let started = std::time::Instant::now();
         let response = self
             .client
@@ -237,12 +250,20 @@ impl Link {
                 node_id: self.state.node_id.clone(),
                 boot_id: self.state.boot_id.clone(),
                 sequence,
-                vms,
+                vms: sent.reports.clone(),
                 known_cluster_id: known.cluster_id,
                 known_generation: known.generation,
+                changed_vms_only: sent.changed_only,
+                known_desired_digest: self.desired.digest(),
             })
-            .await?
-            .into_inner();
+            .await;
+        let response = match response {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                self.reports.not_accepted();
+                return Err(status);
+            }
+        };
         // One reading, two homes: this host's /metrics, and the
         // process-wide recorder fabric-hollow reports over all its hosts.
         let took = started.elapsed();
@@ -250,6 +271,11 @@ impl Link {
         self.state.record_round_trip(took);
         let disposition =
             Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
+        if disposition == Disposition::Accepted {
+            self.reports.accepted(sent, response.send_complete_reports);
+        } else {
+            self.reports.not_accepted();
+        }
         // Only these carry whose state the reply speaks for, and only the
         // first two a desired set: an empty list then means "run nothing", so
         // anything else (HOLD above all: "change nothing") must not be read as
@@ -258,6 +284,7 @@ impl Link {
             disposition,
             Disposition::Accepted | Disposition::Stale | Disposition::Hold
         ) {
+            self.desired.forget();
             return Ok(disposition);
         }
         let whose = ReplyState {
@@ -272,13 +299,18 @@ impl Link {
                 }
                 self.vms.set_quarantined(response.human_investigate);
                 if disposition != Disposition::Hold {
-                    self.vms.apply_desired(&response.desired_vms);
+                    // Reconciled every time, changed or not: a start or a
+                    // rotation that failed is retried at each heartbeat.
+                    if let Some(desired) = self.desired.resolve(&response) {
+                        self.vms.apply_desired(desired);
+                    }
                     if let Some(updater) = &self.updater {
                         updater.consider(response.target.as_ref());
                     }
                 }
             }
             Err(why) => {
+                self.desired.forget();
                 if self.disobeyed.as_ref() != Some(&why) {
                     tracing::error!("not obeying the controller's desired set: {why}");
                 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod controller_link;
 pub mod guest_service;
 pub mod guest_tls;
+pub mod heartbeat_delta;
 pub mod host_service;
 pub mod http;
 pub mod metrics;

@@ -248,6 +248,8 @@ pub async fn run_with(
         report_coalesce: config.report_coalesce,
         obeyed: crate::obeyed::ObeyedFile::open(&state_dir)?,
         disobeyed: None,
+        reports: crate::heartbeat_delta::ReportDelta::new(config.complete_report_every),
+        desired: Default::default(),
     };
     let link = tokio::spawn(link.run());
 

@@ -31,6 +31,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         controller_timeout: Duration::from_secs(5),
         max_backoff: Duration::from_millis(500),
         report_coalesce: Duration::from_millis(25),
+        complete_report_every: 60,
         state_dir: None,
         guests: host_agent::config::GuestConfig::default(),
         running: Default::default(),

@@ -83,6 +83,7 @@ fn two_hundred_hollow_hosts_heal_twenty_lost_at_once_and_run_everything_once() {
         "{INSTANCES} instances Running {:.1}s after the scale",
         deployed.elapsed().as_secs_f64()
     );
+    heartbeats_repeat_nothing(&cluster);
 
     // Power off hollow-1..hollow-20: every fault and update domain loses some.
     let lost: BTreeSet<String> = (1..=LOST).map(|i| format!("hollow-{i}")).collect();
@@ -134,6 +135,53 @@ fn two_hundred_hollow_hosts_heal_twenty_lost_at_once_and_run_everything_once() {
 
     operating_a_big_cluster(&cluster, &lost);
     cluster.terminate(Duration::from_secs(30));
+}
+
+/// A cluster where nothing changes: heartbeats carry no VM report the
+/// controller already has (a host reports every VM once a minute, or when
+/// asked), and replies do not repeat the desired set. Every heartbeat
+/// repeating its five reports would carry five per heartbeat.
+fn heartbeats_repeat_nothing(cluster: &LocalCluster) {
+    use fabric_tests::scrape;
+    let dashboard = cluster.dashboard_url();
+    let read = || {
+        let s = scrape::metrics(&dashboard).unwrap_or_else(|e| panic!("{e}"));
+        let v =
+            |name: &str, labels: &[(&str, &str)]| scrape::value(&s, name, labels).unwrap_or(0.0);
+        (
+            v("fabric_heartbeats_received_total", &[]),
+            v("fabric_heartbeat_vm_reports_total", &[]),
+            v("fabric_desired_sets_total", &[("kind", "unchanged")]),
+            v("fabric_desired_sets_total", &[("kind", "full")]),
+        )
+    };
+    let before = read();
+    // Two heartbeat intervals: every host beats at least once.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = read();
+    let (beats, reports, unchanged, full) = (
+        after.0 - before.0,
+        after.1 - before.1,
+        after.2 - before.2,
+        after.3 - before.3,
+    );
+    eprintln!(
+        "steady: {beats} heartbeats carried {reports} VM reports; desired sets {unchanged} \
+         unchanged, {full} sent whole"
+    );
+    assert!(
+        beats >= HOSTS as f64,
+        "{beats} heartbeats from {HOSTS} hosts in 2 s"
+    );
+    let per_host = (INSTANCES / HOSTS) as f64;
+    assert!(
+        reports < beats * per_host / 4.0,
+        "{reports} VM reports in {beats} heartbeats: repeated, not changes"
+    );
+    assert!(
+        unchanged > 4.0 * full,
+        "{unchanged} unchanged, {full} sent whole"
+    );
 }
 
 /// What an operator reads of 200 servers and 1,000 instances, 20 servers

@@ -65,9 +65,15 @@ impl NodeService for NodeApi {
         let req_sequence = req.sequence;
         let vms = convert::vm_observations(req.vms);
         let memory = convert::host_memory(&req.known_cluster_id, req.known_generation)?;
+        let beat = fabric_core::Beat {
+            sequence: req.sequence,
+            vms,
+            complete: !req.changed_vms_only,
+            known_desired: Some(req.known_desired_digest).filter(|d| *d != 0),
+        };
         let (reply, identity) = self
             .controller
-            .heartbeat_from(&node, &boot_id, req.sequence, vms, memory)
+            .heartbeat_from(&node, &boot_id, beat, memory)
             .await;
         let disposition = match reply.outcome {
             HeartbeatOutcome::Accepted => pb::heartbeat_response::Disposition::Accepted,
@@ -93,6 +99,9 @@ impl NodeService for NodeApi {
                 .target
                 .as_ref()
                 .map(|t| super::software::target_pb(t, reply.target_update)),
+            desired_digest: reply.desired_digest,
+            desired_unchanged: reply.desired_unchanged,
+            send_complete_reports: reply.send_complete_reports,
         }))
     }
 
