@@ -19,6 +19,10 @@ pub struct ByNode {
     /// Servers holding (or having held) an instance that changed since
     /// [`ByNode::take_touched`]: whose desired set may differ.
     touched: BTreeSet<NodeId>,
+    /// Instances on no server (Pending): with the servers in Human
+    /// Investigate, what a healing round looks at, without a pass over
+    /// every instance at every tick.
+    unplaced: BTreeSet<InstanceId>,
 }
 
 impl ByNode {
@@ -26,7 +30,13 @@ impl ByNode {
     /// call: O(changes).
     pub fn refresh(&mut self, instances: &mut Tracked<InstanceId, RoleInstance>) {
         for id in instances.take_unindexed() {
-            let now = instances.get(&id).and_then(|i| i.node()).cloned();
+            let instance = instances.get(&id);
+            let now = instance.and_then(|i| i.node()).cloned();
+            if instance.is_some() && now.is_none() {
+                self.unplaced.insert(id.clone());
+            } else {
+                self.unplaced.remove(&id);
+            }
             let before = self.node_of.get(&id);
             // An instance that changed in place (a new incarnation) changes
             // its server's desired set too.
@@ -58,5 +68,15 @@ impl ByNode {
     /// The instances on `node`, as of the last refresh.
     pub fn on(&self, node: &NodeId) -> impl Iterator<Item = &InstanceId> {
         self.on.get(node).into_iter().flatten()
+    }
+
+    /// Every server holding instances, with them, as of the last refresh.
+    pub fn servers(&self) -> impl Iterator<Item = (&NodeId, &BTreeSet<InstanceId>)> {
+        self.on.iter()
+    }
+
+    /// The instances on no server, as of the last refresh.
+    pub fn unplaced(&self) -> impl Iterator<Item = &InstanceId> {
+        self.unplaced.iter()
     }
 }

@@ -30,7 +30,7 @@ use super::placement;
 use std::collections::BTreeMap;
 
 impl FabricCore {
-    fn needs_home(&self, id: &InstanceId) -> bool {
+    pub(crate) fn needs_home(&self, id: &InstanceId) -> bool {
         let Some(i) = self.instances.get(id) else {
             return false;
         };
@@ -41,6 +41,29 @@ impl FabricCore {
                 .get(n)
                 .is_none_or(|n| n.state == NodeState::HumanInvestigate),
         }
+    }
+
+    /// Every instance that [`FabricCore::needs_home`], in id order: the
+    /// unplaced ones and those on servers in Human Investigate (or gone),
+    /// found from the per-server index. A tick runs a healing round, and
+    /// ticks follow every decision with events: a pass over 100,000
+    /// instances there cost the controller most of a core while they
+    /// started (docs/performance.md).
+    pub(crate) fn homeless(&mut self) -> std::collections::BTreeSet<InstanceId> {
+        self.by_node.refresh(&mut self.instances);
+        let mut queue: std::collections::BTreeSet<InstanceId> =
+            self.by_node.unplaced().cloned().collect();
+        for (node, ids) in self.by_node.servers() {
+            let gone = self
+                .nodes
+                .get(node)
+                .is_none_or(|n| n.state == NodeState::HumanInvestigate);
+            if gone {
+                queue.extend(ids.iter().cloned());
+            }
+        }
+        debug_assert!(queue.iter().all(|id| self.needs_home(id)));
+        queue
     }
 
     /// Instances being healed and not yet Running.
@@ -66,13 +89,16 @@ impl FabricCore {
             return Vec::new();
         }
         let queue: Vec<InstanceId> = self
-            .instances
-            .keys()
-            .filter(|id| self.needs_home(id))
+            .homeless()
+            .into_iter()
             .filter(|id| !self.cluster.role_paused(&id.deployment, &id.role))
-            .cloned()
             .collect();
         if queue.is_empty() {
+            return Vec::new();
+        }
+        let budget =
+            (self.config.healing_concurrency as usize).saturating_sub(self.healing_in_flight());
+        if budget == 0 {
             return Vec::new();
         }
         // Share of each role's instances that are not healthy where they are.
@@ -103,8 +129,6 @@ impl FabricCore {
         });
         let queue: Vec<InstanceId> = ordered.into_iter().map(|(_, _, id)| id).collect();
 
-        let budget =
-            (self.config.healing_concurrency as usize).saturating_sub(self.healing_in_flight());
         let mut events = Vec::new();
         let mut placer = placement::Placer::new(self.candidates());
         // Every affected role's spread is built in one pass per round and

@@ -391,6 +391,15 @@ fn the_per_server_index_agrees_with_a_scan_after_every_kind_of_change() {
             scanned.sort();
             assert_eq!(indexed, scanned, "{node} after {when}");
         }
+        // What a healing round looks at, from the index and by a scan.
+        let homeless: Vec<_> = core.homeless().into_iter().collect();
+        let mut scanned: Vec<_> = core
+            .instances()
+            .filter(|i| core.needs_home(&i.id))
+            .map(|i| i.id.clone())
+            .collect();
+        scanned.sort();
+        assert_eq!(homeless, scanned, "instances needing a home after {when}");
     }
     let mut core = cluster(4, 8);
     // One lost server of four must not stop healing here.
@@ -402,13 +411,22 @@ fn the_per_server_index_agrees_with_a_scan_after_every_kind_of_change() {
     check(&mut core, "scale out");
     core.scale(at(3), "web", "b", 1).unwrap();
     check(&mut core, "scale in");
-    // host-1 falls silent: Unresponsive, then HI after the grace, then healed.
+    // host-1 falls silent: Unresponsive, then HI after the grace, then
+    // healed once healing is switched back on.
+    core.set_switch(at(4), crate::cluster::Switch::Healing, false, "test");
     for s in (10..=300).step_by(10) {
         for i in 2..=4 {
             core.heartbeat(at(s), &NodeId::new(format!("host-{i}")), "boot", s, vec![]);
         }
         core.tick(at(s));
     }
+    assert!(
+        !core.homeless().is_empty(),
+        "host-1's instances wait for a home"
+    );
+    check(&mut core, "a server in HI");
+    core.set_switch(at(301), crate::cluster::Switch::Healing, true, "test");
+    core.tick(at(302));
     assert!(
         core.instances()
             .all(|i| i.node() != Some(&NodeId::new("host-1"))),

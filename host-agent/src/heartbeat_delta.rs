@@ -62,9 +62,14 @@ impl ReportDelta {
             };
         }
         // A VM gone from the host needs no word: the controller ignores
-        // absence, and learns what runs from what is reported.
-        self.accepted
-            .retain(|id, _| all.iter().any(|r| &r.vm_id == id));
+        // absence, and learns what runs from what is reported. Its entry
+        // goes, so that a VM of that name that comes back is reported even
+        // if its first report equals the last one of the old.
+        if !self.accepted.is_empty() {
+            let present: std::collections::HashSet<&str> =
+                all.iter().map(|r| r.vm_id.as_str()).collect();
+            self.accepted.retain(|id, _| present.contains(id.as_str()));
+        }
         let reports = all
             .into_iter()
             .filter(|r| self.accepted.get(&r.vm_id) != Some(r))
@@ -176,6 +181,21 @@ mod tests {
         assert_eq!(ids(&next), ["b", "c"]);
         delta.accepted(next, false);
         assert!(delta.prepare(moved).reports.is_empty());
+    }
+
+    #[test]
+    fn a_vm_that_comes_back_is_reported_even_as_it_was() {
+        let mut delta = ReportDelta::new(60);
+        let a = report("a", pb::VmState::VmStarting);
+        let first = delta.prepare(vec![a.clone()]);
+        delta.accepted(first, false);
+        // Stopped (no longer assigned), then assigned again: its first
+        // report equals the old VM's last, and still goes out.
+        let gone = delta.prepare(vec![]);
+        delta.accepted(gone, false);
+        let back = delta.prepare(vec![a]);
+        assert!(back.changed_only);
+        assert_eq!(ids(&back), ["a"]);
     }
 
     #[test]
