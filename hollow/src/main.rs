@@ -45,6 +45,12 @@ struct Cli {
     /// benchmarks.
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// How many VMs of the process may make their transfer certificate at
+    /// once, and how many open their secrets; the others wait their turn.
+    /// Real servers start theirs on their own cores; here thousands share
+    /// two.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    starting_vms: u32,
     /// The host agent's flags, for every host.
     #[arg(last = true)]
     host_args: Vec<String>,
@@ -75,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         fabric_daemon::shutdown::signal().await;
         let _ = stop_tx.send(true);
     });
+    fabric_hollow::guest::set_starting_limit(cli.starting_vms as usize);
     if let Some(path) = cli.stats.clone() {
         tokio::spawn(write_stats(path));
     }

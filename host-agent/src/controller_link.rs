@@ -121,7 +121,7 @@ impl Link {
             let registered = self.register().await;
             // A registration starts the controller's picture of this
             // server over (and a failed one may have done so).
-            self.reports.not_accepted();
+            self.reports.start_over();
             self.desired.forget();
             let interval = match registered {
                 Ok(interval) => {
@@ -257,13 +257,8 @@ impl Link {
                 known_desired_digest: self.desired.digest(),
             })
             .await;
-        let response = match response {
-            Ok(r) => r.into_inner(),
-            Err(status) => {
-                self.reports.not_accepted();
-                return Err(status);
-            }
-        };
+        // Not accepted, the reports stay pending (see heartbeat_delta).
+        let response = response?.into_inner();
         // One reading, two homes: this host's /metrics, and the
         // process-wide recorder fabric-hollow reports over all its hosts.
         let took = started.elapsed();
@@ -273,8 +268,6 @@ impl Link {
             Disposition::try_from(response.disposition).unwrap_or(Disposition::Unspecified);
         if disposition == Disposition::Accepted {
             self.reports.accepted(sent, response.send_complete_reports);
-        } else {
-            self.reports.not_accepted();
         }
         // Only these carry whose state the reply speaks for, and only the
         // first two a desired set: an empty list then means "run nothing", so

@@ -9,12 +9,17 @@
 //! runs by, which the controller then does not send again.
 //!
 //! Correctness rests on one rule: a report counts as known to the
-//! controller only when a heartbeat carrying it was ACCEPTED. After any
-//! other answer, a failed call, a registration, or when the controller asks
-//! (it restarted, took over, or moved the server between states), the next
-//! heartbeat reports every VM. Every `complete_every` heartbeats it does so
-//! anyway: a controller whose idea of this server drifted for a reason
-//! nobody foresaw is put right within that many heartbeats.
+//! controller only when a heartbeat carrying it was ACCEPTED. Until then it
+//! stays in every heartbeat (a failed call, a STALE or HOLD answer change
+//! nothing: sending it again is harmless if the controller did get it). A
+//! controller that may have lost what it accepted (it restarted, a replica
+//! took over, it moved the server between states) asks for every VM, and
+//! after registering the host sends every VM unasked. Every
+//! `complete_every` heartbeats it does so anyway: a controller whose idea
+//! of this server drifted for a reason nobody foresaw is put right within
+//! that many heartbeats. A failed call does not make the next heartbeat
+//! complete: on an overloaded controller, timeouts turning small heartbeats
+//! into full ones would feed the overload.
 
 use fabric_proto::v1 as pb;
 use std::collections::HashMap;
@@ -93,9 +98,9 @@ impl ReportDelta {
         self.complete_next = complete_asked;
     }
 
-    /// The heartbeat was not accepted (any other answer, or no answer): the
-    /// controller may not have what it carried, so the next reports all.
-    pub fn not_accepted(&mut self) {
+    /// The host registered (again): the controller's picture of its VMs
+    /// starts over, so the next heartbeat reports them all.
+    pub fn start_over(&mut self) {
         self.complete_next = true;
     }
 }
@@ -199,25 +204,37 @@ mod tests {
     }
 
     #[test]
-    fn anything_but_accepted_or_the_controller_asking_makes_the_next_complete() {
+    fn a_change_stays_until_accepted_and_every_vm_goes_when_asked() {
         let mut delta = ReportDelta::new(60);
-        let all = vec![report("a", pb::VmState::VmRunning)];
+        let all = vec![
+            report("a", pb::VmState::VmRunning),
+            report("b", pb::VmState::VmRunning),
+        ];
         let first = delta.prepare(all.clone());
         delta.accepted(first, false);
-        // A changed report whose heartbeat failed is not known: the next
-        // heartbeat carries everything, the change included.
-        let changed = vec![report("a", pb::VmState::VmReinitializing)];
+        // A changed report whose heartbeat failed (or was answered STALE)
+        // is not known: it goes again, and only it.
+        let changed = vec![
+            report("a", pb::VmState::VmReinitializing),
+            report("b", pb::VmState::VmRunning),
+        ];
         let lost = delta.prepare(changed.clone());
         assert_eq!(ids(&lost), ["a"]);
-        delta.not_accepted();
-        assert!(!delta.prepare(changed.clone()).changed_only);
+        let again = delta.prepare(changed.clone());
+        assert!(again.changed_only);
+        assert_eq!(ids(&again), ["a"]);
+        delta.accepted(again, false);
+        assert!(delta.prepare(changed.clone()).reports.is_empty());
+        // After registering: every VM.
+        delta.start_over();
+        assert!(!delta.prepare(changed).changed_only);
         // The controller restarted: it asks, and gets every VM.
         let mut delta = ReportDelta::new(60);
         let first = delta.prepare(all.clone());
         delta.accepted(first, true);
         let asked = delta.prepare(all);
         assert!(!asked.changed_only);
-        assert_eq!(ids(&asked), ["a"]);
+        assert_eq!(ids(&asked), ["a", "b"]);
     }
 
     #[test]
