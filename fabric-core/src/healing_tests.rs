@@ -405,7 +405,17 @@ fn status_never_shows_a_vm_on_a_silent_or_failed_server_as_running() {
         transfer_cert_fingerprint: String::new(),
     };
     core.heartbeat(at(1), &home, "b", 1, vec![running]);
-    let shown = |core: &FabricCore| core.status_of(core.instance(&id).unwrap());
+    // status_of, and the counts metrics read, agree.
+    let shown = |core: &FabricCore| {
+        let state = core.status_of(core.instance(&id).unwrap());
+        let counted: Vec<(InstanceState, usize)> = InstanceState::ALL
+            .into_iter()
+            .zip(core.status_counts())
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert_eq!(counted, [(state, 1)]);
+        state
+    };
     assert_eq!(shown(&core), InstanceState::Running);
     // Its server falls silent: what it said last may no longer hold.
     core.set_switch(at(1), Switch::Healing, false, "op");

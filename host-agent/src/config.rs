@@ -93,6 +93,11 @@ pub struct Args {
     /// heartbeat reports every VM.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub complete_report_every: u32,
+    /// The longest `<state>/obeyed.json` may lag the newest controller
+    /// generation obeyed while the host acts on nothing; it is always
+    /// written before the host acts on a desired set.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub obeyed_sync_interval: Duration,
     /// Directory for this server's state: VM directories, guest agent logs
     /// and pid files. Default: a directory named after the node under the
     /// system temp directory.
@@ -243,6 +248,7 @@ pub struct HostConfig {
     pub controller_timeout: Duration,
     pub report_coalesce: Duration,
     pub complete_report_every: u32,
+    pub obeyed_sync_interval: Duration,
     pub state_dir: Option<PathBuf>,
     pub guests: GuestConfig,
     /// What this host agent runs (package and versions), reported at
@@ -407,6 +413,7 @@ impl Args {
             controller_timeout: self.controller_timeout,
             report_coalesce: self.report_coalesce,
             complete_report_every: self.complete_report_every,
+            obeyed_sync_interval: self.obeyed_sync_interval,
             state_dir: self.state_dir,
             guests,
             running: crate::software::Running {

@@ -285,7 +285,11 @@ impl Link {
             generation: response.generation,
             replaces: &response.replaces_cluster_id,
         };
-        match self.obeyed.obey(&whose, runs_vms) {
+        // Acting: a set listed (it may differ from what runs) or software
+        // named; "unchanged" with nothing named changes nothing here.
+        let acting = disposition != Disposition::Hold
+            && (!response.desired_unchanged || response.target.is_some());
+        match self.obeyed.obey(&whose, runs_vms, acting) {
             Ok(()) => {
                 if self.disobeyed.take().is_some() {
                     tracing::info!(cluster = %response.cluster_id, generation = response.generation, "obeying the controller again");

@@ -66,19 +66,28 @@ impl ReportDelta {
                 changed_only: false,
             };
         }
+        let mut known = 0;
+        let reports: Vec<pb::VmReport> = all
+            .iter()
+            .filter(|r| match self.accepted.get(&r.vm_id) {
+                Some(last) => {
+                    known += 1;
+                    last != *r
+                }
+                None => true,
+            })
+            .cloned()
+            .collect();
         // A VM gone from the host needs no word: the controller ignores
         // absence, and learns what runs from what is reported. Its entry
         // goes, so that a VM of that name that comes back is reported even
-        // if its first report equals the last one of the old.
-        if !self.accepted.is_empty() {
+        // if its first report equals the last one of the old. (Counted
+        // above, so a heartbeat where none went costs nothing more.)
+        if known < self.accepted.len() {
             let present: std::collections::HashSet<&str> =
                 all.iter().map(|r| r.vm_id.as_str()).collect();
             self.accepted.retain(|id, _| present.contains(id.as_str()));
         }
-        let reports = all
-            .into_iter()
-            .filter(|r| self.accepted.get(&r.vm_id) != Some(r))
-            .collect();
         Prepared {
             reports,
             changed_only: true,

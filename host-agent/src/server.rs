@@ -246,7 +246,7 @@ pub async fn run_with(
         max_backoff: config.max_backoff,
         addresses: config.controllers.len(),
         report_coalesce: config.report_coalesce,
-        obeyed: crate::obeyed::ObeyedFile::open(&state_dir)?,
+        obeyed: crate::obeyed::ObeyedFile::open(&state_dir, config.obeyed_sync_interval)?,
         disobeyed: None,
         reports: crate::heartbeat_delta::ReportDelta::new(config.complete_report_every),
         desired: Default::default(),

@@ -32,6 +32,7 @@ fn host_config(pki: &TestPki, url: &str, node: &str) -> HostConfig {
         max_backoff: Duration::from_millis(500),
         report_coalesce: Duration::from_millis(25),
         complete_report_every: 60,
+        obeyed_sync_interval: Duration::from_secs(10),
         state_dir: None,
         guests: host_agent::config::GuestConfig::default(),
         running: Default::default(),

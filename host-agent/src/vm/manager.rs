@@ -371,14 +371,16 @@ impl VmManager {
         {
             let mut guard = self.table();
             let table = &mut *guard;
-            let mut wanted = HashSet::new();
+            // Borrowed, not cloned: a heartbeat reconciles every VM of the
+            // server, a second each.
+            let mut wanted: HashSet<&str> = HashSet::with_capacity(desired.len());
             for assignment in desired {
                 let vm_id = &assignment.vm_id;
                 if !process::valid_vm_id(vm_id) {
                     tracing::warn!(vm = %vm_id, "ignoring an assignment whose VM id is not a plain name");
                     continue;
                 }
-                wanted.insert(vm_id.clone());
+                wanted.insert(vm_id.as_str());
                 match table.records.get_mut(vm_id) {
                     Some(record) => {
                         record
@@ -407,7 +409,7 @@ impl VmManager {
             let unlisted: Vec<String> = table
                 .records
                 .keys()
-                .filter(|id| !wanted.contains(*id))
+                .filter(|id| !wanted.contains(id.as_str()))
                 .cloned()
                 .collect();
             for vm_id in unlisted {

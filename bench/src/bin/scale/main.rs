@@ -130,9 +130,10 @@ fn wait(addr: &str, what: &str, done: impl Fn(&View) -> bool) -> Duration {
         if started.elapsed() > LIMIT {
             panic!("timed out waiting for {what}");
         }
-        // Rendering /metrics counts every instance (cheap at Prometheus's
-        // 15 s, not at 20 scrapes a second against 100,000 instances).
-        std::thread::sleep(Duration::from_millis(250));
+        // Rendering /metrics counts every instance: cheap at Prometheus's
+        // 15 s, a tax on the controller measured at 20 scrapes a second
+        // against 100,000 instances.
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
