@@ -54,6 +54,19 @@ fn spec(name: &str, roles: &[(&str, u32)], fingerprint: &str) -> DeploymentSpec 
     }
 }
 
+/// A report of incarnation 1 of `id`, its role serving.
+fn running(id: &InstanceId) -> VmObservation {
+    VmObservation {
+        id: id.clone(),
+        incarnation: 1,
+        state: VmState::Running,
+        pid: 7,
+        endpoint: "127.0.0.1:9".into(),
+        detail: String::new(),
+        transfer_cert_fingerprint: "ff".into(),
+    }
+}
+
 fn nodes_of(core: &FabricCore, role: &str) -> Vec<NodeId> {
     core.instances()
         .filter(|i| i.id.role.as_str() == role)
@@ -247,15 +260,7 @@ fn a_heartbeat_counts_its_reports_only_when_accepted() {
     core.deploy(at(1), spec("web", &[("a", 1)], "aa")).unwrap();
     let node = NodeId::new("host-1");
     let id = InstanceId::parse("web.a.0").unwrap();
-    let running = vec![VmObservation {
-        id: id.clone(),
-        incarnation: 1,
-        state: VmState::Running,
-        pid: 7,
-        endpoint: "127.0.0.1:9".into(),
-        detail: String::new(),
-        transfer_cert_fingerprint: "ff".into(),
-    }];
+    let running = vec![running(&id)];
     let (reply, _) = core.heartbeat(at(2), &node, "boot", 5, Vec::new());
     assert_eq!(reply.outcome, HeartbeatOutcome::Accepted);
     assert_eq!(reply.desired.len(), 1);
@@ -326,15 +331,7 @@ fn a_host_is_asked_for_every_vm_until_the_controller_has_heard_them_all() {
     core.deploy(at(1), spec("web", &[("a", 2)], "aa")).unwrap();
     let node = NodeId::new("host-1");
     let id = InstanceId::parse("web.a.1").unwrap();
-    let running = VmObservation {
-        id: id.clone(),
-        incarnation: 1,
-        state: VmState::Running,
-        pid: 7,
-        endpoint: "127.0.0.1:9".into(),
-        detail: String::new(),
-        transfer_cert_fingerprint: "ff".into(),
-    };
+    let running = running(&id);
     let partial = |sequence, vms| Beat {
         sequence,
         vms,
