@@ -705,13 +705,6 @@ impl Controller {
         // The core's generation may be a batch still being written, or one
         // whose write failed (the reply is then HOLD).
         identity.generation = identity.generation.min(self.durable_generation());
-        if matches!(
-            reply.outcome,
-            HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale
-        ) && self.held().is_none()
-        {
-            self.metrics.desired_set(reply.desired_unchanged);
-        }
         if self.held().is_some() && reply.outcome == HeartbeatOutcome::Accepted {
             // The desired set may rest on decisions not yet saved.
             reply = HeartbeatReply {
@@ -722,6 +715,13 @@ impl Controller {
                 target: None,
                 ..reply
             };
+        }
+        // Only these carry a desired set (listed, or "unchanged").
+        if matches!(
+            reply.outcome,
+            HeartbeatOutcome::Accepted | HeartbeatOutcome::Stale
+        ) {
+            self.metrics.desired_set(reply.desired_unchanged);
         }
         (reply, identity)
     }

@@ -88,9 +88,9 @@ pub struct Args {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "25ms")]
     pub report_coalesce: Duration,
     /// Report every VM at least once per this many heartbeats; in between a
-    /// heartbeat reports only the VMs whose report changed (and every VM
-    /// whenever the controller asks or did not accept the last). 1: every
-    /// heartbeat reports every VM.
+    /// heartbeat reports only the VMs whose report changed since the
+    /// controller accepted one (and every VM after registering or when the
+    /// controller asks). 1: every heartbeat reports every VM.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub complete_report_every: u32,
     /// The longest `<state>/obeyed.json` may lag the newest controller

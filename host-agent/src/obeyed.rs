@@ -137,11 +137,6 @@ impl ObeyedFile {
         self.memory().current.clone()
     }
 
-    /// What `<state>/obeyed.json` says now.
-    pub fn on_disk(&self) -> Obeyed {
-        self.memory().on_disk.clone()
-    }
-
     /// Checks a reply's state against the memory (only while the host runs
     /// VMs) and remembers it. `acting`: the host is about to act on the
     /// reply (a desired set listed, or software named), so the file is
@@ -194,6 +189,11 @@ mod tests {
     impl ObeyedFile {
         fn obey_vms(&self, reply: &ReplyState<'_>) -> Result<(), Disobey> {
             self.obey(reply, true, true)
+        }
+
+        /// What `<state>/obeyed.json` says now.
+        fn on_disk(&self) -> Obeyed {
+            self.memory().on_disk.clone()
         }
     }
 
@@ -260,6 +260,21 @@ mod tests {
         let file = ObeyedFile::open(dir.path(), Duration::ZERO).unwrap();
         file.obey(&reply("a", 11, ""), true, false).unwrap();
         assert_eq!(file.on_disk(), at(11));
+    }
+
+    #[test]
+    fn a_memory_that_cannot_be_written_is_not_advanced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ObeyedFile::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        file.obey_vms(&reply("a", 5, "")).unwrap();
+        // The file's place taken by a directory: the write fails.
+        std::fs::remove_file(dir.path().join("obeyed.json")).unwrap();
+        std::fs::create_dir(dir.path().join("obeyed.json")).unwrap();
+        // Obeyed all the same (the host keeps running its VMs), but the
+        // memory stays at what is known to be on disk.
+        file.obey_vms(&reply("a", 7, "")).unwrap();
+        assert_eq!(file.get().generation, 5);
+        assert_eq!(file.on_disk().generation, 5);
     }
 
     #[test]

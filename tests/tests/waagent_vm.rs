@@ -10,8 +10,8 @@
 //! killed agent trips the host's guest heartbeat timeout and the VM comes
 //! back with the next incarnation, a new transfer certificate and its
 //! certificate opened again; a rotation (the definition deployed again
-//! with a new certificate) reaches the running agent in place. A waagent role with an EC certificate is
-//! refused at deploy, naming why. Start-to-Running of both guests is
+//! with a new certificate) reaches the running agent in place. A waagent
+//! role with an EC certificate is refused at deploy, naming why. Start-to-Running of both guests is
 //! printed, measured in the same run.
 //!
 //! Needs the binaries (`cargo build --workspace --bins`), `waagent` and

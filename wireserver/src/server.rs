@@ -219,6 +219,15 @@ impl WireServer {
         *self.shared.goal.lock().unwrap_or_else(|p| p.into_inner()) = goal;
     }
 
+    /// Offers the next goal-state incarnation (the same documents, and the
+    /// certificates the source gives now): the guest fetches it at its next
+    /// poll. Returns the new incarnation.
+    pub fn next_incarnation(&self) -> u64 {
+        let mut goal = self.shared.goal.lock().unwrap_or_else(|p| p.into_inner());
+        goal.incarnation += 1;
+        goal.incarnation
+    }
+
     /// What the guest has done, updated at each request.
     pub fn observe(&self) -> watch::Receiver<Observed> {
         self.shared.observed.subscribe()
@@ -548,5 +557,28 @@ mod tests {
                 .unwrap_err()
                 .contains("guestAgentStatus.status")
         );
+    }
+
+    #[tokio::test]
+    async fn the_next_incarnation_is_served_in_place_of_the_last() {
+        let goal = GoalState {
+            incarnation: 3,
+            container_id: "c-0".into(),
+            deployment: "web".into(),
+            role: "frontend".into(),
+            instance_id: "web.frontend.0".into(),
+            has_certificates: true,
+        };
+        let server = WireServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            goal,
+            Arc::new(StaticCertificates::new(Vec::new())),
+        )
+        .await
+        .expect("wire server");
+        assert_eq!(server.next_incarnation(), 4);
+        assert_eq!(server.next_incarnation(), 5);
+        assert_eq!(server.shared.goal().incarnation, 5);
+        assert_eq!(server.shared.goal().container_id, "c-0");
     }
 }

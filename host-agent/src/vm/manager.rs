@@ -840,12 +840,12 @@ impl VmManager {
         Ok(())
     }
 
-    /// A rotation ended; `version` is the secrets version the guest now has.
     /// The runner of waagent VMs, if this host has one.
     pub fn waagent(&self) -> Option<Arc<super::waagent::Waagent>> {
         self.launcher.waagent()
     }
 
+    /// A rotation ended; `version` is the secrets version the guest now has.
     pub fn rotation_done(&self, vm_id: &str, incarnation: u64, version: Option<String>) {
         let _ = self.with_record(vm_id, |r| {
             if r.incarnation == incarnation && r.rotating {

@@ -149,7 +149,6 @@ impl Waagent {
             endpoint: endpoint.clone(),
             hello: tokio::sync::Mutex::new(None),
             session: tokio::sync::watch::channel(None).0,
-            goal: Mutex::new(goal.clone()),
             server: Mutex::new(Weak::new()),
         });
         let server = Arc::new(
@@ -203,8 +202,7 @@ struct Bridge {
     /// Once said Hello.
     hello: tokio::sync::Mutex<Option<Hello>>,
     session: tokio::sync::watch::Sender<Option<Session>>,
-    /// The goal state served (its incarnation goes up at each rotation).
-    goal: Mutex<GoalState>,
+    /// Its wire server (whose goal state a rotation moves on).
     server: Mutex<Weak<WireServer>>,
 }
 
@@ -313,19 +311,14 @@ impl Bridge {
             return Err("the agent has not asked for its certificates yet".into());
         };
         h.data = self.reseal(h.ours.clone(), sealed, h.agent.clone()).await?;
-        let goal = {
-            let mut goal = self.goal.lock().unwrap_or_else(|p| p.into_inner());
-            goal.incarnation += 1;
-            goal.clone()
-        };
         let server = self
             .server
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .upgrade();
         let server = server.ok_or("its wire server has stopped")?;
-        server.set_goal_state(goal.clone());
-        tracing::info!(vm = %self.vm_id, incarnation = self.incarnation, goal_state_incarnation = goal.incarnation, "rotated certificates offered to waagent as a new goal-state incarnation");
+        let goal_state_incarnation = server.next_incarnation();
+        tracing::info!(vm = %self.vm_id, incarnation = self.incarnation, goal_state_incarnation, "rotated certificates offered to waagent as a new goal-state incarnation");
         Ok(())
     }
 
